@@ -1,0 +1,233 @@
+"""What Dune answers, as small typed dataclasses built from its JSON.
+
+Built with `from_dict`, tolerant of extra fields (the API promises new fields and new enum values inside v1)
+and strict about the ones we rely on: a missing `execution_id` or `state` is an `UnexpectedResponseError`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from dune_async.errors import UnexpectedResponseError
+
+
+class ExecutionState(str, Enum):
+    """The states of a Dune execution, plus UNKNOWN for a state a newer API may add."""
+
+    PENDING = "QUERY_STATE_PENDING"
+    EXECUTING = "QUERY_STATE_EXECUTING"
+    COMPLETED = "QUERY_STATE_COMPLETED"
+    COMPLETED_PARTIAL = "QUERY_STATE_COMPLETED_PARTIAL"
+    FAILED = "QUERY_STATE_FAILED"
+    CANCELLED = "QUERY_STATE_CANCELLED"
+    EXPIRED = "QUERY_STATE_EXPIRED"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, raw: str) -> ExecutionState:
+        """The state for Dune's spelling; both CANCELLED and CANCELED; anything unheard of is UNKNOWN."""
+        if raw == "QUERY_STATE_CANCELED":
+            return cls.CANCELLED
+        try:
+            return cls(raw)
+        except ValueError:
+            return cls.UNKNOWN
+
+    @property
+    def is_terminal(self) -> bool:
+        """Finished for good. UNKNOWN is not: a state we cannot read is polled again, never trusted."""
+        return self in _TERMINAL
+
+    @property
+    def has_rows(self) -> bool:
+        """Rows can be read (COMPLETED_PARTIAL only with `allow_partial_results`)."""
+        return self in (ExecutionState.COMPLETED, ExecutionState.COMPLETED_PARTIAL)
+
+    @property
+    def short(self) -> str:
+        """`COMPLETED` rather than `QUERY_STATE_COMPLETED`, for logs and tables."""
+        return self.value.removeprefix("QUERY_STATE_")
+
+
+_TERMINAL = frozenset(
+    {
+        ExecutionState.COMPLETED,
+        ExecutionState.COMPLETED_PARTIAL,
+        ExecutionState.FAILED,
+        ExecutionState.CANCELLED,
+        ExecutionState.EXPIRED,
+    }
+)
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An aware UTC datetime from Dune's RFC 3339 text (0 to 9 fractional digits); None for null or absent."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UnexpectedResponseError(f"expected an RFC 3339 timestamp, got {value!r}")
+    # Python keeps microseconds: nanoseconds are cut rather than rounded, so ordering is preserved.
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value.strip(), count=1)
+    text = text.replace("Z", "+00:00").replace("z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UnexpectedResponseError(f"expected an RFC 3339 timestamp, got {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _require(data: Any, key: str, what: str) -> Any:
+    if not isinstance(data, dict) or data.get(key) is None:
+        raise UnexpectedResponseError(f"{what} without {key!r}")
+    return data[key]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class ExecutionHandle:
+    """The answer to `POST /query/{id}/execute`."""
+
+    execution_id: str
+    state: ExecutionState
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ExecutionHandle:
+        return cls(
+            execution_id=str(_require(data, "execution_id", "execute answer")),
+            state=ExecutionState.parse(str(data.get("state", ""))),
+        )
+
+
+@dataclass(frozen=True)
+class ResultMetadata:
+    """`result.metadata` of a results page, or `result_metadata` of a COMPLETED status."""
+
+    column_names: list[str] = field(default_factory=list)
+    column_types: list[str] = field(default_factory=list)
+    row_count: int = 0
+    total_row_count: int | None = None
+    datapoint_count: int | None = None
+    result_set_bytes: int | None = None
+    total_result_set_bytes: int | None = None
+    pending_time_millis: int | None = None
+    execution_time_millis: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ResultMetadata:
+        if not isinstance(data, dict):
+            raise UnexpectedResponseError(f"expected result metadata, got {type(data).__name__}")
+
+        def opt_int(key: str) -> int | None:
+            value = data.get(key)
+            return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        return cls(
+            column_names=[str(c) for c in data.get("column_names") or []],
+            column_types=[str(c) for c in data.get("column_types") or []],
+            row_count=opt_int("row_count") or 0,
+            total_row_count=opt_int("total_row_count"),
+            datapoint_count=opt_int("datapoint_count"),
+            result_set_bytes=opt_int("result_set_bytes"),
+            total_result_set_bytes=opt_int("total_result_set_bytes"),
+            pending_time_millis=opt_int("pending_time_millis"),
+            execution_time_millis=opt_int("execution_time_millis"),
+        )
+
+
+@dataclass(frozen=True)
+class ExecutionStatus:
+    """The execution object shared by the status and results endpoints."""
+
+    execution_id: str
+    query_id: int | None
+    state: ExecutionState
+    raw_state: str
+    is_execution_finished: bool | None = None
+    submitted_at: datetime | None = None
+    expires_at: datetime | None = None
+    execution_started_at: datetime | None = None
+    execution_ended_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    queue_position: int | None = None
+    error: dict[str, Any] | None = None
+    execution_cost_credits: float | None = None
+    result_metadata: ResultMetadata | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ExecutionStatus:
+        raw_state = str(_require(data, "state", "execution object"))
+        query_id = data.get("query_id")
+        metadata = data.get("result_metadata")
+        error = data.get("error")
+        queue_position = data.get("queue_position")
+        return cls(
+            execution_id=str(_require(data, "execution_id", "execution object")),
+            query_id=int(query_id) if isinstance(query_id, int) else None,
+            state=ExecutionState.parse(raw_state),
+            raw_state=raw_state,
+            is_execution_finished=data.get("is_execution_finished"),
+            submitted_at=parse_timestamp(data.get("submitted_at")),
+            expires_at=parse_timestamp(data.get("expires_at")),
+            execution_started_at=parse_timestamp(data.get("execution_started_at")),
+            execution_ended_at=parse_timestamp(data.get("execution_ended_at")),
+            cancelled_at=parse_timestamp(data.get("cancelled_at")),
+            queue_position=queue_position if isinstance(queue_position, int) else None,
+            error=error if isinstance(error, dict) else ({"message": str(error)} if error else None),
+            execution_cost_credits=_number(data.get("execution_cost_credits")),
+            result_metadata=ResultMetadata.from_dict(metadata) if isinstance(metadata, dict) else None,
+        )
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    """One page of `GET /execution/{id}/results` (or `/query/{id}/results`).
+
+    `offset` is where this page starts in the execution's result, so `offset + i` is a row's stable position.
+    `result` is None while the execution has not finished, or when it has no readable rows.
+    """
+
+    execution: ExecutionStatus
+    offset: int
+    rows: list[dict[str, Any]]
+    metadata: ResultMetadata | None
+    next_offset: int | None = None
+    next_uri: str | None = None
+
+    @property
+    def is_last(self) -> bool:
+        return self.next_offset is None and self.next_uri is None
+
+    @classmethod
+    def from_dict(cls, data: Any, *, offset: int) -> ResultPage:
+        execution = ExecutionStatus.from_dict(data)
+        result = data.get("result")
+        rows: list[dict[str, Any]] = []
+        metadata = None
+        if isinstance(result, dict):
+            raw_rows = result.get("rows") or []
+            if not isinstance(raw_rows, list):
+                raise UnexpectedResponseError("result.rows is not a list", execution_id=execution.execution_id)
+            rows = raw_rows
+            if isinstance(result.get("metadata"), dict):
+                metadata = ResultMetadata.from_dict(result["metadata"])
+        next_offset = data.get("next_offset")
+        next_uri = data.get("next_uri")
+        return cls(
+            execution=execution,
+            offset=offset,
+            rows=rows,
+            metadata=metadata,
+            next_offset=int(next_offset) if isinstance(next_offset, int) else None,
+            next_uri=str(next_uri) if isinstance(next_uri, str) and next_uri else None,
+        )
