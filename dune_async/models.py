@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from dune_async.errors import UnexpectedResponseError
 
 
-class ExecutionState(str, Enum):
+class ExecutionState(StrEnum):
     """The states of a Dune execution, plus UNKNOWN for a state a newer API may add."""
 
     PENDING = "QUERY_STATE_PENDING"
@@ -80,8 +80,8 @@ def parse_timestamp(value: Any) -> datetime | None:
     except ValueError as exc:
         raise UnexpectedResponseError(f"expected an RFC 3339 timestamp, got {value!r}") from exc
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def _require(data: Any, key: str, what: str) -> Any:
