@@ -1,0 +1,207 @@
+"""In-memory stand-ins for the Dune client and Fivetran's `op`, for fast orchestrator and sink tests."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dune_async.errors import DuneError, NotFoundError
+from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage
+
+_ids = itertools.count(1)
+
+
+def new_execution_id() -> str:
+    return f"01FAKE{next(_ids):020d}"
+
+
+@dataclass
+class FakeQuery:
+    rows: int = 5
+    polls: int = 2  # status calls before the execution finishes
+    final: str = "QUERY_STATE_COMPLETED"
+    columns: int = 2
+    execute_error: DuneError | None = None
+    status_error: DuneError | None = None  # raised by status once the execution exists
+    page_error: DuneError | None = None  # raised when reading the second page
+    credits: float = 10.0
+
+
+@dataclass
+class FakeExecution:
+    execution_id: str
+    query_id: int
+    parameters: dict[str, Any]
+    polls_left: int
+    final: str
+    state: str = "QUERY_STATE_PENDING"
+    ended_at: datetime | None = None
+    cancelled: bool = False
+
+    def as_dict(self, query: FakeQuery) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        data: dict[str, Any] = {
+            "execution_id": self.execution_id, "query_id": self.query_id, "state": self.state,
+            "is_execution_finished": self.state not in ("QUERY_STATE_PENDING", "QUERY_STATE_EXECUTING"),
+            "submitted_at": (now - timedelta(seconds=1)).isoformat(), "execution_cost_credits": query.credits,
+        }
+        if self.ended_at:
+            data["execution_ended_at"] = self.ended_at.isoformat()
+        if self.state == "QUERY_STATE_COMPLETED":
+            data["result_metadata"] = {"column_names": [f"c{i}" for i in range(query.columns)],
+                                       "column_types": ["bigint"] * query.columns, "total_row_count": query.rows}
+        if self.state == "QUERY_STATE_FAILED":
+            data["error"] = {"type": "FAILED_TYPE_EXECUTION_FAILED", "message": "line 1:8: syntax error"}
+        return data
+
+
+class FakeDune:
+    """Answers like the client would; every call is recorded in `calls`."""
+
+    def __init__(self, queries: Mapping[int, FakeQuery], *, page_rows: int = 2, latency: float = 0.0) -> None:
+        self.queries = dict(queries)
+        self.page_rows = page_rows
+        self.latency = latency
+        self.executions: dict[str, FakeExecution] = {}
+        self.calls: Counter[str] = Counter()
+        self.executes: Counter[int] = Counter()
+        self.cancelled: list[str] = []
+        self.status_log: list[tuple[float, str]] = []
+        self.page_requests: list[tuple[str, int, bool]] = []
+
+    async def __aenter__(self) -> FakeDune:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def factory(self, settings: object) -> FakeDune:
+        """Stands in for `DuneClient` in `run_sync(client_factory=...)`."""
+        self.settings = settings
+        return self
+
+    def add_execution(self, query_id: int, *, state: str = "QUERY_STATE_COMPLETED", polls: int = 0,
+                      ended_ago: timedelta = timedelta(0), parameters: dict[str, Any] | None = None) -> str:
+        execution_id = new_execution_id()
+        self.executions[execution_id] = FakeExecution(
+            execution_id, query_id, parameters or {}, polls, self.queries[query_id].final, state,
+            ended_at=datetime.now(UTC) - ended_ago if state != "QUERY_STATE_PENDING" else None)
+        return execution_id
+
+    async def _pause(self) -> None:
+        await asyncio.sleep(self.latency)
+
+    async def execute(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
+                      performance: str = "medium") -> ExecutionHandle:
+        self.calls["execute"] += 1
+        await self._pause()
+        query = self.queries.get(query_id)
+        if query is None:
+            raise NotFoundError("Query not found", endpoint="execute", query_id=query_id)
+        if query.execute_error is not None:
+            raise query.execute_error
+        self.executes[query_id] += 1
+        execution_id = new_execution_id()
+        self.executions[execution_id] = FakeExecution(execution_id, query_id, dict(parameters or {}),
+                                                      query.polls, query.final)
+        return ExecutionHandle(execution_id=execution_id, state=ExecutionStatus.from_dict(
+            {"execution_id": execution_id, "state": "QUERY_STATE_PENDING"}).state)
+
+    async def status(self, execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
+        self.calls["status"] += 1
+        self.status_log.append((asyncio.get_running_loop().time(), execution_id))
+        await self._pause()
+        execution = self._execution(execution_id)
+        query = self.queries[execution.query_id]
+        if query.status_error is not None:
+            raise query.status_error
+        if execution.state in ("QUERY_STATE_PENDING", "QUERY_STATE_EXECUTING") and not execution.cancelled:
+            execution.polls_left -= 1
+            if execution.polls_left <= 0:
+                execution.state, execution.ended_at = execution.final, datetime.now(UTC)
+            else:
+                execution.state = "QUERY_STATE_EXECUTING"
+        return ExecutionStatus.from_dict(execution.as_dict(query))
+
+    async def cancel(self, execution_id: str, *, query_id: int | None = None) -> bool:
+        self.calls["cancel"] += 1
+        execution = self._execution(execution_id)
+        execution.cancelled, execution.state = True, "QUERY_STATE_CANCELLED"
+        self.cancelled.append(execution_id)
+        return True
+
+    async def latest_result(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
+                            limit: int = 1) -> ResultPage:
+        self.calls["latest_result"] += 1
+        await self._pause()
+        finished = [e for e in self.executions.values()
+                    if e.query_id == query_id and e.ended_at is not None and e.parameters == dict(parameters or {})]
+        if not finished:
+            raise NotFoundError("not found: No execution found for the latest version of the given query",
+                                endpoint="query_results", query_id=query_id)
+        latest = max(finished, key=lambda e: e.ended_at or datetime.min.replace(tzinfo=UTC))
+        return self._page(latest, 0, limit)
+
+    async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = False,
+                    column_count: int | None = None, query_id: int | None = None) -> AsyncIterator[ResultPage]:
+        self.page_requests.append((execution_id, offset, allow_partial))
+        execution = self._execution(execution_id)
+        query = self.queries[execution.query_id]
+        first = True
+        while True:
+            self.calls["results"] += 1
+            await self._pause()
+            if not first and query.page_error is not None:
+                raise query.page_error
+            first = False
+            page = self._page(execution, offset, self.page_rows)
+            yield page
+            if page.is_last:
+                return
+            offset = page.next_offset or 0
+
+    def _page(self, execution: FakeExecution, offset: int, limit: int) -> ResultPage:
+        query = self.queries[execution.query_id]
+        data = execution.as_dict(query)
+        if execution.state in ("QUERY_STATE_COMPLETED", "QUERY_STATE_COMPLETED_PARTIAL"):
+            end = min(offset + limit, query.rows)
+            rows = [{"n": i, "query": execution.query_id} for i in range(offset, end)]
+            data["result"] = {"rows": rows, "metadata": {"column_names": ["n", "query"], "row_count": len(rows),
+                                                         "total_row_count": query.rows}}
+            if end < query.rows:
+                data["next_offset"] = end
+        return ResultPage.from_dict(data, offset=offset)
+
+    def _execution(self, execution_id: str) -> FakeExecution:
+        try:
+            return self.executions[execution_id]
+        except KeyError:
+            raise NotFoundError("not found", endpoint="status", execution_id=execution_id) from None
+
+
+@dataclass
+class FakeOperations:
+    """Records what a connector hands to Fivetran; `committed` is what survives a crash."""
+
+    upserts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    committed_upserts: int = 0
+    fail_after_upserts: int | None = None
+
+    def upsert(self, table: str, data: dict[str, Any]) -> None:
+        if self.fail_after_upserts is not None and len(self.upserts) >= self.fail_after_upserts:
+            raise RuntimeError("destination write failed")
+        self.upserts.append((table, data))
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        self.checkpoints.append(copy.deepcopy(state))
+        self.committed_upserts = len(self.upserts)
+
+    def rows(self, table: str = "dune_query_result") -> list[dict[str, Any]]:
+        return [data for name, data in self.upserts if name == table]

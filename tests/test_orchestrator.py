@@ -1,0 +1,266 @@
+"""The orchestrator's decisions, against an in-memory Dune: concurrency, polling, failures, resume, reuse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+
+from dune_async.channel import END, PageChannel
+from dune_async.errors import (
+    AuthenticationError,
+    BadRequestError,
+    CreditsExhaustedError,
+    DuneUnavailableError,
+    ExecuteOutcomeUnknownError,
+)
+from dune_async.events import ExecutionStarted, Origin, Outcome, QueryDone, RowsPage, SyncAborted
+from dune_async.orchestrator import Orchestrator, QueryPlan, Timing
+from tests.fakes import FakeDune, FakeQuery
+
+FAST = Timing(min_poll_seconds=0.01, max_poll_seconds=0.05, execution_timeout_seconds=30)
+
+
+def plan(query_id: int, **kwargs: object) -> QueryPlan:
+    return QueryPlan(query_id=query_id, parameters={}, performance="medium", fingerprint="fp", **kwargs)  # type: ignore[arg-type]
+
+
+async def run(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, capacity: int = 3,
+              writer_delay: float = 0.0) -> tuple[list[object], PageChannel]:
+    channel = PageChannel(capacity)
+    events: list[object] = []
+
+    def drain() -> None:
+        while True:
+            event, holds_slot = channel.get(timeout=20)
+            if event is END:
+                return
+            events.append(event)
+            if writer_delay:
+                time.sleep(writer_delay)
+            if holds_slot:
+                channel.page_done()
+
+    await asyncio.gather(Orchestrator(dune, channel, plans, timing).run(), asyncio.to_thread(drain))
+    return events, channel
+
+
+def outcomes(events: list[object]) -> dict[int, Outcome]:
+    return {e.query_id: e.outcome for e in events if isinstance(e, QueryDone)}
+
+
+def rows_of(events: list[object], query_id: int) -> list[int]:
+    return [row["n"] for e in events if isinstance(e, RowsPage) and e.query_id == query_id for row in e.rows]
+
+
+async def test_every_query_runs_once_and_every_row_arrives_in_order() -> None:
+    dune = FakeDune({1: FakeQuery(rows=7), 2: FakeQuery(rows=0), 3: FakeQuery(rows=3, polls=5)}, page_rows=2)
+    events, _ = await run(dune, [plan(1), plan(2), plan(3)])
+    assert outcomes(events) == {1: Outcome.SYNCED, 2: Outcome.SYNCED, 3: Outcome.SYNCED}
+    assert rows_of(events, 1) == list(range(7))
+    assert rows_of(events, 3) == [0, 1, 2]
+    assert dune.executes == {1: 1, 2: 1, 3: 1}
+    pages = [(e.query_id, e.offset) for e in events if isinstance(e, RowsPage) and e.query_id == 1]
+    assert pages == [(1, 0), (1, 2), (1, 4), (1, 6)]
+
+
+async def test_the_execution_id_is_announced_before_any_of_its_rows() -> None:
+    dune = FakeDune({1: FakeQuery(rows=4)})
+    events, _ = await run(dune, [plan(1)])
+    first_rows = next(i for i, e in enumerate(events) if isinstance(e, RowsPage))
+    started = [i for i, e in enumerate(events) if isinstance(e, ExecutionStarted)]
+    assert started and started[0] < first_rows
+
+
+async def test_slow_queries_run_concurrently_not_one_after_another() -> None:
+    dune = FakeDune({q: FakeQuery(rows=1, polls=3) for q in range(1, 21)}, latency=0.05)
+    started = time.monotonic()
+    events, _ = await run(dune, [plan(q) for q in range(1, 21)])
+    elapsed = time.monotonic() - started
+    assert set(outcomes(events).values()) == {Outcome.SYNCED}
+    # One query alone needs ~5 round trips of 50 ms; twenty in series would need 5 s.
+    assert elapsed < 2.5, elapsed
+
+
+async def test_all_pending_executions_are_polled_in_one_round() -> None:
+    dune = FakeDune({q: FakeQuery(rows=1, polls=4) for q in range(1, 11)})
+    channel_events, _ = await run(dune, [plan(q) for q in range(1, 11)])
+    assert len(outcomes(channel_events)) == 10
+    # Ten executions needing four looks each, polled together: a handful of rounds, not forty.
+    by_execution: dict[str, int] = {}
+    for _, execution_id in dune.status_log:
+        by_execution[execution_id] = by_execution.get(execution_id, 0) + 1
+    assert set(by_execution.values()) == {4}
+
+
+async def test_poll_interval_grows_while_nothing_changes() -> None:
+    dune = FakeDune({1: FakeQuery(rows=1, polls=12)})
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.16, poll_growth=2.0)
+    await run(dune, [plan(1)], timing)
+    times = [t for t, _ in dune.status_log]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert gaps[-1] >= 0.12 > gaps[1], gaps  # grew towards the maximum
+    assert max(gaps) < 0.5
+
+
+async def test_failed_cancelled_expired_and_missing_queries_do_not_stop_the_others() -> None:
+    dune = FakeDune({
+        1: FakeQuery(final="QUERY_STATE_FAILED"),
+        2: FakeQuery(final="QUERY_STATE_CANCELLED"),
+        3: FakeQuery(final="QUERY_STATE_EXPIRED"),
+        4: FakeQuery(rows=3),
+        6: FakeQuery(execute_error=BadRequestError("unknown parameters (x)", endpoint="execute", query_id=6)),
+        7: FakeQuery(execute_error=ExecuteOutcomeUnknownError("no answer", endpoint="execute", query_id=7)),
+    })
+    events, _ = await run(dune, [plan(q) for q in (1, 2, 3, 4, 5, 6, 7)])
+    assert outcomes(events) == {
+        1: Outcome.FAILED, 2: Outcome.CANCELLED, 3: Outcome.EXPIRED, 4: Outcome.SYNCED,
+        5: Outcome.NOT_FOUND, 6: Outcome.REFUSED, 7: Outcome.UNKNOWN_START,
+    }
+    failed = next(e for e in events if isinstance(e, QueryDone) and e.query_id == 1)
+    assert "syntax error" in failed.message
+    assert rows_of(events, 4) == [0, 1, 2]
+    assert not any(isinstance(e, SyncAborted) for e in events)
+
+
+async def test_unknown_future_states_are_polled_until_they_settle() -> None:
+    dune = FakeDune({1: FakeQuery(rows=2, polls=3)})
+    original = dune.status
+
+    async def status_with_new_state(execution_id: str, *, query_id: int | None = None):  # type: ignore[no-untyped-def]
+        result = await original(execution_id, query_id=query_id)
+        if result.state.is_terminal:
+            return result
+        return type(result).from_dict({"execution_id": execution_id, "state": "QUERY_STATE_QUEUED_ON_MARS"})
+
+    dune.status = status_with_new_state  # type: ignore[method-assign]
+    events, _ = await run(dune, [plan(1)])
+    assert outcomes(events) == {1: Outcome.SYNCED}
+
+
+async def test_transient_status_errors_are_retried_next_round() -> None:
+    dune = FakeDune({1: FakeQuery(rows=2, polls=2)})
+    original, failures = dune.status, [2]
+
+    async def flaky(execution_id: str, *, query_id: int | None = None):  # type: ignore[no-untyped-def]
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise DuneUnavailableError("503 after retries", status=503)
+        return await original(execution_id, query_id=query_id)
+
+    dune.status = flaky  # type: ignore[method-assign]
+    events, _ = await run(dune, [plan(1)])
+    assert outcomes(events) == {1: Outcome.SYNCED}
+
+
+@pytest.mark.parametrize("error", [AuthenticationError("invalid API Key"), CreditsExhaustedError("limit")])
+async def test_401_or_402_aborts_and_cancels_what_this_sync_started(error: Exception) -> None:
+    dune = FakeDune({1: FakeQuery(rows=2, polls=1000), 2: FakeQuery(rows=2, polls=1000), 3: FakeQuery()})
+    dune.queries[3].execute_error = error  # type: ignore[assignment]
+    events, _ = await run(dune, [plan(1), plan(2), plan(3)])
+    aborts = [e for e in events if isinstance(e, SyncAborted)]
+    assert len(aborts) == 1 and aborts[0].error is error
+    started = {e.execution_id for e in events if isinstance(e, ExecutionStarted)}
+    assert started and set(dune.cancelled) == started
+
+
+async def test_an_execution_past_the_timeout_is_cancelled_and_recorded() -> None:
+    dune = FakeDune({1: FakeQuery(polls=10_000), 2: FakeQuery(rows=1)})
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, execution_timeout_seconds=0.2)
+    events, _ = await run(dune, [plan(1), plan(2)], timing)
+    assert outcomes(events) == {1: Outcome.TIMED_OUT, 2: Outcome.SYNCED}
+    assert len(dune.cancelled) == 1
+
+
+async def test_resume_reads_on_from_the_committed_offset_without_executing() -> None:
+    dune = FakeDune({1: FakeQuery(rows=9)}, page_rows=4)
+    execution_id = dune.add_execution(1)
+    events, _ = await run(dune, [plan(1, resume_execution_id=execution_id, resume_offset=5)])
+    assert dune.executes[1] == 0
+    assert rows_of(events, 1) == [5, 6, 7, 8]
+    started = [e for e in events if isinstance(e, ExecutionStarted)]
+    assert [(s.execution_id, s.origin) for s in started] == [(execution_id, Origin.RESUMED)]
+
+
+async def test_resume_of_a_still_running_execution_waits_for_it() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3)})
+    execution_id = dune.add_execution(1, state="QUERY_STATE_PENDING", polls=3)
+    events, _ = await run(dune, [plan(1, resume_execution_id=execution_id)])
+    assert dune.executes[1] == 0 and rows_of(events, 1) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("state", ["QUERY_STATE_EXPIRED", "QUERY_STATE_FAILED", "QUERY_STATE_CANCELLED"])
+async def test_resume_of_a_dead_execution_executes_anew(state: str) -> None:
+    dune = FakeDune({1: FakeQuery(rows=3)})
+    old = dune.add_execution(1, state=state)
+    events, _ = await run(dune, [plan(1, resume_execution_id=old, resume_offset=2)])
+    assert dune.executes[1] == 1
+    assert rows_of(events, 1) == [0, 1, 2]  # a new execution starts from its first row
+
+
+async def test_resume_of_an_unknown_execution_executes_anew() -> None:
+    dune = FakeDune({1: FakeQuery(rows=2)})
+    events, _ = await run(dune, [plan(1, resume_execution_id="01GONE0000000000000000000", resume_offset=1)])
+    assert dune.executes[1] == 1 and rows_of(events, 1) == [0, 1]
+
+
+async def test_fresh_latest_result_is_reused_without_executing() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3)})
+    latest = dune.add_execution(1, ended_ago=timedelta(minutes=30))
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
+    events, _ = await run(dune, [plan(1)], timing)
+    assert dune.calls["execute"] == 0
+    assert rows_of(events, 1) == [0, 1, 2]
+    done = next(e for e in events if isinstance(e, QueryDone))
+    assert done.origin is Origin.REUSED and done.execution_id == latest
+
+
+async def test_stale_latest_result_is_executed_anew() -> None:
+    dune = FakeDune({1: FakeQuery(rows=2)})
+    dune.add_execution(1, ended_ago=timedelta(hours=5))
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
+    events, _ = await run(dune, [plan(1)], timing)
+    assert dune.executes[1] == 1 and outcomes(events) == {1: Outcome.SYNCED}
+
+
+async def test_already_synced_latest_result_downloads_nothing() -> None:
+    dune = FakeDune({1: FakeQuery(rows=2)})
+    latest = dune.add_execution(1, ended_ago=timedelta(minutes=1))
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
+    events, _ = await run(dune, [plan(1, synced_execution_id=latest)], timing)
+    assert outcomes(events) == {1: Outcome.UNCHANGED}
+    assert dune.calls["execute"] == 0 and dune.calls["results"] == 0
+    assert not [e for e in events if isinstance(e, (RowsPage, ExecutionStarted))]
+
+
+async def test_no_earlier_result_means_execute() -> None:
+    dune = FakeDune({1: FakeQuery(rows=1)})
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=24)
+    events, _ = await run(dune, [plan(1)], timing)
+    assert dune.calls["latest_result"] == 1 and dune.executes[1] == 1
+
+
+async def test_partial_results_are_read_with_allow_partial_and_flagged() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3, final="QUERY_STATE_COMPLETED_PARTIAL")})
+    events, _ = await run(dune, [plan(1)])
+    assert outcomes(events) == {1: Outcome.PARTIAL}
+    assert dune.page_requests[0][2] is True
+    assert rows_of(events, 1) == [0, 1, 2]
+
+
+async def test_a_read_that_keeps_failing_leaves_the_query_resumable() -> None:
+    dune = FakeDune({1: FakeQuery(rows=6, page_error=DuneUnavailableError("502 after retries", status=502)),
+                     2: FakeQuery(rows=2)}, page_rows=2)
+    events, _ = await run(dune, [plan(1), plan(2)])
+    assert outcomes(events) == {1: Outcome.UNAVAILABLE, 2: Outcome.SYNCED}
+    assert rows_of(events, 1) == [0, 1]
+    assert not Outcome.UNAVAILABLE.rows_complete
+
+
+async def test_pages_in_memory_stay_within_the_channel_capacity() -> None:
+    dune = FakeDune({q: FakeQuery(rows=40, polls=1) for q in range(1, 9)}, page_rows=4)
+    events, channel = await run(dune, [plan(q) for q in range(1, 9)], capacity=2, writer_delay=0.002)
+    assert all(rows_of(events, q) == list(range(40)) for q in range(1, 9))
+    assert channel.peak_pages <= 2
