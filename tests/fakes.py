@@ -193,6 +193,7 @@ class FakeOperations:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     committed_upserts: int = 0
     fail_after_upserts: int | None = None
+    rows_at_checkpoint: list[int] = field(default_factory=list)  # result rows upserted before each checkpoint
 
     def upsert(self, table: str, data: dict[str, Any]) -> None:
         if self.fail_after_upserts is not None and len(self.upserts) >= self.fail_after_upserts:
@@ -202,6 +203,7 @@ class FakeOperations:
     def checkpoint(self, state: dict[str, Any]) -> None:
         self.checkpoints.append(copy.deepcopy(state))
         self.committed_upserts = len(self.upserts)
+        self.rows_at_checkpoint.append(len(self.rows()))
 
     def rows(self, table: str = "dune_query_result") -> list[dict[str, Any]]:
         return [data for name, data in self.upserts if name == table]

@@ -1,0 +1,157 @@
+"""The sink: rows, execution records, checkpoint cadence and the state it commits."""
+
+from __future__ import annotations
+
+import pytest
+
+from dune_async.errors import AuthenticationError, CreditsExhaustedError
+from dune_async.events import (
+    ExecutionStarted,
+    ExecutionUpdated,
+    Origin,
+    Outcome,
+    QueryDone,
+    RowsPage,
+    SyncAborted,
+)
+from dune_async.models import ExecutionStatus
+from dune_async.sink import Sink, SyncError
+from dune_async.state import QueryProgress, SyncState
+from tests.fakes import FakeOperations
+
+EXEC = "01HAAAAAAAAAAAAAAAAAAAAAAA"
+
+
+def started(query_id: int = 1, execution_id: str = EXEC, origin: Origin = Origin.EXECUTED) -> ExecutionStarted:
+    return ExecutionStarted(query_id, execution_id, "fp", origin, {"days": 7}, "medium")
+
+
+def page(offset: int, count: int, query_id: int = 1, execution_id: str = EXEC) -> RowsPage:
+    return RowsPage(query_id, execution_id, offset, [{"n": i} for i in range(offset, offset + count)], 100)
+
+
+def test_rows_carry_keys_and_stable_row_ids() -> None:
+    op = FakeOperations()
+    sink = Sink(op, SyncState(), [1], checkpoint_rows=1000)
+    sink.handle(started())
+    sink.handle(page(0, 3))
+    sink.handle(page(3, 2))
+    rows = op.rows()
+    assert [r["row_id"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["data"]["n"] for r in rows] == [0, 1, 2, 3, 4]
+    assert {r["query_id"] for r in rows} == {1} and {r["execution_id"] for r in rows} == {EXEC}
+    assert rows[0]["synced_at"].tzinfo is not None
+
+
+def test_execution_id_is_checkpointed_before_any_row() -> None:
+    op = FakeOperations()
+    sink = Sink(op, SyncState(), [1])
+    sink.handle(started())
+    assert op.checkpoints[-1]["queries"]["1"]["execution_id"] == EXEC
+    assert op.committed_upserts == 0
+
+
+def test_checkpoints_every_n_rows_and_each_state_counts_exactly_the_rows_before_it() -> None:
+    op = FakeOperations()
+    sink = Sink(op, SyncState(), [1, 2], checkpoint_rows=4)
+    sink.handle(started(1))
+    sink.handle(started(2, "01HBBBBBBBBBBBBBBBBBBBBBBB"))
+    sink.handle(page(0, 10, query_id=1))
+    sink.handle(page(0, 3, query_id=2, execution_id="01HBBBBBBBBBBBBBBBBBBBBBBB"))
+    sink.handle(page(10, 1, query_id=1))
+    sink.handle(QueryDone(1, Outcome.SYNCED, EXEC, "COMPLETED", 1.0, 10.0, Origin.EXECUTED))
+    sink.close()
+    # After every checkpoint, the committed offsets add up to the rows upserted before it.
+    for state, rows_before in zip(op.checkpoints, op.rows_at_checkpoint, strict=True):
+        assert sum(q["offset"] for q in state["queries"].values()) == rows_before
+    assert len(op.checkpoints) >= 2 + 14 // 4
+    final = op.checkpoints[-1]["queries"]
+    assert final["1"] == {"execution_id": EXEC, "offset": 11, "complete": True, "fingerprint": "fp",
+                          "outcome": "SYNCED"}
+    assert final["2"]["offset"] == 3 and final["2"]["complete"] is False
+
+
+def test_a_crash_between_checkpoints_loses_nothing_that_a_resume_would_not_rewrite() -> None:
+    op = FakeOperations(fail_after_upserts=7)
+    sink = Sink(op, SyncState(), [1], checkpoint_rows=3)
+    sink.handle(started())
+    with pytest.raises(RuntimeError):
+        sink.handle(page(0, 10))
+    last = op.checkpoints[-1]["queries"]["1"]
+    assert last["offset"] == 6 == op.committed_upserts  # rows 0-5 committed; the resume starts at row 6
+
+
+def test_rows_that_do_not_follow_the_committed_offset_are_refused() -> None:
+    sink = Sink(FakeOperations(), SyncState(), [1])
+    sink.handle(started())
+    sink.handle(page(0, 2))
+    with pytest.raises(SyncError, match="do not follow"):
+        sink.handle(page(5, 2))
+
+
+def test_resumed_execution_keeps_its_offset() -> None:
+    state = SyncState({1: QueryProgress(EXEC, 40, False, "fp", "EXECUTING")})
+    op = FakeOperations()
+    sink = Sink(op, state, [1])
+    sink.handle(started(origin=Origin.RESUMED))
+    sink.handle(page(40, 2))
+    assert [r["row_id"] for r in op.rows()] == [40, 41]
+
+
+def test_execution_records_go_to_their_own_table() -> None:
+    op = FakeOperations()
+    sink = Sink(op, SyncState(), [1])
+    status = ExecutionStatus.from_dict({
+        "execution_id": EXEC, "query_id": 1, "state": "QUERY_STATE_COMPLETED",
+        "submitted_at": "2024-01-01T00:00:00.123456789Z", "execution_ended_at": "2024-01-01T00:00:05Z",
+        "execution_cost_credits": 10, "result_metadata": {"column_names": ["a"], "column_types": ["bigint"],
+                                                          "total_row_count": 5},
+    })
+    sink.handle(ExecutionUpdated(1, status, Origin.REUSED, {"days": 7}, "large"))
+    (record,) = op.rows("dune_query_execution")
+    assert record["state"] == "COMPLETED" and record["origin"] == "reused"
+    assert record["row_count"] == 5 and record["column_names"] == ["a"]
+    assert record["query_parameters"] == {"days": 7} and record["performance"] == "large"
+    assert record["submitted_at"].isoformat() == "2024-01-01T00:00:00.123456+00:00"
+
+
+def test_a_failure_of_a_new_execution_keeps_the_last_complete_one() -> None:
+    state = SyncState({1: QueryProgress(EXEC, 5, True, "fp", "SYNCED")})
+    op = FakeOperations()
+    sink = Sink(op, state, [1])
+    sink.handle(QueryDone(1, Outcome.UNKNOWN_START, None, "", 0.1))
+    sink.close()
+    assert op.checkpoints[-1]["queries"]["1"]["complete"] is True
+
+
+@pytest.mark.parametrize(("error", "hint"), [
+    (AuthenticationError("invalid API Key", endpoint="execute", query_id=1), "DUNE_API_KEY"),
+    (CreditsExhaustedError("credit limit reached", endpoint="execute", query_id=1), "credits"),
+])
+def test_abort_commits_what_was_written_then_fails_with_a_clear_message(error: Exception, hint: str) -> None:
+    op = FakeOperations()
+    sink = Sink(op, SyncState(), [1], checkpoint_rows=1000)
+    sink.handle(started())
+    sink.handle(page(0, 5))
+    with pytest.raises(SyncError, match=hint) as raised:
+        sink.handle(SyncAborted(error))
+    assert op.committed_upserts == 5 and op.checkpoints[-1]["queries"]["1"]["offset"] == 5
+    assert "committed" in str(raised.value)
+
+
+def test_state_round_trips_and_drops_garbage() -> None:
+    state = SyncState({7: QueryProgress("01X", 3, False, "fp", "EXECUTING")})
+    again = SyncState.from_dict(state.to_dict())
+    assert again.to_dict() == state.to_dict()
+    messy = SyncState.from_dict({"queries": {"7": {"execution_id": "01X", "offset": -1}, "x": {}, "8": "bad",
+                                             "9": {"execution_id": "01Y", "offset": 2}}})
+    assert list(messy.to_dict()["queries"]) == ["9"]
+    assert SyncState.from_dict({"something": "old"}).to_dict()["queries"] == {}
+    assert SyncState.from_dict(None).to_dict()["queries"] == {}
+
+
+def test_changed_parameters_never_resume_the_old_execution() -> None:
+    progress = QueryProgress("01X", 3, False, "old-fingerprint", "EXECUTING")
+    assert progress.resumable("old-fingerprint")
+    assert not progress.resumable("new-fingerprint")
+    assert not QueryProgress("01X", 3, True, "old-fingerprint").resumable("old-fingerprint")
