@@ -14,10 +14,9 @@ from dune_async.models import ExecutionStatus
 
 
 class Origin(StrEnum):
-    """How this sync came to be reading an execution."""
+    """How the execution being read came to exist."""
 
-    EXECUTED = "executed"  # started by this sync
-    RESUMED = "resumed"  # started by an earlier sync that did not finish it
+    EXECUTED = "executed"  # this connector ran it
     REUSED = "reused"  # a fresh enough result Dune already had (no execution credits)
 
 
@@ -53,6 +52,7 @@ class ExecutionStarted:
     origin: Origin
     parameters: dict[str, Any]
     performance: str
+    resumed: bool = False  # an earlier sync bound it and committed some of its rows
 
 
 @dataclass(frozen=True)

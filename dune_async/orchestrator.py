@@ -77,6 +77,7 @@ class QueryPlan:
     fingerprint: str
     resume_execution_id: str | None = None  # an unfinished execution of an earlier sync
     resume_offset: int = 0  # rows of it already committed
+    resume_origin: Origin = Origin.EXECUTED  # how that execution came to exist
     synced_execution_id: str | None = None  # the execution an earlier sync wrote completely
 
 
@@ -99,6 +100,7 @@ class _Run:
     plan: QueryPlan
     started: float = field(default_factory=time.monotonic)
     origin: Origin | None = None
+    resumed: bool = False
     execution_id: str | None = None
     state: ExecutionState | None = None
     status: ExecutionStatus | None = None
@@ -172,7 +174,8 @@ class Orchestrator:
         logger.info("query %d: resuming execution %s (%s) from row %d",
                     plan.query_id, status.execution_id, status.state.short, plan.resume_offset)
         run.started -= _age_seconds(status.submitted_at)
-        self._bind(run, status.execution_id, Origin.RESUMED)
+        run.resumed = True
+        self._bind(run, status.execution_id, plan.resume_origin)
         await self._observe(run, status)
         return True
 
@@ -218,7 +221,7 @@ class Orchestrator:
         run.execution_id, run.origin = execution_id, origin
         plan = run.plan
         self._channel.send(ExecutionStarted(plan.query_id, execution_id, plan.fingerprint, origin,
-                                            plan.parameters, plan.performance))
+                                            plan.parameters, plan.performance, resumed=run.resumed))
 
     def _watch(self, run: _Run) -> None:
         run.waiting_since = time.monotonic()
@@ -299,7 +302,7 @@ class Orchestrator:
         if partial:
             logger.warning("query %d: Dune truncated the result (COMPLETED_PARTIAL); writing the rows it kept",
                            run.query_id)
-        offset = run.plan.resume_offset if run.origin is Origin.RESUMED else 0
+        offset = run.plan.resume_offset if run.resumed else 0
         metadata = run.status.result_metadata
         pages = self._client.pages(
             run.execution_id, offset=offset, allow_partial=partial, query_id=run.query_id,

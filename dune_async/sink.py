@@ -54,6 +54,7 @@ class QueryReport:
     seconds: float = 0.0
     credits: float | None = None
     execution_id: str | None = None
+    resumed: bool = False
 
 
 class Sink:
@@ -97,9 +98,11 @@ class Sink:
     # -- events -----------------------------------------------------------------------------------------------
 
     def _start(self, event: ExecutionStarted) -> None:
-        self._state.start_execution(event.query_id, event.execution_id, event.fingerprint, "STARTED")
+        self._state.start_execution(event.query_id, event.execution_id, event.fingerprint, "STARTED",
+                                    event.origin.value)
         report = self.reports[event.query_id]
         report.execution_id, report.origin = event.execution_id, event.origin.value
+        report.resumed = event.resumed
         self.checkpoint()  # the id must survive a crash before any of its rows, or the next sync pays again
 
     def _write_rows(self, page: RowsPage) -> None:
@@ -164,8 +167,9 @@ class Sink:
         logger.info("sync summary: %d queries, %d rows, %.1f s, %g execution credits spent by this sync",
                     len(reports), sum(r.rows for r in reports), time.monotonic() - self._started, credits)
         for r in reports:
-            logger.info("  query %d: %s (%s%s), %d rows, %.1f s, %s credits%s", r.query_id, r.outcome,
-                        r.state or "-", f", {r.origin}" if r.origin else "", r.rows, r.seconds,
+            logger.info("  query %d: %s (%s%s%s), %d rows, %.1f s, %s credits%s", r.query_id, r.outcome,
+                        r.state or "-", f", {r.origin}" if r.origin else "", ", resumed" if r.resumed else "",
+                        r.rows, r.seconds,
                         "-" if r.credits is None else f"{r.credits:g}",
                         f", execution {r.execution_id}" if r.execution_id else "")
 

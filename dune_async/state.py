@@ -37,6 +37,7 @@ class QueryProgress:
     complete: bool = False
     fingerprint: str = ""
     outcome: str = ""
+    origin: str = "executed"
 
     @classmethod
     def from_dict(cls, data: Any) -> QueryProgress | None:
@@ -54,6 +55,7 @@ class QueryProgress:
             complete=bool(data.get("complete", False)),
             fingerprint=str(data.get("fingerprint", "")),
             outcome=str(data.get("outcome", "")),
+            origin=str(data.get("origin", "executed")),
         )
 
     def resumable(self, expected_fingerprint: str) -> bool:
@@ -94,13 +96,14 @@ class SyncState:
     def get(self, query_id: int) -> QueryProgress:
         return self._queries.get(query_id, QueryProgress())
 
-    def start_execution(self, query_id: int, execution_id: str, fingerprint: str, outcome: str) -> None:
+    def start_execution(self, query_id: int, execution_id: str, fingerprint: str, outcome: str,
+                        origin: str) -> None:
         """A new execution takes over the query; a known one keeps its committed offset."""
         current = self.get(query_id)
         if current.execution_id == execution_id:
             self._queries[query_id] = replace(current, outcome=outcome)
             return
-        self._queries[query_id] = QueryProgress(execution_id, 0, False, fingerprint, outcome)
+        self._queries[query_id] = QueryProgress(execution_id, 0, False, fingerprint, outcome, origin)
 
     def advance(self, query_id: int, execution_id: str, offset: int) -> None:
         current = self.get(query_id)

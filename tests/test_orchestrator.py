@@ -181,7 +181,7 @@ async def test_resume_reads_on_from_the_committed_offset_without_executing() -> 
     assert dune.executes[1] == 0
     assert rows_of(events, 1) == [5, 6, 7, 8]
     started = [e for e in events if isinstance(e, ExecutionStarted)]
-    assert [(s.execution_id, s.origin) for s in started] == [(execution_id, Origin.RESUMED)]
+    assert [(s.execution_id, s.origin, s.resumed) for s in started] == [(execution_id, Origin.EXECUTED, True)]
 
 
 async def test_resume_of_a_still_running_execution_waits_for_it() -> None:

@@ -22,8 +22,9 @@ from tests.fakes import FakeOperations
 EXEC = "01HAAAAAAAAAAAAAAAAAAAAAAA"
 
 
-def started(query_id: int = 1, execution_id: str = EXEC, origin: Origin = Origin.EXECUTED) -> ExecutionStarted:
-    return ExecutionStarted(query_id, execution_id, "fp", origin, {"days": 7}, "medium")
+def started(query_id: int = 1, execution_id: str = EXEC, origin: Origin = Origin.EXECUTED,
+            resumed: bool = False) -> ExecutionStarted:
+    return ExecutionStarted(query_id, execution_id, "fp", origin, {"days": 7}, "medium", resumed)
 
 
 def page(offset: int, count: int, query_id: int = 1, execution_id: str = EXEC) -> RowsPage:
@@ -67,7 +68,7 @@ def test_checkpoints_every_n_rows_and_each_state_counts_exactly_the_rows_before_
     assert len(op.checkpoints) >= 2 + 14 // 4
     final = op.checkpoints[-1]["queries"]
     assert final["1"] == {"execution_id": EXEC, "offset": 11, "complete": True, "fingerprint": "fp",
-                          "outcome": "SYNCED"}
+                          "outcome": "SYNCED", "origin": "executed"}
     assert final["2"]["offset"] == 3 and final["2"]["complete"] is False
 
 
@@ -93,7 +94,7 @@ def test_resumed_execution_keeps_its_offset() -> None:
     state = SyncState({1: QueryProgress(EXEC, 40, False, "fp", "EXECUTING")})
     op = FakeOperations()
     sink = Sink(op, state, [1])
-    sink.handle(started(origin=Origin.RESUMED))
+    sink.handle(started(resumed=True))
     sink.handle(page(40, 2))
     assert [r["row_id"] for r in op.rows()] == [40, 41]
 

@@ -1,0 +1,84 @@
+"""The bounded channel between the event loop and the writing thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from dune_async.channel import END, ChannelClosedError, PageChannel
+
+
+async def test_producers_wait_for_a_page_slot_until_the_writer_frees_one() -> None:
+    channel = PageChannel(page_capacity=2)
+    first, second = await channel.reserve(), await channel.reserve()
+    first.send("page-1")
+    second.send("page-2")
+    third = asyncio.ensure_future(channel.reserve())
+    await asyncio.sleep(0.05)
+    assert not third.done()  # two pages out, none written yet
+    item, holds = await asyncio.to_thread(channel.get, 1)
+    assert (item, holds) == ("page-1", True)
+    await asyncio.to_thread(channel.page_done)
+    slot = await asyncio.wait_for(third, 1)
+    slot.release()
+    assert channel.peak_pages == 2
+
+
+async def test_small_events_never_wait_and_keep_their_order() -> None:
+    channel = PageChannel(page_capacity=1)
+    slot = await channel.reserve()
+    slot.send("page")
+    for n in range(100):
+        channel.send(n)
+    channel.finish()
+    items = [channel.get(1)[0] for _ in range(102)]
+    assert items[0] == "page" and items[1:101] == list(range(100)) and items[101] is END
+
+
+async def test_a_released_slot_is_reusable() -> None:
+    channel = PageChannel(page_capacity=1)
+    for _ in range(5):
+        (await asyncio.wait_for(channel.reserve(), 1)).release()
+
+
+async def test_closing_stops_producers() -> None:
+    channel = PageChannel()
+    channel.close()
+    with pytest.raises(ChannelClosedError):
+        channel.send("x")
+    with pytest.raises(ChannelClosedError):
+        await channel.reserve()
+
+
+def test_get_times_out_when_nothing_comes() -> None:
+    channel = PageChannel()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        channel.get(timeout=0.05)
+    assert time.monotonic() - started >= 0.05
+
+
+def test_writer_thread_and_loop_thread_hand_over_many_pages() -> None:
+    channel = PageChannel(page_capacity=2)
+    received: list[int] = []
+
+    async def produce() -> None:
+        for n in range(200):
+            slot = await channel.reserve()
+            slot.send(n)
+        channel.finish()
+
+    thread = threading.Thread(target=lambda: asyncio.run(produce()))
+    thread.start()
+    while True:
+        item, holds = channel.get(timeout=5)
+        if item is END:
+            break
+        received.append(item)
+        if holds:
+            channel.page_done()
+    thread.join(5)
+    assert received == list(range(200)) and channel.peak_pages <= 2
