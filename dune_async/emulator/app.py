@@ -1,0 +1,322 @@
+"""The HTTP surface: aiohttp routes under /api/v1, the request gate (auth, rate limits, faults, counters) and
+the handlers that turn requests into execution-store calls and Dune-shaped answers.
+
+Order of the gate, as at Dune: a wrong key is refused first (401, not counted against a bucket), then the
+rate limit (429), then any injected fault, then the handler. Every error answer is `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from dune_async.emulator import errors
+from dune_async.emulator.counters import DROPPED, Counters
+from dune_async.emulator.errors import ApiError
+from dune_async.emulator.executions import Execution, ExecutionStore, execution_object, is_well_formed
+from dune_async.emulator.faults import Fault, FaultInjector, FaultKind
+from dune_async.emulator.limits import Bucket, Policy, RateLimiter
+from dune_async.emulator.results import Answer, PageContext, PageRequest, json_body, results_answer
+from dune_async.emulator.scenario import QuerySpec, Scenario
+
+API = "/api/v1"
+LARGEST_QUERY_ID = 2**31
+PERFORMANCE_TIERS = ("medium", "large")
+# Pages bigger than this are built in a worker thread so small requests keep flowing meanwhile.
+THREAD_DATAPOINTS = 20_000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Backend:
+    """The emulator's state shared by all handlers; `scenario` is read per request, so tests may change it."""
+
+    scenario: Scenario
+    api_key: str
+    store: ExecutionStore = field(default_factory=ExecutionStore)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    counters: Counters = field(default_factory=Counters)
+    faults: FaultInjector | None = None
+    seeded: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.faults is None:
+            self.faults = FaultInjector(self.scenario.seed)
+
+    def seed_latest_results(self) -> None:
+        """Create the 'already finished' executions the scenario asks for (once per query)."""
+        for spec in list(self.scenario.queries.values()):
+            self.seed_query(spec)
+
+    def seed_query(self, spec: QuerySpec) -> None:
+        if spec.latest_result_age_seconds is not None and spec.query_id not in self.seeded:
+            self.seeded.add(spec.query_id)
+            self.store.seed_latest(spec)
+
+    def policy(self, bucket: Bucket) -> Policy | None:
+        rpm = self.scenario.write_rpm if bucket is Bucket.WRITE else self.scenario.read_rpm
+        if not rpm or rpm <= 0:
+            return None
+        return Policy(rpm, self.scenario.window_seconds, self.scenario.rate_limit_grace_seconds)
+
+
+BACKEND = web.AppKey("backend", Backend)
+
+
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=json_body(body), headers=headers,
+                        content_type="application/json", charset="utf-8")
+
+
+def error_response(error: ApiError) -> web.Response:
+    return json_response(error.status, {"error": error.message}, error.headers)
+
+
+# --- the gate ----------------------------------------------------------------------------------------
+
+
+def route_name(request: web.Request) -> str:
+    return request.match_info.route.name or "unknown"
+
+
+def bucket_of(route: str) -> Bucket:
+    return Bucket.WRITE if route == "execute" else Bucket.READ
+
+
+def presented_key(request: web.Request) -> str:
+    return request.headers.get("X-Dune-Api-Key") or request.query.get("api_key") or ""
+
+
+@web.middleware
+async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    backend = request.app[BACKEND]
+    route = route_name(request)
+    bucket = bucket_of(route)
+    backend.counters.request_started(route)
+    status = DROPPED
+    try:
+        response = await _admit(request, handler, backend, route, bucket)
+        status = DROPPED if isinstance(response, DroppedResponse) else response.status
+        return response
+    finally:
+        backend.counters.request_ended(route, bucket.value, status)
+
+
+async def _admit(request: web.Request, handler: Handler, backend: Backend, route: str,
+                 bucket: Bucket) -> web.StreamResponse:
+    if route == "unknown":
+        return _unrouted(request)
+    key = presented_key(request)
+    if not hmac.compare_digest(key.encode(), backend.api_key.encode()):
+        return error_response(ApiError(401, "invalid API Key"))
+    verdict = backend.limiter.admit(key, bucket, backend.policy(bucket))
+    if not verdict.allowed:
+        return error_response(ApiError(429, "Too many requests", verdict.headers))
+    response = await _with_faults(request, handler, backend, route)
+    response.headers.update(verdict.headers)
+    return response
+
+
+def _unrouted(request: web.Request) -> web.Response:
+    http_error = request.match_info.http_exception
+    status = http_error.status if http_error is not None else 404
+    return json_response(status, {"error": "Method not allowed" if status == 405 else "Not found"})
+
+
+async def _with_faults(request: web.Request, handler: Handler, backend: Backend, route: str) -> web.StreamResponse:
+    assert backend.faults is not None
+    fault = backend.faults.draw(route, backend.scenario)
+    if fault.delay:
+        backend.counters.fault_injected()
+        await asyncio.sleep(fault.delay)
+    if fault.kind is FaultKind.NONE:
+        return await _handle(request, handler)
+    backend.counters.fault_injected()
+    if fault.kind is FaultKind.DROP:
+        return _drop(request)
+    if route == "execute" and backend.scenario.fault_execute_after_create:
+        # The execution exists and is billed, but the client only sees a gateway error.
+        await _handle(request, handler)
+        fault = Fault(FaultKind.ERROR, 502)
+    return error_response(ApiError(fault.status, fault.message))
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error)
+
+
+class DroppedResponse(web.Response):
+    """Marks a dropped connection for the log; aiohttp finds the transport closed and writes nothing."""
+
+
+def _drop(request: web.Request) -> web.StreamResponse:
+    """Close the connection without a byte of answer; aiohttp then has nowhere to write the response."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return DroppedResponse(status=499)
+
+
+# --- handlers ----------------------------------------------------------------------------------------
+
+
+def _backend(request: web.Request) -> Backend:
+    return request.app[BACKEND]
+
+
+def _query_spec(request: web.Request) -> QuerySpec:
+    raw = request.match_info["query_id"]
+    try:
+        query_id = int(raw)
+    except ValueError:
+        raise ApiError(400, f"The requested query ID (ID: {raw}) is invalid.") from None
+    if query_id > LARGEST_QUERY_ID:
+        raise errors.internal()
+    spec = _backend(request).scenario.queries.get(query_id)
+    if spec is None:
+        raise errors.not_found_query()
+    return spec
+
+
+def _execution(request: web.Request) -> Execution:
+    raw = request.match_info["execution_id"]
+    if not is_well_formed(raw):
+        raise errors.invalid_execution_id(raw)
+    execution = _backend(request).store.get(raw)
+    if execution is None:
+        raise errors.unknown_execution()
+    return execution
+
+
+async def _request_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "invalid request body: not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid request body: expected a JSON object")
+    return body
+
+
+def _performance(body: dict[str, Any]) -> str:
+    performance = body.get("performance")
+    if performance is None:
+        return "medium"
+    if performance not in PERFORMANCE_TIERS:
+        raise ApiError(400, f'invalid performance tier {performance!r}: expected "medium" or "large"')
+    return str(performance)
+
+
+def merged_parameters(spec: QuerySpec, given: dict[str, object]) -> dict[str, object]:
+    """The query's declared parameters with `given` over them; an undeclared name is a 400."""
+    unknown = sorted(set(given) - set(spec.parameters))
+    if unknown:
+        raise errors.unknown_parameters(unknown)
+    return {**spec.parameters, **given}
+
+
+async def execute(request: web.Request) -> web.Response:
+    spec = _query_spec(request)
+    body = await _request_body(request)
+    performance = _performance(body)
+    if spec.forbidden:
+        raise ApiError(403, "Not allowed to execute query. Query is archived, unsaved or not enough permissions.")
+    given = body.get("query_parameters") or {}
+    if not isinstance(given, dict):
+        raise ApiError(400, "invalid request body: query_parameters must be an object")
+    parameters = merged_parameters(spec, given)
+    if spec.credits_exhausted:
+        raise ApiError(402, "This API request would exceed your configured credits limit for this billing cycle.")
+    backend = _backend(request)
+    execution = backend.store.create(spec, parameters, performance)
+    backend.counters.execution_created(spec.query_id)
+    return json_response(200, {"execution_id": execution.execution_id, "state": "QUERY_STATE_PENDING"})
+
+
+async def status(request: web.Request) -> web.Response:
+    execution = _execution(request)
+    now = _backend(request).store.clock()
+    return json_response(200, execution_object(execution, now, with_metadata=True))
+
+
+async def cancel(request: web.Request) -> web.Response:
+    execution = _execution(request)
+    cancelled = _backend(request).store.cancel(execution)
+    return json_response(200, {"success": cancelled})
+
+
+async def results(request: web.Request) -> web.Response:
+    return await _page(request, _execution(request), csv=False)
+
+
+async def results_csv(request: web.Request) -> web.Response:
+    return await _page(request, _execution(request), csv=True)
+
+
+async def query_results(request: web.Request) -> web.Response:
+    return await _page(request, _latest(request), csv=False)
+
+
+async def query_results_csv(request: web.Request) -> web.Response:
+    return await _page(request, _latest(request), csv=True)
+
+
+def _latest(request: web.Request) -> Execution:
+    spec = _query_spec(request)
+    backend = _backend(request)
+    backend.seed_query(spec)
+    given = {k.removeprefix("params."): v for k, v in request.query.items() if k.startswith("params.")}
+    execution = backend.store.latest_finished(spec.query_id, merged_parameters(spec, given))
+    if execution is None:
+        raise ApiError(404, "not found: No execution found for the latest version of the given query")
+    return execution
+
+
+async def _page(request: web.Request, execution: Execution, *, csv: bool) -> web.Response:
+    backend = _backend(request)
+    context = PageContext(PageRequest.parse(request.query), request.query, request.url,
+                          backend.scenario.max_page_rows, backend.store.clock(), csv)
+    if execution.total_rows * len(execution.spec.columns) > THREAD_DATAPOINTS:
+        answer = await asyncio.to_thread(results_answer, execution, context)
+    else:
+        answer = results_answer(execution, context)
+    backend.counters.served_rows(answer.rows)
+    return _answer_response(answer)
+
+
+def _answer_response(answer: Answer) -> web.Response:
+    charset = "utf-8"
+    return web.Response(status=200, body=answer.body, headers=answer.headers,
+                        content_type=answer.content_type, charset=charset)
+
+
+ROUTES: list[tuple[str, str, Handler, str]] = [
+    ("POST", "/query/{query_id}/execute", execute, "execute"),
+    ("GET", "/execution/{execution_id}/status", status, "status"),
+    ("GET", "/execution/{execution_id}/results", results, "results"),
+    ("GET", "/execution/{execution_id}/results/csv", results_csv, "results_csv"),
+    ("GET", "/query/{query_id}/results", query_results, "query_results"),
+    ("GET", "/query/{query_id}/results/csv", query_results_csv, "query_results_csv"),
+    ("POST", "/execution/{execution_id}/cancel", cancel, "cancel"),
+]
+
+
+def build_app(backend: Backend) -> web.Application:
+    app = web.Application(middlewares=[gate])
+    app[BACKEND] = backend
+    for method, path, handler, name in ROUTES:
+        app.router.add_route(method, API + path, handler, name=name)
+    return app

@@ -1,0 +1,182 @@
+"""Result pages: query-string parsing, the server's page-size caps, `next_offset`/`next_uri`, JSON and CSV bodies.
+
+Owns what `GET .../results` answers for an execution in each state. The caps are applied in the order Dune
+applies them: the requested `limit` (all rows when absent), lowered to the scenario's `max_page_rows`, then
+to 250,000 datapoints (rows x selected columns) unless `ignore_max_datapoints_per_request=true`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from multidict import MultiDict, MultiMapping
+from yarl import URL
+
+from dune_async.emulator.errors import ApiError
+from dune_async.emulator.executions import Execution, State, execution_object, result_metadata
+from dune_async.emulator.scenario import ColumnSpec
+
+DATAPOINT_CAP = 250_000
+# Paging parameters replaced in next_uri; the key is dropped so it is never copied into a URL.
+REPLACED = {"limit", "offset", "api_key"}
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """The paging parameters of one results request, validated."""
+
+    limit: int | None = None
+    offset: int = 0
+    columns: tuple[str, ...] = ()
+    allow_partial: bool = False
+    ignore_datapoint_cap: bool = False
+
+    @classmethod
+    def parse(cls, query: MultiMapping[str]) -> PageRequest:
+        for unsupported in ("filters", "sort_by", "sample_count"):
+            if query.get(unsupported):
+                raise ApiError(400, f"{unsupported} is not supported by the Dune API emulator")
+        columns = query.get("columns", "")
+        return cls(
+            limit=_integer(query, "limit", minimum=1),
+            offset=_integer(query, "offset", minimum=0) or 0,
+            columns=tuple(columns.split(",")) if columns else (),
+            allow_partial=_boolean(query, "allow_partial_results"),
+            ignore_datapoint_cap=_boolean(query, "ignore_max_datapoints_per_request"),
+        )
+
+
+@dataclass
+class Answer:
+    """A ready-to-send 200 answer and the rows it carries (for the counters)."""
+
+    body: bytes
+    rows: int = 0
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _integer(query: MultiMapping[str], name: str, *, minimum: int) -> int | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid {name}: {raw!r} is not an integer") from None
+    if value < minimum:
+        raise ApiError(400, f"invalid {name}: must be at least {minimum}")
+    return value
+
+
+def _boolean(query: MultiMapping[str], name: str) -> bool:
+    raw = query.get(name, "false").lower()
+    if raw not in ("true", "false"):
+        raise ApiError(400, f"invalid {name}: expected true or false")
+    return raw == "true"
+
+
+def selected_columns(execution: Execution, names: tuple[str, ...]) -> list[tuple[int, ColumnSpec]]:
+    """(position in the row, column) for the requested columns, in the query's column order."""
+    columns = execution.spec.columns
+    if not names:
+        return list(enumerate(columns))
+    known = {c.name for c in columns}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ApiError(400, f"columns not found in the result: {', '.join(missing)}")
+    wanted = set(names)
+    return [(i, c) for i, c in enumerate(columns) if c.name in wanted]
+
+
+def page_size(request: PageRequest, total: int, width: int, max_page_rows: int) -> int:
+    size = min(request.limit if request.limit is not None else total, max_page_rows)
+    if not request.ignore_datapoint_cap:
+        size = min(size, DATAPOINT_CAP // max(width, 1))
+    return max(size, 1)
+
+
+def next_uri(request_url: URL, path: str, query: MultiMapping[str], limit: int, offset: int) -> str:
+    """Absolute, on the host the request came to; keeps `columns` and the other parameters."""
+    kept: MultiDict[str] = MultiDict((k, v) for k, v in query.items()
+                                     if k not in REPLACED and not k.startswith("params."))
+    kept.add("limit", str(limit))
+    kept.add("offset", str(offset))
+    return str(request_url.with_path(path).with_query(kept))
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """Everything about the request a page needs besides the execution."""
+
+    request: PageRequest
+    query: MultiMapping[str]
+    url: URL
+    max_page_rows: int
+    now: int
+    csv: bool = False
+
+
+def results_answer(execution: Execution, context: PageContext) -> Answer:
+    """The 200 answer of GET /execution/{id}/results (or /results/csv), or an ApiError."""
+    state = execution.state(context.now)
+    readable = state is State.COMPLETED or (state is State.COMPLETED_PARTIAL and context.request.allow_partial)
+    if state is State.COMPLETED_PARTIAL and not readable:
+        raise ApiError(400, "This query result is partial (too large); add allow_partial_results=true to read it")
+    if context.csv and not readable:
+        raise ApiError(400, f"No result to download: the execution is {state.value}")
+    body = execution_object(execution, context.now, with_metadata=False)
+    if not readable:
+        return Answer(json_body(body))
+    columns = selected_columns(execution, context.request.columns)
+    total = execution.total_rows
+    size = page_size(context.request, total, len(columns), context.max_page_rows)
+    start = min(context.request.offset, total)
+    stop = min(start + size, total)
+    rows = execution.row_source.rows(start, stop)
+    more = stop < total
+    path = f"/api/v1/execution/{execution.execution_id}/results" + ("/csv" if context.csv else "")
+    link = next_uri(context.url, path, context.query, size, stop) if more else None
+    if context.csv:
+        headers = {"x-dune-next-offset": str(stop), "x-dune-next-uri": link} if link else {}
+        return Answer(_csv(columns, rows), len(rows), "text/csv", headers)
+    body["result"] = {"rows": _records(columns, rows, len(execution.spec.columns)), "metadata": result_metadata(execution, [c for _, c in columns], len(rows))}
+    if link:
+        body["next_offset"] = stop
+        body["next_uri"] = link
+    return Answer(json_body(body), len(rows))
+
+
+def _records(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...]], width: int) -> list[dict[str, object]]:
+    names = [c.name for _, c in columns]
+    if len(columns) == width:  # every column, in order: the fast path
+        return [dict(zip(names, row, strict=True)) for row in rows]
+    positions = [i for i, _ in columns]
+    return [{name: row[i] for name, i in zip(names, positions, strict=True)} for row in rows]
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _csv(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([c.name for _, c in columns])
+    writer.writerows([_csv_cell(row[i]) for i, _ in columns] for row in rows)
+    return out.getvalue().encode()
+
+
+def json_body(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

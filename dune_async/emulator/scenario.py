@@ -1,0 +1,219 @@
+"""What the emulator serves: queries, their columns, timings and outcomes, and the server-wide knobs.
+
+Owns the plain dataclasses a test or a JSON file describes a scenario with, their normalisation (a list of
+queries becomes a dict, strings become enums) and the built-in demo scenario (queries 1001-1005).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+THIRTY_MINUTES = 30 * 60.0
+DEFAULT_EXPIRY_SECONDS = 90 * 86400.0
+
+
+class Outcome(StrEnum):
+    """How an execution ends once its execution time has passed."""
+
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    COMPLETED_PARTIAL = "COMPLETED_PARTIAL"
+
+
+@dataclass
+class ColumnSpec:
+    """One result column: its name and its Dune (Trino) type string, e.g. `uint256` or `array(varchar)`."""
+
+    name: str
+    type: str
+
+
+@dataclass
+class ErrorSpec:
+    """The `error` object a FAILED execution reports."""
+
+    type: str = "FAILED_TYPE_EXECUTION_FAILED"
+    message: str = "line 3:8: mismatched input 'form'. Expecting: ',', 'EXCEPT', 'FROM', 'GROUP', 'LIMIT'"
+    line: int = 3
+    column: int = 8
+
+
+def default_columns() -> list[ColumnSpec]:
+    """A mixed set: the first column counts rows, so tests can check order."""
+    return [
+        ColumnSpec("n", "bigint"),
+        ColumnSpec("label", "varchar"),
+        ColumnSpec("amount", "double"),
+        ColumnSpec("flag", "boolean"),
+        ColumnSpec("value", "uint256"),
+        ColumnSpec("block_time", "timestamp with time zone"),
+    ]
+
+
+@dataclass
+class QuerySpec:
+    """One saved Dune query as the emulator plays it."""
+
+    query_id: int
+    rows: int = 100
+    columns: list[ColumnSpec] = field(default_factory=default_columns)
+    queue_seconds: float = 0.0
+    execution_seconds: float = 0.2
+    outcome: Outcome = Outcome.COMPLETED
+    partial_rows: int | None = None
+    parameters: dict[str, object] = field(default_factory=dict)
+    credits_exhausted: bool = False
+    forbidden: bool = False
+    execution_cost_credits: float = 10.0
+    expires_after_seconds: float = DEFAULT_EXPIRY_SECONDS
+    latest_result_age_seconds: float | None = None
+    error: ErrorSpec = field(default_factory=ErrorSpec)
+
+    def __post_init__(self) -> None:
+        self.query_id = int(self.query_id)
+        self.outcome = Outcome(self.outcome)
+        self.columns = [_column(c) for c in self.columns]
+        if isinstance(self.error, Mapping):
+            self.error = ErrorSpec(**self.error)
+        if not self.columns:
+            raise ValueError(f"query {self.query_id}: a result needs at least one column")
+        if self.rows < 0:
+            raise ValueError(f"query {self.query_id}: rows must be >= 0")
+
+    @property
+    def kept_rows(self) -> int:
+        """Rows a finished execution holds: all of them, or the truncated share when COMPLETED_PARTIAL."""
+        if self.outcome is not Outcome.COMPLETED_PARTIAL:
+            return self.rows
+        if self.partial_rows is None:
+            return self.rows // 2
+        return min(self.partial_rows, self.rows)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QuerySpec:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class Scenario:
+    """Everything one emulator run serves. Tests may mutate it between requests: it is read per request."""
+
+    queries: dict[int, QuerySpec] = field(default_factory=dict)
+    max_page_rows: int = 30_000
+    write_rpm: int | None = 15
+    read_rpm: int | None = 40
+    window_seconds: float = 60.0
+    # A client limiter sending exactly N a window sees its requests arrive with a few ms of jitter; without
+    # this grace a strict window would refuse about half of its boundary requests.
+    rate_limit_grace_seconds: float = 0.05
+    fault_5xx_rate: float = 0.0
+    fault_slow_rate: float = 0.0
+    fault_slow_seconds: float = 0.0
+    fault_drop_rate: float = 0.0
+    fault_routes: set[str] | None = None
+    fault_execute_after_create: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.queries = _normalise_queries(self.queries)
+        if self.fault_routes is not None:
+            self.fault_routes = set(self.fault_routes)
+        if self.max_page_rows < 1:
+            raise ValueError("max_page_rows must be >= 1")
+        if self.window_seconds <= 0:
+            raise ValueError("window_seconds must be > 0")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
+        """From JSON-shaped data: `queries` is a list of query objects or an object keyed by query id."""
+        return cls(**_known(cls, data))
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> Scenario:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    @classmethod
+    def default(cls) -> Scenario:
+        return default_scenario()
+
+
+def _column(value: ColumnSpec | Mapping[str, Any] | Iterable[str]) -> ColumnSpec:
+    if isinstance(value, ColumnSpec):
+        return value
+    if isinstance(value, Mapping):
+        return ColumnSpec(name=str(value["name"]), type=str(value["type"]))
+    name, type_ = value
+    return ColumnSpec(str(name), str(type_))
+
+
+def _query(value: QuerySpec | Mapping[str, Any], key: object = None) -> QuerySpec:
+    if isinstance(value, QuerySpec):
+        return value
+    data = dict(value)
+    if key is not None:
+        data.setdefault("query_id", int(str(key)))
+    return QuerySpec.from_dict(data)
+
+
+def _normalise_queries(queries: Mapping[Any, Any] | Iterable[Any]) -> dict[int, QuerySpec]:
+    if isinstance(queries, Mapping):
+        specs = [_query(value, key) for key, value in queries.items()]
+    else:
+        specs = [_query(value) for value in queries]
+    return {spec.query_id: spec for spec in specs}
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries naming a field of `cls`; an unknown one is a typo in a scenario file, so it is an error."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    return dict(data)
+
+
+def _all_types_columns() -> list[ColumnSpec]:
+    return [
+        ColumnSpec("n", "bigint"),
+        ColumnSpec("small", "integer"),
+        ColumnSpec("ratio", "double"),
+        ColumnSpec("approx", "real"),
+        ColumnSpec("label", "varchar"),
+        ColumnSpec("flag", "boolean"),
+        ColumnSpec("amount_raw", "uint256"),
+        ColumnSpec("delta", "int256"),
+        ColumnSpec("price", "decimal(38,18)"),
+        ColumnSpec("tx_hash", "varbinary"),
+        ColumnSpec("block_time", "timestamp with time zone"),
+        ColumnSpec("block_date", "date"),
+        ColumnSpec("tags", "array(varchar)"),
+        ColumnSpec("balances", "map(varchar,bigint)"),
+    ]
+
+
+def default_scenario() -> Scenario:
+    """The `make demo` scenario; rate limits of the Plus plan, so polling five queries stays quick."""
+    syntax_error = ErrorSpec(
+        type="FAILED_TYPE_EXECUTION_FAILED",
+        message="line 3:8: mismatched input 'form'. Expecting: ',', 'EXCEPT', 'FROM', 'GROUP', 'LIMIT'",
+        line=3,
+        column=8,
+    )
+    return Scenario(
+        queries=[
+            QuerySpec(1001, rows=50, columns=_all_types_columns(), queue_seconds=0.2, execution_seconds=0.5),
+            QuerySpec(1002, rows=5_000, queue_seconds=0.3, execution_seconds=1.0),
+            QuerySpec(1003, rows=200, queue_seconds=1.0, execution_seconds=4.0),
+            QuerySpec(1004, outcome=Outcome.FAILED, execution_seconds=0.8, error=syntax_error),
+            QuerySpec(1005, rows=300, outcome=Outcome.COMPLETED_PARTIAL, partial_rows=200,
+                      parameters={"min_value": 10}, execution_seconds=0.6),
+        ],
+        max_page_rows=1_000,
+        write_rpm=70,
+        read_rpm=200,
+    )
