@@ -52,7 +52,7 @@ class FaultInjector:
         if roll < scenario.fault_drop_rate:
             return Fault(FaultKind.DROP, delay=delay)
         if roll < scenario.fault_drop_rate + scenario.fault_5xx_rate:
-            return Fault(FaultKind.ERROR, self._rng.choice(sorted(SERVER_ERRORS)), delay)
+            return Fault(FaultKind.ERROR, self._rng.choice(scenario.fault_5xx_statuses), delay)
         return Fault(delay=delay)
 
     def _chance(self, rate: float) -> bool:

@@ -112,6 +112,7 @@ class Scenario:
     # this grace a strict window would refuse about half of its boundary requests.
     rate_limit_grace_seconds: float = 0.05
     fault_5xx_rate: float = 0.0
+    fault_5xx_statuses: list[int] = field(default_factory=lambda: [500, 502, 503, 504])
     fault_slow_rate: float = 0.0
     fault_slow_seconds: float = 0.0
     fault_drop_rate: float = 0.0
@@ -123,6 +124,9 @@ class Scenario:
         self.queries = _normalise_queries(self.queries)
         if self.fault_routes is not None:
             self.fault_routes = set(self.fault_routes)
+        self.fault_5xx_statuses = [int(s) for s in self.fault_5xx_statuses]
+        if not self.fault_5xx_statuses or any(not 500 <= s <= 599 for s in self.fault_5xx_statuses):
+            raise ValueError("fault_5xx_statuses must be a non-empty list of 5xx codes")
         if self.max_page_rows < 1:
             raise ValueError("max_page_rows must be >= 1")
         if self.window_seconds <= 0:
