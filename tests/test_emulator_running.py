@@ -60,7 +60,8 @@ def test_scenario_queries_keyed_by_id_and_json_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("data", [{"queries": [], "nope": 1}, {"queries": [{"query_id": 1, "rowz": 3}]},
                                   {"queries": [{"query_id": 1, "outcome": "MAYBE"}]},
-                                  {"queries": [{"query_id": 1, "columns": []}]}, {"max_page_rows": 0}])
+                                  {"queries": [{"query_id": 1, "columns": []}]}, {"max_page_rows": 0},
+                                  {"queries": [{"query_id": 1, "columns": [["n", "bigintt"]]}]}])
 def test_scenario_typos_are_errors(data: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Scenario.from_dict(data)

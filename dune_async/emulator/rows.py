@@ -16,8 +16,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from dune_async.emulator.scenario import ColumnSpec
+if TYPE_CHECKING:
+    from dune_async.emulator.scenario import ColumnSpec
 
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15

@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from dune_async.emulator.rows import generator_for
+
 THIRTY_MINUTES = 30 * 60.0
 DEFAULT_EXPIRY_SECONDS = 90 * 86400.0
 
@@ -82,6 +84,8 @@ class QuerySpec:
             self.error = ErrorSpec(**self.error)
         if not self.columns:
             raise ValueError(f"query {self.query_id}: a result needs at least one column")
+        for column in self.columns:
+            generator_for(column.type)  # an unknown type fails here, not as a 500 on the first page
         if self.rows < 0:
             raise ValueError(f"query {self.query_id}: rows must be >= 0")
 
