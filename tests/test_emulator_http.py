@@ -252,3 +252,15 @@ async def test_csv_results_page_by_headers() -> None:
     assert [int(r["n"]) for r in parsed] == list(range(25))
     assert [r["label"] for r in parsed] == [r["label"] if r["label"] is not None else "" for r in json_rows]
     assert len(list(csv.DictReader(io.StringIO(latest.text)))) == 5
+
+
+async def test_an_emulator_bug_still_answers_a_json_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("dune_async.emulator.app.results_answer", broken)
+    clock = FakeClock()
+    async with running(unlimited(QuerySpec(1, rows=3)), clock=clock) as (_, api):
+        execution_id = await finished_execution(api, clock, 1)
+        reply = await api.results(execution_id)
+    assert (reply.status, reply.body) == (500, {"error": "An internal error occured"})
