@@ -45,12 +45,11 @@ class Backend:
     store: ExecutionStore = field(default_factory=ExecutionStore)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     counters: Counters = field(default_factory=Counters)
-    faults: FaultInjector | None = None
     seeded: set[int] = field(default_factory=set)
+    faults: FaultInjector = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.faults is None:
-            self.faults = FaultInjector(self.scenario.seed)
+        self.faults = FaultInjector(self.scenario.seed)
 
     def seed_latest_results(self) -> None:
         """Create the 'already finished' executions the scenario asks for (once per query)."""
@@ -133,14 +132,13 @@ def _unrouted(request: web.Request) -> web.Response:
 
 
 async def _with_faults(request: web.Request, handler: Handler, backend: Backend, route: str) -> web.StreamResponse:
-    assert backend.faults is not None
     fault = backend.faults.draw(route, backend.scenario)
-    if fault.delay:
+    if fault.delay or fault.kind is not FaultKind.NONE:
         backend.counters.fault_injected()
+    if fault.delay:
         await asyncio.sleep(fault.delay)
     if fault.kind is FaultKind.NONE:
         return await _handle(request, handler)
-    backend.counters.fault_injected()
     if fault.kind is FaultKind.DROP:
         return _drop(request)
     if route == "execute" and backend.scenario.fault_execute_after_create:
