@@ -8,6 +8,7 @@ API key. Callers decide by type: `DuneHTTPError` subclasses for answers that ret
     ├── InsecureBaseURLError            the base URL would send the key in clear text
     ├── UnexpectedResponseError         an answer that is not the JSON Dune promises
     ├── ExecuteOutcomeUnknownError      execute was sent but its answer was lost: not retried (it may bill twice)
+    ├── ExecutionNotReadableError       results asked of an execution that has none (expired, failed, ...)
     ├── DuneUnavailableError            retries exhausted on 429, 5xx, timeouts or connection errors
     └── DuneHTTPError                   4xx answers that retrying cannot fix
         ├── BadRequestError             400
@@ -59,6 +60,14 @@ class ExecuteOutcomeUnknownError(DuneError):
 
     Not retried on purpose: Dune has no idempotency key, so a retry could bill the user twice.
     """
+
+
+class ExecutionNotReadableError(DuneError):
+    """The results endpoint answered a state without rows (EXPIRED while reading, FAILED, CANCELLED, ...)."""
+
+    def __init__(self, message: str, *, state: object, **where: object) -> None:
+        self.state = state
+        super().__init__(message, **where)  # type: ignore[arg-type]
 
 
 class DuneUnavailableError(DuneError):

@@ -30,6 +30,7 @@ from dune_async.errors import (
     DuneHTTPError,
     DuneUnavailableError,
     ExecuteOutcomeUnknownError,
+    ExecutionNotReadableError,
     NotFoundError,
 )
 from dune_async.events import (
@@ -388,6 +389,8 @@ def _outcome_of_error(exc: DuneError, *, reading: bool = False) -> Outcome:
         return Outcome.NOT_FOUND
     if isinstance(exc, ExecuteOutcomeUnknownError):
         return Outcome.UNKNOWN_START
+    if isinstance(exc, ExecutionNotReadableError):
+        return _OUTCOME_OF_STATE.get(exc.state, Outcome.UNAVAILABLE)  # type: ignore[call-overload]
     if isinstance(exc, DuneHTTPError) and not reading:
         return Outcome.REFUSED
     return Outcome.UNAVAILABLE

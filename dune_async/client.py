@@ -1,0 +1,384 @@
+"""The async Dune API client: one aiohttp session, two rate buckets, safe retries, typed errors, streamed pages.
+
+It owns the HTTP conversation and nothing else: which queries to run, when to poll and what to do with rows
+belong to the orchestrator. Every request goes through `_call`, in this order: a slot among the requests
+in flight, then the rate bucket (last, so the request leaves right after its slot), then `backoff` around the
+attempt. The API key lives in the session headers only: no message, log line or repr built here contains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import json
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import backoff
+
+from dune_async import __version__
+from dune_async.errors import (
+    HTTP_ERRORS,
+    BadRequestError,
+    DuneError,
+    DuneHTTPError,
+    DuneUnavailableError,
+    ExecuteOutcomeUnknownError,
+    ExecutionNotReadableError,
+    InsecureBaseURLError,
+    UnexpectedResponseError,
+)
+from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage
+from dune_async.ratelimit import RateBucket
+from dune_async.retry import (
+    RETRYABLE_STATUSES,
+    TransientError,
+    never,
+    parse_retry_after,
+    unsafe_to_repeat_execute,
+    waits,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.dune.com"
+API_ROOT = "/api/v1"
+MAX_DATAPOINTS = 250_000
+"""Rows x columns Dune returns per request by default; larger pages are refused or cut."""
+USER_AGENT = f"dune-async-fivetran/{__version__}"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach Dune and how hard to push it. The key is left out of the repr."""
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    write_rpm: int | None = 15
+    read_rpm: int | None = 40
+    max_in_flight: int = 8
+    page_size: int = 32_000
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_tries: int = 8
+    max_retry_seconds: float = 300.0
+    window_seconds: float = 60.0
+
+
+@dataclass
+class ClientStats:
+    """What the client did, for logs and benchmarks."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    """Attempts by endpoint name (execute, status, results, query_results, cancel)."""
+    retries: int = 0
+    rate_limited: int = 0
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    name: str
+    params: Mapping[str, str] | None = None
+    body: Mapping[str, Any] | None = None
+    query_id: int | None = None
+    execution_id: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.method} {API_ROOT}{self.path}"
+
+    def where(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "query_id": self.query_id, "execution_id": self.execution_id}
+
+
+class DuneClient:
+    """Talks to the Dune API v1. Use as `async with DuneClient(settings) as client:`; one per sync.
+
+    Raises `InsecureBaseURLError` at once if the base URL is plain http on a host that is not loopback.
+    """
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.base_url = _checked_base_url(settings.base_url)
+        self._origin = _origin(self.base_url)
+        self.write_bucket = RateBucket("write", settings.write_rpm, window_seconds=settings.window_seconds)
+        self.read_bucket = RateBucket("read", settings.read_rpm, window_seconds=settings.window_seconds)
+        self.stats = ClientStats()
+        self._session: aiohttp.ClientSession | None = None
+        self._in_flight: asyncio.Semaphore | None = None
+        retrying = functools.partial(
+            backoff.on_exception, waits, TransientError, max_tries=settings.max_tries,
+            max_time=settings.max_retry_seconds, jitter=None, on_backoff=self._on_backoff, logger=None,
+        )
+        self._attempt_read = retrying(giveup=never)(self._attempt)
+        self._attempt_execute = retrying(giveup=unsafe_to_repeat_execute)(self._attempt)
+
+    def __repr__(self) -> str:
+        return f"DuneClient(base_url={self.base_url!r}, write={self.write_bucket!r}, read={self.read_bucket!r})"
+
+    async def __aenter__(self) -> DuneClient:
+        settings = self.settings
+        self._in_flight = asyncio.Semaphore(settings.max_in_flight)
+        self._session = aiohttp.ClientSession(
+            headers={"X-Dune-Api-Key": settings.api_key, "User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                          sock_read=settings.read_timeout),
+            connector=aiohttp.TCPConnector(limit=settings.max_in_flight),
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- endpoints ---------------------------------------------------------------------------------------------
+
+    async def execute(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
+                      performance: str | None = None) -> ExecutionHandle:
+        """Starts an execution (costs credits). Never retried once Dune may have received it."""
+        body: dict[str, Any] = {}
+        if parameters:
+            body["query_parameters"] = dict(parameters)
+        if performance:
+            body["performance"] = performance
+        call = _Call("POST", f"/query/{int(query_id)}/execute", "execute", body=body, query_id=query_id)
+        return ExecutionHandle.from_dict(await self._call(call, self.write_bucket))
+
+    async def status(self, execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
+        """The execution's state and timings (free of credits)."""
+        call = _Call("GET", f"/execution/{_segment(execution_id)}/status", "status",
+                     query_id=query_id, execution_id=execution_id)
+        return ExecutionStatus.from_dict(await self._call(call, self.read_bucket))
+
+    async def cancel(self, execution_id: str, *, query_id: int | None = None) -> bool:
+        """Asks Dune to cancel; False when it had already finished (its result then stays readable)."""
+        call = _Call("POST", f"/execution/{_segment(execution_id)}/cancel", "cancel",
+                     query_id=query_id, execution_id=execution_id)
+        answer = await self._call(call, self.read_bucket)
+        return bool(answer.get("success"))
+
+    async def latest_result(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
+                            limit: int = 1) -> ResultPage:
+        """The first page of the query's newest finished execution, without executing anything.
+
+        Raises `NotFoundError` when the query has no result for these parameters yet.
+        """
+        params = {"limit": str(limit), "offset": "0"}
+        params.update({f"params.{name}": _text(value) for name, value in (parameters or {}).items()})
+        call = _Call("GET", f"/query/{int(query_id)}/results", "query_results", params=params, query_id=query_id)
+        page = ResultPage.from_dict(await self._call(call, self.read_bucket), offset=0)
+        self.stats.rows += len(page.rows)
+        return page
+
+    def page_limit(self, column_count: int | None) -> int:
+        """Rows to ask for per page: the configured size, lowered to keep rows x columns within 250,000."""
+        size = max(1, self.settings.page_size)
+        if column_count:
+            size = min(size, max(1, MAX_DATAPOINTS // column_count))
+        return size
+
+    async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = False,
+                    column_count: int | None = None, query_id: int | None = None) -> AsyncIterator[ResultPage]:
+        """Streams the result of a finished execution from `offset`, one page at a time.
+
+        Follows `next_offset` (the server may lower the limit). The next URL is always built on our own base
+        URL: a `next_uri` on another origin is ignored, so the key never travels elsewhere.
+        """
+        limit = self.page_limit(column_count)
+        while True:
+            params = {"limit": str(limit), "offset": str(offset)}
+            if allow_partial:
+                params["allow_partial_results"] = "true"
+            call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results", params=params,
+                         query_id=query_id, execution_id=execution_id)
+            page = ResultPage.from_dict(await self._call(call, self.read_bucket), offset=offset)
+            _require_rows(page, call)
+            if column_count is None and page.metadata and page.metadata.column_names:
+                column_count = len(page.metadata.column_names)
+                limit = self.page_limit(column_count)  # the first page told us how wide the result is
+            self.stats.rows += len(page.rows)
+            yield page
+            following = self._next_offset(page, call)
+            if following is None:
+                return
+            offset = following
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+
+    def _next_offset(self, page: ResultPage, call: _Call) -> int | None:
+        following = page.next_offset
+        if following is None and page.next_uri:
+            if _origin(page.next_uri) != self._origin:
+                logger.warning("ignoring a next_uri on another host than %s (%s)", self._origin, call.endpoint)
+            else:
+                following = _offset_in(page.next_uri)
+        if following is None:
+            total = page.metadata.total_row_count if page.metadata else None
+            end = page.offset + len(page.rows)
+            if page.rows and total is not None and end < total:
+                raise UnexpectedResponseError(f"the result stops at row {end} of {total} with no next page",
+                                              **call.where())
+            return None
+        if following <= page.offset and page.rows:
+            raise UnexpectedResponseError(f"next_offset {following} does not move past offset {page.offset}",
+                                          **call.where())
+        return following
+
+    async def _call(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
+        if self._session is None:
+            raise RuntimeError("DuneClient used outside `async with`")
+        attempt = self._attempt_execute if call.name == "execute" else self._attempt_read
+        try:
+            return await attempt(call, bucket)
+        except TransientError as failure:
+            if call.name == "execute" and failure.maybe_sent:
+                raise ExecuteOutcomeUnknownError(
+                    f"execute was sent but no usable answer came back ({failure.message}); not retried, since "
+                    "an execution may have started and a second one would cost credits again", **call.where(),
+                ) from None
+            raise DuneUnavailableError(f"gave up after {self.settings.max_tries} tries or "
+                                       f"{self.settings.max_retry_seconds:g} s: {failure.message}",
+                                       status=failure.status, **call.where()) from None
+
+    async def _attempt(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
+        assert self._session is not None and self._in_flight is not None
+        async with self._in_flight:
+            await bucket.acquire()
+            self.stats.requests[call.name] += 1
+            try:
+                async with self._session.request(
+                    call.method, self.base_url + API_ROOT + call.path, params=call.params,
+                    json=call.body if call.method == "POST" else None,
+                ) as response:
+                    status, headers, body = response.status, response.headers, await response.read()
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                raise TransientError(f"could not connect: {self._redact(str(exc))}", maybe_sent=False) from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = self._redact(str(exc)) or type(exc).__name__
+                raise TransientError(f"connection lost or timed out: {reason}", maybe_sent=True) from None
+        return self._decode(call, bucket, status, headers, body)
+
+    def _decode(self, call: _Call, bucket: RateBucket, status: int, headers: Mapping[str, str],
+                body: bytes) -> dict[str, Any]:
+        if 200 <= status < 300:
+            data = _json_object(body)
+            if data is None:
+                raise UnexpectedResponseError(f"answered {status} with a body that is not a JSON object",
+                                              **call.where())
+            return data
+        message = self._redact(_error_text(body)) or f"HTTP {status}"
+        if status == 429:
+            self.stats.rate_limited += 1
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+            if retry_after is not None:
+                bucket.pause(retry_after)
+            raise TransientError(f"rate limited (429, Retry-After {retry_after}): {message}", status=429,
+                                 maybe_sent=False, retry_after=retry_after)
+        if status in RETRYABLE_STATUSES:
+            raise TransientError(f"Dune answered {status}: {message}", status=status, maybe_sent=True)
+        if 400 <= status < 500:
+            error_type = HTTP_ERRORS.get(status, DuneHTTPError)
+            raise error_type(message, status=status, **call.where())
+        if call.name == "execute":
+            raise ExecuteOutcomeUnknownError(f"Dune answered {status}: {message}; not retried", **call.where())
+        raise DuneUnavailableError(f"Dune answered {status}: {message}", status=status, **call.where())
+
+    def _on_backoff(self, details: Mapping[str, Any]) -> None:
+        self.stats.retries += 1
+        call: _Call = details["args"][0]
+        failure = details.get("exception")
+        logger.info("retrying %s in %.1f s (try %d): %s", call.endpoint, details.get("wait", 0.0),
+                    details.get("tries", 0) + 1, failure)
+
+    def _redact(self, text: str) -> str:
+        key = self.settings.api_key
+        return text.replace(key, "***") if key and len(key) >= 3 else text
+
+
+def _checked_base_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InsecureBaseURLError(f"the base URL must be an http(s) URL, got {raw!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise InsecureBaseURLError(
+            f"refusing plain http to {parts.hostname}: the API key would travel in clear text; use https "
+            "(http is allowed for loopback hosts only)"
+        )
+    path = parts.path.rstrip("/")
+    path = path.removesuffix(API_ROOT)
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default_port
+
+
+def _offset_in(uri: str) -> int | None:
+    values = parse_qs(urlsplit(uri).query).get("offset")
+    try:
+        return int(values[0]) if values else None
+    except ValueError:
+        return None
+
+
+def _require_rows(page: ResultPage, call: _Call) -> None:
+    state = page.execution.state
+    if not state.has_rows:
+        raise ExecutionNotReadableError(f"the execution is {state.short}, its rows cannot be read",
+                                        state=state, **call.where())
+
+
+def _segment(execution_id: str) -> str:
+    """An execution id safe to put in a path: Dune's ids are ULIDs, so anything else is refused locally."""
+    if not execution_id or not execution_id.isalnum():
+        raise BadRequestError(f"not a Dune execution id: {execution_id!r}", execution_id=None)
+    return execution_id
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _error_text(body: bytes) -> str:
+    data = _json_object(body)
+    if data is not None and isinstance(data.get("error"), str):
+        return data["error"]
+    text = body.decode("utf-8", "replace").strip()
+    return text[:200]
+
+
+__all__ = ["DEFAULT_BASE_URL", "ClientSettings", "ClientStats", "DuneClient", "DuneError"]
