@@ -1,0 +1,226 @@
+"""The connector's settings: configuration.json (every value a string) parsed into one typed, validated object.
+
+Nothing is sent to Dune before `Settings.from_configuration` has accepted every key, and each refusal is a
+`SettingsError` naming the key and what it allows. The API key is never part of a message or a repr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from dune_async.client import ClientSettings, DuneClient
+from dune_async.errors import InsecureBaseURLError
+
+logger = logging.getLogger("dune_async.settings")
+
+DEFAULT_BASE_URL = "https://api.dune.com"
+PERFORMANCE_TIERS = ("medium", "large")
+
+
+class SettingsError(ValueError):
+    """A configuration value the connector cannot use; `key` names the setting."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {problem}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one sync needs to know, validated."""
+
+    api_key: str = field(repr=False)
+    query_ids: tuple[int, ...]
+    base_url: str = DEFAULT_BASE_URL
+    query_parameters: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    performance: str = "medium"
+    write_rpm: int = 15
+    read_rpm: int = 40
+    page_size: int = 32_000
+    min_poll_seconds: float = 1.0
+    max_poll_seconds: float = 10.0
+    execution_timeout_seconds: float = 1800.0
+    checkpoint_rows: int = 10_000
+    max_result_age_hours: float | None = None
+
+    @classmethod
+    def from_configuration(cls, configuration: Mapping[str, Any]) -> Settings:
+        """Parses configuration.json's dict; raises `SettingsError` for the first bad value."""
+        if not isinstance(configuration, Mapping):
+            raise SettingsError("configuration", "expected a JSON object of settings")
+        reader = _Reader(configuration)
+        query_ids = _query_ids(reader.text("DUNE_QUERY_IDS", required=True))
+        settings = cls(
+            api_key=_api_key(reader.text("DUNE_API_KEY", required=True)),
+            query_ids=query_ids,
+            base_url=_base_url(reader.text("DUNE_BASE_URL") or DEFAULT_BASE_URL),
+            query_parameters=_query_parameters(reader.text("DUNE_QUERY_PARAMETERS"), query_ids),
+            performance=_performance(reader.text("DUNE_PERFORMANCE") or "medium"),
+            write_rpm=reader.integer("DUNE_WRITE_RPM", 15, minimum=1),
+            read_rpm=reader.integer("DUNE_READ_RPM", 40, minimum=1),
+            page_size=reader.integer("DUNE_PAGE_SIZE", 32_000, minimum=1, maximum=1_000_000),
+            min_poll_seconds=reader.number("DUNE_MIN_POLL_INTERVAL_SECONDS", 1.0, minimum=0.05),
+            max_poll_seconds=reader.number("DUNE_MAX_POLL_INTERVAL_SECONDS", 10.0, minimum=0.05),
+            execution_timeout_seconds=reader.number("DUNE_EXECUTION_TIMEOUT_SECONDS", 1800.0, minimum=1.0),
+            checkpoint_rows=reader.integer("DUNE_CHECKPOINT_ROWS", 10_000, minimum=1),
+            max_result_age_hours=reader.optional_number("DUNE_MAX_RESULT_AGE_HOURS", minimum=0.0),
+        )
+        if settings.max_poll_seconds < settings.min_poll_seconds:
+            raise SettingsError(
+                "DUNE_MAX_POLL_INTERVAL_SECONDS",
+                f"must be at least DUNE_MIN_POLL_INTERVAL_SECONDS ({settings.min_poll_seconds:g}), "
+                f"got {settings.max_poll_seconds:g}",
+            )
+        return settings
+
+    def parameters_for(self, query_id: int) -> dict[str, Any]:
+        return dict(self.query_parameters.get(query_id, {}))
+
+    def client_settings(self) -> ClientSettings:
+        return ClientSettings(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            write_rpm=self.write_rpm,
+            read_rpm=self.read_rpm,
+            page_size=self.page_size,
+        )
+
+
+class _Reader:
+    """Reads one key at a time, so that every error names the key it came from."""
+
+    def __init__(self, configuration: Mapping[str, Any]) -> None:
+        self._configuration = configuration
+
+    def text(self, key: str, *, required: bool = False) -> str:
+        value = self._configuration.get(key)
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise SettingsError(key, f"must be a string (configuration.json values are strings), got {value!r}")
+        value = value.strip()
+        if required and not value:
+            raise SettingsError(key, "is required")
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        raw = self.text(key)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(key, f"must be a whole number, got {raw!r}") from None
+        _check_range(key, value, minimum, maximum)
+        return value
+
+    def number(self, key: str, default: float, *, minimum: float) -> float:
+        value = self.optional_number(key, minimum=minimum)
+        return default if value is None else value
+
+    def optional_number(self, key: str, *, minimum: float) -> float | None:
+        raw = self.text(key)
+        if not raw:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(key, f"must be a number, got {raw!r}") from None
+        if not math.isfinite(value):
+            raise SettingsError(key, f"must be a finite number, got {raw!r}")
+        _check_range(key, value, minimum, None)
+        return value
+
+
+def _check_range(key: str, value: float, minimum: float, maximum: float | None) -> None:
+    if value < minimum:
+        raise SettingsError(key, f"must be at least {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(key, f"must be at most {maximum:g}, got {value:g}")
+
+
+def _api_key(raw: str) -> str:
+    if raw.startswith("<") and raw.endswith(">"):
+        raise SettingsError("DUNE_API_KEY", "still holds the placeholder from configuration.json; set your Dune API key")
+    if any(ch.isspace() for ch in raw):
+        raise SettingsError("DUNE_API_KEY", "must not contain spaces or line breaks")
+    return raw
+
+
+def _query_ids(raw: str) -> tuple[int, ...]:
+    """Comma-separated ids: blanks ignored, bad entries skipped with a warning, duplicates kept once, in order."""
+    ids: list[int] = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        if not entry.isdigit() or int(entry) <= 0:
+            logger.warning("DUNE_QUERY_IDS: skipping %r, which is not a positive whole number", entry)
+            continue
+        query_id = int(entry)
+        if query_id in ids:
+            logger.warning("DUNE_QUERY_IDS: query %d is listed more than once; it runs once", query_id)
+            continue
+        ids.append(query_id)
+    if not ids:
+        raise SettingsError("DUNE_QUERY_IDS", f"holds no valid query id (comma-separated positive numbers), got {raw!r}")
+    return tuple(ids)
+
+
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError("DUNE_BASE_URL", f"must be an http(s) URL such as {DEFAULT_BASE_URL}, got {raw!r}")
+    if parts.query or parts.fragment or parts.path.rstrip("/") not in ("", "/api/v1"):
+        raise SettingsError("DUNE_BASE_URL", f"must be the host only, such as {DEFAULT_BASE_URL}, got {raw!r}")
+    base = f"{parts.scheme}://{parts.netloc}"
+    try:
+        DuneClient(ClientSettings(api_key="-", base_url=base))  # the client owns the https-or-loopback rule
+    except InsecureBaseURLError:
+        raise SettingsError(
+            "DUNE_BASE_URL", f"must use https (plain http is allowed for loopback hosts only), got {raw!r}"
+        ) from None
+    return base
+
+
+def _performance(raw: str) -> str:
+    value = raw.lower()
+    if value not in PERFORMANCE_TIERS:
+        raise SettingsError("DUNE_PERFORMANCE", f"must be one of {', '.join(PERFORMANCE_TIERS)}, got {raw!r}")
+    return value
+
+
+def _query_parameters(raw: str, query_ids: tuple[int, ...]) -> dict[int, dict[str, Any]]:
+    """`{"<query_id>": {"<name>": value}}`; ids not in DUNE_QUERY_IDS are a mistake worth a warning, not an error."""
+    key = "DUNE_QUERY_PARAMETERS"
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(key, f"must be a JSON object, could not parse it: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(key, f'must be a JSON object like {{"1234": {{"name": "value"}}}}, got {type(data).__name__}')
+    parameters: dict[int, dict[str, Any]] = {}
+    for raw_id, params in data.items():
+        text_id = str(raw_id).strip()
+        if not text_id.isdigit() or int(text_id) <= 0:
+            raise SettingsError(key, f"keys must be query ids (positive whole numbers), got {raw_id!r}")
+        if not isinstance(params, dict):
+            raise SettingsError(key, f"the parameters of query {text_id} must be a JSON object, got {params!r}")
+        for name, value in params.items():
+            if not name or not isinstance(value, (str, int, float, bool)):
+                raise SettingsError(
+                    key, f"parameter {name!r} of query {text_id} must be a string, number or boolean, got {value!r}"
+                )
+        query_id = int(text_id)
+        if query_id not in query_ids:
+            logger.warning("%s: query %d is not in DUNE_QUERY_IDS; its parameters are ignored", key, query_id)
+            continue
+        parameters[query_id] = dict(params)
+    return parameters

@@ -1,0 +1,139 @@
+"""One sync, end to end: settings → plans → orchestrator (background thread, own event loop) → channel → sink.
+
+The calling thread (Fivetran's, which must make every `op.*` call) only drains the channel into the sink,
+so downloading and JSON decoding on the background loop overlap with the writing. If the writer fails, the
+channel is closed and the orchestrator cancelled, which cancels the executions this sync started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dune_async.channel import END, PageChannel
+from dune_async.client import ClientSettings, DuneClient
+from dune_async.events import Origin
+from dune_async.orchestrator import Orchestrator, QueryPlan, Timing
+from dune_async.settings import Settings
+from dune_async.sink import Operations, QueryReport, Sink, SyncError
+from dune_async.state import SyncState, fingerprint
+
+logger = logging.getLogger("dune_async.sync")
+
+PAGE_CAPACITY = 3
+"""Pages in memory at once: one being written, two being downloaded or waiting."""
+
+_JOIN_SECONDS = 30.0
+
+ClientFactory = Callable[[ClientSettings], Any]
+"""Builds the async-context-managed client for a sync; tests pass a fake."""
+
+
+def plan_queries(settings: Settings, state: SyncState) -> list[QueryPlan]:
+    """What to do for each query, given what the earlier syncs left behind."""
+    plans = []
+    for query_id in settings.query_ids:
+        parameters = settings.parameters_for(query_id)
+        digest = fingerprint(parameters, settings.performance)
+        progress = state.get(query_id)
+        resumable = progress.resumable(digest)
+        plans.append(QueryPlan(
+            query_id=query_id,
+            parameters=parameters,
+            performance=settings.performance,
+            fingerprint=digest,
+            resume_execution_id=progress.execution_id if resumable else None,
+            resume_offset=progress.offset if resumable else 0,
+            resume_origin=Origin.REUSED if progress.origin == Origin.REUSED.value else Origin.EXECUTED,
+            synced_execution_id=progress.execution_id if progress.complete else None,
+        ))
+    return plans
+
+
+def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, operations: Operations,
+             *, page_capacity: int = PAGE_CAPACITY, client_factory: ClientFactory = DuneClient) -> list[QueryReport]:
+    """Runs one sync; raises `SettingsError` before any request, or `SyncError` after committing what it wrote."""
+    settings = Settings.from_configuration(configuration)
+    sync_state = SyncState.from_dict(state)
+    plans = plan_queries(settings, sync_state)
+    channel = PageChannel(page_capacity)
+    sink = Sink(operations, sync_state, settings.query_ids, checkpoint_rows=settings.checkpoint_rows)
+    worker = _OrchestratorThread(settings, plans, channel, client_factory)
+    logger.info("syncing %d queries from %s", len(plans), settings.base_url)
+    worker.start()
+    try:
+        _drain(channel, sink, worker)
+    except BaseException:
+        channel.close()
+        worker.stop()
+        raise
+    worker.join(_JOIN_SECONDS)
+    return sink.close()
+
+
+def _drain(channel: PageChannel, sink: Sink, worker: _OrchestratorThread) -> None:
+    while True:
+        try:
+            event, holds_slot = channel.get(timeout=1.0)
+        except TimeoutError:
+            if not worker.is_alive():
+                raise SyncError("the orchestrator thread stopped without finishing the sync") from worker.error
+            continue
+        if event is END:
+            return
+        try:
+            sink.handle(event)
+        finally:
+            if holds_slot:
+                channel.page_done()
+
+
+class _OrchestratorThread(threading.Thread):
+    """Runs the orchestrator on an event loop of its own."""
+
+    def __init__(self, settings: Settings, plans: list[QueryPlan], channel: PageChannel,
+                 client_factory: ClientFactory) -> None:
+        super().__init__(name="dune-orchestrator", daemon=True)
+        self._client_factory = client_factory
+        self._settings = settings
+        self._plans = plans
+        self._channel = channel
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported to the writer through `error` and END
+            self.error = exc
+        finally:
+            self._ready.set()
+            self._channel.finish()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._ready.set()
+        settings = self._settings
+        timing = Timing(
+            min_poll_seconds=settings.min_poll_seconds,
+            max_poll_seconds=settings.max_poll_seconds,
+            execution_timeout_seconds=settings.execution_timeout_seconds,
+            max_result_age_hours=settings.max_result_age_hours,
+        )
+        async with self._client_factory(settings.client_settings()) as client:
+            await Orchestrator(client, self._channel, self._plans, timing).run()
+
+    def stop(self) -> None:
+        """Cancels the orchestrator (which cancels what it started) and waits for it."""
+        self._ready.wait(_JOIN_SECONDS)
+        if self._loop is not None and self._task is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between: nothing left to cancel
+                self._loop.call_soon_threadsafe(self._task.cancel)
+        self.join(_JOIN_SECONDS)

@@ -1,0 +1,121 @@
+"""Every setting: defaults, accepted spellings, and a clear error naming the key for each bad value."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from dune_async.settings import Settings, SettingsError
+
+BASE = {"DUNE_API_KEY": "sk_test_abcdef", "DUNE_QUERY_IDS": "1001"}
+
+
+def parse(**overrides: Any) -> Settings:
+    return Settings.from_configuration({**BASE, **overrides})
+
+
+def test_defaults() -> None:
+    settings = parse()
+    assert settings.query_ids == (1001,)
+    assert settings.base_url == "https://api.dune.com"
+    assert (settings.write_rpm, settings.read_rpm, settings.page_size) == (15, 40, 32_000)
+    assert (settings.min_poll_seconds, settings.max_poll_seconds) == (1.0, 10.0)
+    assert settings.execution_timeout_seconds == 1800 and settings.checkpoint_rows == 10_000
+    assert settings.performance == "medium" and settings.max_result_age_hours is None
+    assert settings.query_parameters == {}
+
+
+def test_query_ids_tolerate_blanks_spaces_duplicates_and_skip_bad_entries(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        settings = parse(DUNE_QUERY_IDS=" 3, 1 ,,abc, 3, -4, 0, 2 , ")
+    assert settings.query_ids == (3, 1, 2)
+    assert "'abc'" in caplog.text and "'-4'" in caplog.text and "'0'" in caplog.text
+    assert "more than once" in caplog.text
+
+
+def test_empty_strings_mean_defaults() -> None:
+    settings = parse(DUNE_BASE_URL="", DUNE_PAGE_SIZE=" ", DUNE_MAX_RESULT_AGE_HOURS="", DUNE_PERFORMANCE="")
+    assert settings.page_size == 32_000 and settings.base_url == "https://api.dune.com"
+
+
+def test_every_value_is_parsed() -> None:
+    settings = parse(
+        DUNE_BASE_URL="http://127.0.0.1:8080/", DUNE_PERFORMANCE="LARGE", DUNE_WRITE_RPM="70", DUNE_READ_RPM="200",
+        DUNE_PAGE_SIZE="5000", DUNE_MIN_POLL_INTERVAL_SECONDS="0.5", DUNE_MAX_POLL_INTERVAL_SECONDS="4",
+        DUNE_EXECUTION_TIMEOUT_SECONDS="60", DUNE_CHECKPOINT_ROWS="500", DUNE_MAX_RESULT_AGE_HOURS="12",
+        DUNE_QUERY_PARAMETERS='{"1001": {"days": 7, "chain": "ethereum", "strict": true}}',
+    )
+    assert settings.base_url == "http://127.0.0.1:8080"
+    assert settings.performance == "large"
+    assert (settings.write_rpm, settings.read_rpm, settings.page_size) == (70, 200, 5000)
+    assert (settings.min_poll_seconds, settings.max_poll_seconds) == (0.5, 4.0)
+    assert settings.execution_timeout_seconds == 60 and settings.checkpoint_rows == 500
+    assert settings.max_result_age_hours == 12
+    assert settings.parameters_for(1001) == {"days": 7, "chain": "ethereum", "strict": True}
+    client = settings.client_settings()
+    assert (client.write_rpm, client.read_rpm, client.page_size) == (70, 200, 5000)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("DUNE_API_KEY", "", "is required"),
+    ("DUNE_API_KEY", "<YOUR_DUNE_API_KEY>", "placeholder"),
+    ("DUNE_API_KEY", "two words", "spaces"),
+    ("DUNE_API_KEY", 12345, "must be a string"),
+    ("DUNE_QUERY_IDS", "", "is required"),
+    ("DUNE_QUERY_IDS", "abc, -1, 0", "no valid query id"),
+    ("DUNE_BASE_URL", "ftp://api.dune.com", "http"),
+    ("DUNE_BASE_URL", "api.dune.com", "http"),
+    ("DUNE_BASE_URL", "http://api.dune.com", "https"),
+    ("DUNE_BASE_URL", "https://api.dune.com/somewhere?x=1", "host only"),
+    ("DUNE_PERFORMANCE", "huge", "medium, large"),
+    ("DUNE_WRITE_RPM", "fast", "whole number"),
+    ("DUNE_WRITE_RPM", "0", "at least 1"),
+    ("DUNE_READ_RPM", "2.5", "whole number"),
+    ("DUNE_PAGE_SIZE", "0", "at least 1"),
+    ("DUNE_PAGE_SIZE", "5000000", "at most"),
+    ("DUNE_MIN_POLL_INTERVAL_SECONDS", "soon", "number"),
+    ("DUNE_MIN_POLL_INTERVAL_SECONDS", "0", "at least"),
+    ("DUNE_MAX_POLL_INTERVAL_SECONDS", "nan", "finite"),
+    ("DUNE_EXECUTION_TIMEOUT_SECONDS", "-5", "at least"),
+    ("DUNE_CHECKPOINT_ROWS", "1e3", "whole number"),
+    ("DUNE_MAX_RESULT_AGE_HOURS", "-1", "at least 0"),
+    ("DUNE_MAX_RESULT_AGE_HOURS", "a day", "number"),
+    ("DUNE_QUERY_PARAMETERS", "{not json", "JSON object"),
+    ("DUNE_QUERY_PARAMETERS", "[1, 2]", "JSON object"),
+    ("DUNE_QUERY_PARAMETERS", '{"abc": {}}', "query ids"),
+    ("DUNE_QUERY_PARAMETERS", '{"1001": [1]}', "JSON object"),
+    ("DUNE_QUERY_PARAMETERS", '{"1001": {"x": {"nested": 1}}}', "string, number or boolean"),
+])
+def test_bad_values_name_the_key(key: str, value: Any, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        parse(**{key: value})
+    assert raised.value.key == key
+    assert str(raised.value).startswith(f"{key}:")
+    assert message in str(raised.value)
+
+
+def test_max_poll_below_min_poll_is_refused() -> None:
+    with pytest.raises(SettingsError, match="DUNE_MAX_POLL_INTERVAL_SECONDS"):
+        parse(DUNE_MIN_POLL_INTERVAL_SECONDS="5", DUNE_MAX_POLL_INTERVAL_SECONDS="2")
+
+
+def test_parameters_for_unlisted_queries_are_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        settings = parse(DUNE_QUERY_PARAMETERS='{"999": {"x": 1}}')
+    assert settings.query_parameters == {} and "999" in caplog.text
+
+
+def test_the_api_key_never_shows_in_a_repr_or_an_error() -> None:
+    settings = parse(DUNE_API_KEY="sk_live_SECRET123")
+    assert "SECRET123" not in repr(settings)
+    assert "SECRET123" not in repr(settings.client_settings())
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_configuration({"DUNE_API_KEY": "sk_live_SECRET123", "DUNE_QUERY_IDS": "x"})
+    assert "SECRET123" not in str(raised.value)
+
+
+def test_not_a_mapping() -> None:
+    with pytest.raises(SettingsError, match="configuration"):
+        Settings.from_configuration(["DUNE_API_KEY"])  # type: ignore[arg-type]
