@@ -3,6 +3,11 @@
 Offline, every `fivetran debug` would wait seconds on a PyPI version check and try to send telemetry. We
 point HOME at a private folder whose version-check stamps say "checked just now" and set DO_NOT_TRACK=1,
 so the user's real home directory is never touched.
+
+It would also lose 12 s in `pipreqs`, which the SDK runs to compare requirements.txt with the imports:
+aiolimiter and backoff ship no `top_level.txt`, so pipreqs asks PyPI about them, fails offline, and the SDK
+retries twice (3 s, then 9 s) before skipping the check. A `pipreqs` stand-in first on PATH skips it at once,
+which leaves the SDK exactly where its own fallback would: requirements.txt taken as it is.
 """
 
 from __future__ import annotations
@@ -39,11 +44,21 @@ def offline_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str,
     env.update({
         "HOME": str(home),
         "DO_NOT_TRACK": "1",
-        # `fivetran debug` runs pipreqs from PATH: the venv's bin must come first.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        # The SDK's CLI runs `pipreqs` from PATH: our stand-in first, then the venv's tools.
+        "PATH": os.pathsep.join([str(_pipreqs_stand_in(home)), str(Path(sys.executable).parent), env.get("PATH", "")]),
     })
     env.update(extra or {})
     return env
+
+
+def _pipreqs_stand_in(home: Path) -> Path:
+    """A folder holding a `pipreqs` that succeeds without output, so the SDK keeps requirements.txt as it is."""
+    bin_dir = home / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / "pipreqs"
+    script.write_text("#!/bin/sh\n# devtools/sdk.py: offline, skip the requirements check (see its docstring).\nexit 0\n")
+    script.chmod(0o755)
+    return bin_dir
 
 
 def make_project(directory: Path) -> Path:
