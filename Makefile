@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench dist clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,5 +25,18 @@ demo: install
 bench: install
 	$(BIN)/python -m bench
 
+# The folder to deploy: the connector and its runtime needs only (no tests, benchmarks or dev tools, whose
+# imports would make `fivetran deploy` ask to add pytest and friends to requirements.txt).
+dist:
+	# Replace the code, keep the local runner's files/ (warehouse and state) between builds.
+	rm -rf dist/connector/connector.py dist/connector/requirements.txt dist/connector/dune_async
+	mkdir -p dist/connector
+	cp -R connector.py requirements.txt dune_async dist/connector/
+	find dist/connector -name __pycache__ -prune -exec rm -rf {} +
+	# Your settings, if you keep them in the git-ignored configuration.local.json (the SDK never uploads this file).
+	if [ -f configuration.local.json ]; then cp configuration.local.json dist/connector/configuration.json; \
+	else cp configuration.json dist/connector/configuration.json; fi
+	@echo "dist/connector is ready to deploy (see README: Getting started)"
+
 clean:
-	rm -rf $(VENV) files .sdk-home .pytest_cache .ruff_cache bench/.work
+	rm -rf $(VENV) files dist .sdk-home .pytest_cache .ruff_cache bench/.work
