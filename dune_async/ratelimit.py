@@ -46,10 +46,14 @@ class RateBucket:
 
     async def acquire(self) -> None:
         """Waits for this bucket's next slot (and out any pause); call it right before sending."""
-        await self._wait_out_pause()
-        if self._limiter is not None:
-            await self._limiter.acquire()
-        await self._wait_out_pause()  # a 429 may have arrived while this task queued for its slot
+        while True:
+            await self._wait_out_pause()
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            if self.paused_for <= 0:
+                break
+            # A 429 arrived while this task queued for its slot: that slot fell inside the pause, so queue again
+            # once it ends. Keeping it would send every such task at once when the pause ends, over the limit.
         self.acquired += 1
 
     def pause(self, seconds: float) -> None:
