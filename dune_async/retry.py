@@ -45,13 +45,16 @@ def never(error: TransientError) -> bool:
     return False
 
 
-def waits(base: float = BASE_SECONDS, cap: float = CAP_SECONDS,
+def waits(base: float | None = None, cap: float | None = None,
           rng: random.Random | None = None) -> Generator[float, TransientError | None, None]:
     """A `backoff` wait generator: it receives each failure and yields the seconds to wait before the next try.
 
     Full jitter (uniform in [0, ceiling]) spreads the retries of many concurrent tasks apart. When Dune gave a
-    Retry-After, the bucket pause already enforces it, so only a short jitter is added here.
+    Retry-After, the bucket pause already enforces it, so only a short jitter is added here. `base` and `cap`
+    default to BASE_SECONDS and CAP_SECONDS as they are when the retries start, not at import time.
     """
+    base = BASE_SECONDS if base is None else base
+    cap = CAP_SECONDS if cap is None else cap
     draw = (rng or random).uniform
     attempt = 0
     error = yield 0.0  # backoff primes the generator with send(None) and ignores this value
