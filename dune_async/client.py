@@ -1,9 +1,9 @@
 """The async Dune API client: one aiohttp session, two rate buckets, safe retries, typed errors, streamed pages.
 
 It owns the HTTP conversation and nothing else: which queries to run, when to poll and what to do with rows
-belong to the orchestrator. Every request goes through `_call`, in this order: a slot among the requests
-in flight, then the rate bucket (last, so the request leaves right after its slot), then `backoff` around the
-attempt. The API key lives in the session headers only: no message, log line or repr built here contains it.
+belong to the orchestrator. Every request goes through `_call`, in this order: a slot among its bucket's
+requests in flight, then the rate bucket (last, so the request leaves right after its slot), then `backoff`
+around the attempt. The API key lives in the session headers only: no message, log line or repr built here contains it.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class ClientSettings:
     write_rpm: int | None = 15
     read_rpm: int | None = 40
     max_in_flight: int = 8
+    """Requests in flight per bucket, so a busy or paused read bucket never holds the slots execute needs."""
     page_size: int = 32_000
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -114,7 +115,7 @@ class DuneClient:
         self.read_bucket = RateBucket("read", settings.read_rpm, window_seconds=settings.window_seconds)
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
-        self._in_flight: asyncio.Semaphore | None = None
+        self._in_flight: dict[str, asyncio.Semaphore] = {}
         retrying = functools.partial(
             backoff.on_exception, waits, TransientError, max_tries=settings.max_tries,
             max_time=settings.max_retry_seconds, jitter=None, on_backoff=self._on_backoff, logger=None,
@@ -127,12 +128,14 @@ class DuneClient:
 
     async def __aenter__(self) -> DuneClient:
         settings = self.settings
-        self._in_flight = asyncio.Semaphore(settings.max_in_flight)
+        self._in_flight = {bucket.name: asyncio.Semaphore(settings.max_in_flight)
+                           for bucket in (self.write_bucket, self.read_bucket)}
         self._session = aiohttp.ClientSession(
             headers={"X-Dune-Api-Key": settings.api_key, "User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                           sock_read=settings.read_timeout),
-            connector=aiohttp.TCPConnector(limit=settings.max_in_flight),
+            # Room for both buckets' slots: a connection queue after the rate slot would bunch requests up.
+            connector=aiohttp.TCPConnector(limit=2 * settings.max_in_flight),
             raise_for_status=False,
         )
         return self
@@ -252,14 +255,15 @@ class DuneClient:
                                        status=failure.status, **call.where()) from None
 
     async def _attempt(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
-        assert self._session is not None and self._in_flight is not None
-        async with self._in_flight:
+        assert self._session is not None and self._in_flight
+        async with self._in_flight[bucket.name]:
             await bucket.acquire()
             self.stats.requests[call.name] += 1
             try:
                 async with self._session.request(
                     call.method, self.base_url + API_ROOT + call.path, params=call.params,
                     json=call.body if call.method == "POST" else None,
+                    allow_redirects=False,  # Dune's API never redirects; following one could carry the key away
                 ) as response:
                     status, headers, body = response.status, response.headers, await response.read()
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
