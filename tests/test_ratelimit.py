@@ -1,0 +1,128 @@
+"""RateBucket: at most N acquisitions in any window, even after a pause; a pause holds back every task."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from dune_async.ratelimit import JITTER_MARGIN, RateBucket
+
+
+async def _acquire_all(bucket: RateBucket, tasks: int) -> list[float]:
+    """Starts `tasks` concurrent acquisitions and returns the monotonic time each one was granted, sorted."""
+    granted: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        granted.append(time.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(tasks)))
+    return sorted(granted)
+
+
+def _most_in_any_window(times: list[float], window: float) -> int:
+    """The largest number of the (sorted) times that fall in one half-open window [t, t + window)."""
+    most = 0
+    for i, start in enumerate(times):
+        inside = sum(1 for t in times[i:] if t < start + window)
+        most = max(most, inside)
+    return most
+
+
+async def test_never_more_than_n_in_any_sliding_window() -> None:
+    per_window, window = 10, 0.4
+    bucket = RateBucket("read", per_window, window_seconds=window)
+    started = time.monotonic()
+
+    granted = await _acquire_all(bucket, 22)
+
+    assert bucket.acquired == 22
+    assert _most_in_any_window(granted, window) <= per_window
+    for first, last in zip(granted, granted[per_window:], strict=False):
+        assert last - first >= window, "N+1 acquisitions inside one window"
+    # It paces rather than starves: 21 gaps of window / N (+1 %), with a generous allowance for a busy CI box.
+    assert time.monotonic() - started < 21 * window / per_window * (1 + JITTER_MARGIN) + 1.5
+
+
+async def test_spacing_is_the_window_over_n_plus_the_margin() -> None:
+    bucket = RateBucket("write", 15, window_seconds=60.0)
+    assert bucket.spacing_seconds == pytest.approx(4.0 * (1 + JITTER_MARGIN))
+    assert RateBucket("read", None).spacing_seconds == 0.0
+    assert repr(bucket) == "RateBucket('write', 15/60s)"
+
+
+async def test_unlimited_bucket_does_not_wait() -> None:
+    bucket = RateBucket("read", None, window_seconds=0.5)
+    started = time.monotonic()
+    await _acquire_all(bucket, 50)
+    assert bucket.acquired == 50
+    assert time.monotonic() - started < 0.4  # a limited bucket would need seconds for 50
+
+
+async def test_pause_holds_back_every_task_of_the_bucket() -> None:
+    bucket = RateBucket("read", None, window_seconds=0.5)
+    bucket.pause(0.4)
+    paused_at = time.monotonic()
+    assert 0.3 < bucket.paused_for <= 0.4
+
+    granted = await _acquire_all(bucket, 5)
+
+    assert all(t >= paused_at + 0.4 - 0.01 for t in granted)
+    assert bucket.paused_for == 0.0
+
+
+async def test_a_shorter_pause_never_shortens_a_longer_one() -> None:
+    bucket = RateBucket("read", 10, window_seconds=0.5)
+    bucket.pause(0.4)
+    bucket.pause(0.05)
+    assert bucket.pauses == 1
+    assert bucket.paused_for > 0.3
+    bucket.pause(0.6)
+    assert bucket.pauses == 2
+
+
+async def test_pause_catches_tasks_already_queued_for_a_slot() -> None:
+    """A 429 that arrives while tasks wait for their slot holds them back too."""
+    bucket = RateBucket("read", 10, window_seconds=1.0)  # a slot every ~0.1 s
+    first = asyncio.Event()
+    granted: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        granted.append(time.monotonic())
+        first.set()
+
+    tasks = [asyncio.create_task(one()) for _ in range(5)]
+    await first.wait()
+    bucket.pause(0.5)  # the other four are queued in the limiter right now
+    paused_at = time.monotonic()
+    await asyncio.gather(*tasks)
+
+    later = sorted(granted)[1:]
+    assert len(later) == 4
+    assert all(t >= paused_at + 0.5 - 0.01 for t in later)
+
+
+async def test_no_burst_when_a_pause_ends() -> None:
+    """Slots handed out during a pause must not all fire together when it ends: still N per window."""
+    per_window, window = 5, 0.5  # spacing ~0.101 s
+    bucket = RateBucket("read", per_window, window_seconds=window)
+    first = asyncio.Event()
+    granted: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        granted.append(time.monotonic())
+        first.set()
+
+    tasks = [asyncio.create_task(one()) for _ in range(8)]
+    await first.wait()
+    bucket.pause(0.3)  # about three slots fall inside the pause
+    await asyncio.gather(*tasks)
+
+    granted.sort()
+    gaps = [b - a for a, b in zip(granted, granted[1:], strict=False)]
+    assert min(gaps) >= bucket.spacing_seconds - 0.002, f"burst after the pause: gaps {gaps}"
+    assert _most_in_any_window(granted, window) <= per_window
