@@ -1,0 +1,373 @@
+"""What the scenarios share: paths, a recording client and operations, emulator timings, `fivetran debug` runs.
+
+Times are `time.monotonic()` seconds throughout. The emulator stamps executions by the wall clock, so
+`emulator_phases` converts its submitted/started/ended times with one wall-minus-monotonic offset (exact to
+well under a millisecond). `RecordingClient` wraps the connector's `DuneClient` through the public
+`client_factory` hook of `run_sync`, so the connector runs unchanged while every call is timed per query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from devtools import sdk
+from dune_async.client import ClientSettings, DuneClient
+from dune_async.emulator import EmulatorThread, QuerySpec
+from dune_async.sync import run_sync
+from dune_async.tables import RESULT_TABLE
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+WORK_DIR = BENCH_DIR / ".work"
+API_KEY = "bench_key_not_secret"
+
+
+# -- what the connector did, per query ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One client call as the orchestrator made it: `kind` is execute, status or page."""
+
+    kind: str
+    query_id: int | None
+    start: float
+    end: float
+    detail: str = ""
+
+
+class RecordingClient:
+    """A `DuneClient` that notes the time of every execute, status and page, per query.
+
+    It delegates everything else, so the orchestrator sees the client's public interface unchanged.
+    """
+
+    def __init__(self, inner: DuneClient, calls: list[Call]) -> None:
+        self.inner = inner
+        self.calls = calls
+
+    async def __aenter__(self) -> RecordingClient:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.inner.__aexit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def execute(self, query_id: int, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        handle = await self.inner.execute(query_id, **kwargs)
+        self.calls.append(Call("execute", query_id, start, time.monotonic()))
+        return handle
+
+    async def status(self, execution_id: str, *, query_id: int | None = None) -> Any:
+        start = time.monotonic()
+        status = await self.inner.status(execution_id, query_id=query_id)
+        self.calls.append(Call("status", query_id, start, time.monotonic(), status.state.short))
+        return status
+
+    async def pages(self, execution_id: str, *, query_id: int | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        pages = self.inner.pages(execution_id, query_id=query_id, **kwargs).__aiter__()
+        while True:
+            start = time.monotonic()
+            try:
+                page = await pages.__anext__()
+            except StopAsyncIteration:
+                return
+            self.calls.append(Call("page", query_id, start, time.monotonic(), str(len(page.rows))))
+            yield page
+
+
+def recording_factory(calls: list[Call], *, window_seconds: float | None = None) -> Callable[[ClientSettings], Any]:
+    """A `client_factory` for `run_sync`: the real client, recorded, with an optional shorter rate window."""
+
+    def factory(settings: ClientSettings) -> RecordingClient:
+        if window_seconds is not None:
+            settings = dataclasses.replace(settings, window_seconds=window_seconds)
+        return RecordingClient(DuneClient(settings), calls)
+
+    return factory
+
+
+class RecordingOperations:
+    """A free stand-in for the SDK's `op`: counts, and notes when each query's first and last row was written."""
+
+    def __init__(self) -> None:
+        self.first_row: dict[int, float] = {}
+        self.last_row: dict[int, float] = {}
+        self.rows = 0
+        self.upserts = 0
+        self.checkpoints = 0
+
+    def upsert(self, table: str, data: dict[str, Any]) -> None:
+        self.upserts += 1
+        if table == RESULT_TABLE:
+            now = time.monotonic()
+            query_id = data["query_id"]
+            self.first_row.setdefault(query_id, now)
+            self.last_row[query_id] = now
+            self.rows += 1
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        self.checkpoints += 1
+
+
+# -- per-query phases -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryPhases:
+    """One query's life in one run, in monotonic seconds; any phase may be missing (None)."""
+
+    query_id: int
+    submit: float | None = None  # the execute call starts
+    submitted: float | None = None  # the emulator created the execution (PENDING)
+    started: float | None = None  # EXECUTING
+    ended: float | None = None  # finished
+    fetch_start: float | None = None  # the first page request
+    done: float | None = None  # the last row written
+
+    def shifted(self, origin: float) -> QueryPhases:
+        """The same phases in seconds since `origin`."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "query_id"}
+        return QueryPhases(self.query_id, **{k: (None if v is None else v - origin) for k, v in values.items()})
+
+
+@dataclass
+class RunTimeline:
+    """Every query of one measured run, for the Gantt chart; `origin` is the run's start."""
+
+    label: str
+    origin: float
+    seconds: float
+    queries: list[QueryPhases] = field(default_factory=list)
+
+
+def wall_to_monotonic(epoch_seconds: float) -> float:
+    return epoch_seconds - (time.time() - time.monotonic())
+
+
+def parse_rfc3339(text: str) -> float:
+    """`2025-01-02T03:04:05.123456789Z` (any number of fraction digits) as epoch seconds."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", text)
+    if not match:
+        raise ValueError(f"not an RFC 3339 UTC time: {text!r}")
+    whole = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    fraction = match.group(2) or "0"
+    return whole + int(fraction) / 10 ** len(fraction)
+
+
+def emulator_phases(emulator: EmulatorThread, specs: Mapping[int, QuerySpec]) -> dict[int, tuple[float, float, float]]:
+    """(submitted, started, ended) of each query's last execution, monotonic; the emulator's lifecycle is
+    PENDING for `queue_seconds` from submission, then EXECUTING for `execution_seconds`."""
+    phases = {}
+    for info in emulator.executions:
+        spec = specs[info.query_id]
+        submitted = wall_to_monotonic(parse_rfc3339(info.submitted_at))
+        started = submitted + spec.queue_seconds
+        phases[info.query_id] = (submitted, started, started + spec.execution_seconds)
+    return phases
+
+
+def query_phases(query_ids: Iterable[int], calls: list[Call], operations: RecordingOperations,
+                 executions: Mapping[int, tuple[float, float, float]]) -> list[QueryPhases]:
+    """Joins the client's calls, the written rows and the emulator's executions into phases per query."""
+    result = []
+    for query_id in query_ids:
+        mine = [c for c in calls if c.query_id == query_id]
+        executes = [c.start for c in mine if c.kind == "execute"]
+        pages = [c.start for c in mine if c.kind == "page"]
+        submitted, started, ended = executions.get(query_id, (None, None, None))
+        result.append(QueryPhases(
+            query_id, submit=min(executes, default=None), submitted=submitted, started=started, ended=ended,
+            fetch_start=min(pages, default=None), done=operations.last_row.get(query_id),
+        ))
+    return result
+
+
+def requests_by_route(counters: Mapping[str, Any]) -> dict[str, int]:
+    return {route: count for route, count in sorted(counters["requests_by_route"].items()) if count}
+
+
+# -- running the connector ------------------------------------------------------------------------------------
+
+
+def configuration(base_url: str, query_ids: Iterable[int], **settings: Any) -> dict[str, str]:
+    """configuration.json for the emulator: every value a string, as Fivetran passes them."""
+    config = {"DUNE_API_KEY": API_KEY, "DUNE_BASE_URL": base_url,
+              "DUNE_QUERY_IDS": ",".join(str(q) for q in query_ids)}
+    config.update({key: str(value) for key, value in settings.items()})
+    return config
+
+
+def timed_sync(config: Mapping[str, str], operations: RecordingOperations,
+               client_factory: Callable[[ClientSettings], Any]) -> float:
+    """One in-process sync; returns its wall seconds. Every query must end SYNCED."""
+    start = time.monotonic()
+    reports = run_sync(config, None, operations, client_factory=client_factory)
+    seconds = time.monotonic() - start
+    failed = [(r.query_id, r.outcome) for r in reports if r.outcome != "SYNCED"]
+    if failed:
+        raise RuntimeError(f"benchmark sync did not sync every query: {failed}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class DebugRun:
+    """One `fivetran debug` process: how long it took, its peak memory and what it printed."""
+
+    returncode: int
+    wall_seconds: float
+    update_seconds: float | None  # from the SDK's "calling update()" to its "SYNC SUCCEEDED" (final flush included)
+    peak_rss_bytes: int
+    output: str
+    cpu_seconds: float = 0.0  # user + system of the process tree, as last seen before it exited
+    host_cpu_seconds: float = 0.0  # used meanwhile by this process: the emulator's thread, mostly
+
+    def check(self) -> DebugRun:
+        if self.returncode != 0:
+            raise RuntimeError(f"fivetran debug failed ({self.returncode}):\n{self.output[-4000:]}")
+        return self
+
+
+def run_debug(project: Path, config: Mapping[str, str], *, home: Path, timeout: float = 600,
+              poll_seconds: float = 0.02) -> DebugRun:
+    """Runs `fivetran debug` on a fresh warehouse, polling the RSS of its process tree until it exits."""
+    shutil.rmtree(project / "files", ignore_errors=True)
+    host = psutil.Process()
+    host_before = sum(host.cpu_times()[:2])
+    start = time.monotonic()
+    process = sdk.start_debug(project, config, home=home)
+    peak, cpu = 0, 0.0
+    try:
+        while process.poll() is None:
+            rss, seconds = tree_usage(process.pid)
+            peak, cpu = max(peak, rss), max(cpu, seconds)
+            if time.monotonic() - start > timeout:
+                process.kill()
+                process.wait(10)
+                raise TimeoutError(f"fivetran debug of {project.name} took more than {timeout:g} s")
+            time.sleep(poll_seconds)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    wall = time.monotonic() - start
+    host_cpu = sum(host.cpu_times()[:2]) - host_before
+    output = (project / "debug.log").read_text(encoding="utf-8", errors="replace")
+    return DebugRun(process.returncode, wall, sdk_update_seconds(output), peak, output, cpu, host_cpu)
+
+
+def tree_usage(pid: int) -> tuple[int, float]:
+    """Resident bytes and CPU seconds (user + system) of a process and all its descendants (0 once gone)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0, 0.0
+    rss, cpu = 0, 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error), process.oneshot():
+            rss += process.memory_info().rss
+            times = process.cpu_times()
+            cpu += times.user + times.system
+    return rss, cpu
+
+
+_SDK_LINE = r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) .*?"
+
+
+def sdk_update_seconds(output: str) -> float | None:
+    """Seconds from the SDK's `calling update()` line to its `SYNC SUCCEEDED` line (both timestamped by the SDK)."""
+    begin = re.search(_SDK_LINE + r"calling update\(\)", output, re.MULTILINE)
+    end = re.search(_SDK_LINE + r"SYNC SUCCEEDED", output, re.MULTILINE)
+    if not begin or not end:
+        return None
+    return _between(begin, end)
+
+
+def sdk_first_commit(output: str) -> tuple[float, int] | None:
+    """(seconds after `calling update()`, rows) of the first checkpoint that commits rows: the sum of the
+    `offset`s in the state the SDK logs as `checkpoint recorded`, as the connector and the bare loop keep it."""
+    begin = re.search(_SDK_LINE + r"calling update\(\)", output, re.MULTILINE)
+    if not begin:
+        return None
+    for line in re.finditer(_SDK_LINE + r"checkpoint recorded: (\{.*\})$", output, re.MULTILINE):
+        try:
+            state = json.loads(line.group(5))
+        except ValueError:
+            continue
+        rows = sum(int(q.get("offset", 0)) for q in (state.get("queries") or {}).values() if isinstance(q, dict))
+        if rows > 0:
+            return _between(begin, line), rows
+    return None
+
+
+def _between(begin: re.Match[str], end: re.Match[str]) -> float:
+    seconds = _clock_seconds(end) - _clock_seconds(begin)
+    return seconds + 86400 if seconds < 0 else seconds
+
+
+def _clock_seconds(match: re.Match[str]) -> float:
+    hours, minutes, seconds, millis = (int(g) for g in match.groups()[:4])
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
+def expect_rows(project: Path, rows: int) -> None:
+    """Fails unless the warehouse `fivetran debug` wrote holds exactly `rows` result rows."""
+    with sdk.warehouse(project) as db:
+        written = int(db.execute("select count(*) from tester.dune_query_result").fetchone()[0])
+    if written != rows:
+        raise RuntimeError(f"{project}: {written} rows in the warehouse, expected {rows}")
+
+
+def python_env(home: Path) -> dict[str, str]:
+    """The offline SDK environment, with this project importable (for helper subprocesses)."""
+    env = sdk.offline_env(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(sdk.PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def run_python(module: str, args: list[str], *, home: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=sdk.PROJECT_ROOT, env=python_env(home),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+# -- the machine ----------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    """Cores, CPU model, memory and Python, for the report header."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": f"{os.cpu_count()} logical ({psutil.cpu_count(logical=False) or '?'} physical)",
+        "cpu": model,
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "os": f"{platform.system()} {platform.release()}",
+    }

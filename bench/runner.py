@@ -1,0 +1,113 @@
+"""Runs the scenarios with a size preset and writes the report: `run_all(FULL)` is what `make bench` does.
+
+`FULL` is sized to finish in well under ten minutes on two cores; `TINY` runs every scenario in seconds, for
+the smoke test. Each scenario is optional (`only`), so one can be rerun alone while working on it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from bench import concurrency, memory, rate_bound, report, timeline, write_path
+from bench.common import RESULTS_DIR, WORK_DIR, machine
+
+T = TypeVar("T")
+SCENARIOS = ("concurrency", "rate_bound", "write_path", "memory")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    concurrency: concurrency.ConcurrencyConfig
+    rate_bound: rate_bound.RateBoundConfig
+    write_path: write_path.WritePathConfig
+    memory: memory.MemoryConfig
+
+
+FULL = Sizes(
+    name="full",
+    concurrency=concurrency.ConcurrencyConfig(),
+    rate_bound=rate_bound.RateBoundConfig(),
+    write_path=write_path.WritePathConfig(profile_rows=50_000),
+    memory=memory.MemoryConfig(),
+)
+
+TINY = Sizes(
+    name="tiny",
+    concurrency=concurrency.ConcurrencyConfig(queries=3, min_latency=0.1, max_latency=0.3, rows=20,
+                                              plus_write_rpm=600, plus_read_rpm=2000, probe_repeats=2),
+    rate_bound=rate_bound.RateBoundConfig(queries=4, window_seconds=1.5, min_latency_minutes=0.25,
+                                          max_latency_minutes=0.5, rows=5),
+    write_path=write_path.WritePathConfig(rows=2000, repeats=1, top=8),
+    memory=memory.MemoryConfig(small_rows=500, large_rows=2000),
+)
+
+
+@dataclass
+class BenchResults:
+    sizes: Sizes
+    started: datetime
+    finished: datetime
+    seconds: float
+    machine: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+    concurrency: concurrency.ConcurrencyResult | None = None
+    rate_bound: rate_bound.RateBoundResult | None = None
+    write_path: write_path.WritePathResult | None = None
+    memory: memory.MemoryResult | None = None
+    timeline_path: Path | None = None
+    report_path: Path | None = None
+
+
+def run_all(sizes: Sizes = FULL, *, out: Path = RESULTS_DIR, work: Path = WORK_DIR,
+            only: Iterable[str] = SCENARIOS, log: bool = True) -> BenchResults:
+    """Runs the chosen scenarios, then writes `out/latest.md` and `out/timeline.png`."""
+    chosen = set(only)
+    unknown = chosen - set(SCENARIOS)
+    if unknown:
+        raise ValueError(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
+    out, work = out.resolve(), work.resolve()  # `fivetran debug` runs in the project folder
+    home = work / "sdk-home"
+    started, clock = datetime.now(UTC), time.monotonic()
+    results = BenchResults(sizes, started, started, 0.0, machine())
+
+    def step(name: str, action: Callable[[], T]) -> T | None:
+        if name not in chosen:
+            return None
+        _say(log, f"[bench] {name} ({sizes.name}) ...")
+        begin = time.monotonic()
+        value = action()
+        results.timings[name] = time.monotonic() - begin
+        _say(log, f"[bench] {name} done in {results.timings[name]:.1f} s")
+        return value
+
+    results.concurrency = step("concurrency", lambda: concurrency.run(sizes.concurrency))
+    results.rate_bound = step("rate_bound", lambda: rate_bound.run(sizes.rate_bound))
+    results.write_path = step("write_path", lambda: write_path.run(sizes.write_path, work=work / "write_path",
+                                                                   home=home))
+    results.memory = step("memory", lambda: memory.run(sizes.memory, work=work / "memory", home=home))
+
+    out.mkdir(parents=True, exist_ok=True)
+    if results.concurrency:
+        c = results.concurrency
+        runs = [c.sequential.timeline, c.concurrent.timeline] + ([c.plus.timeline] if c.plus else [])
+        results.timeline_path = timeline.draw(
+            runs, out / "timeline.png",
+            title=f"{c.config.queries} queries of {c.config.min_latency:g}–{c.config.max_latency:g} s: "
+                  "one at a time vs concurrent")
+    results.finished = datetime.now(UTC)
+    results.seconds = time.monotonic() - clock
+    results.report_path = out / "latest.md"
+    results.report_path.write_text(report.markdown(results), encoding="utf-8")
+    return results
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
