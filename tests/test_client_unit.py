@@ -328,7 +328,7 @@ async def test_429_with_retry_after_pauses_the_whole_bucket(mocked: aioresponses
 
     statuses = script(mocked, "GET", STATUS, slow_429, ok(execution()))
     executes = script(mocked, "POST", EXECUTE, ok(handle_body()))
-    limited = make_settings(read_rpm=10, window_seconds=1.0, max_in_flight=4)  # a read slot every ~0.1 s
+    limited = make_settings(read_rpm=3, window_seconds=1.0, max_in_flight=4)  # 3 at once, 3 more a window later
     async with DuneClient(limited) as client:
         readers = [asyncio.create_task(client.status(EXECUTION_ID)) for _ in range(6)]
         await asyncio.sleep(0.3)  # the 429 has come back by now; the other readers are waiting
@@ -338,7 +338,7 @@ async def test_429_with_retry_after_pauses_the_whole_bucket(mocked: aioresponses
     assert all(a.state is ExecutionState.COMPLETED for a in answers)
     (refused_at,) = answered
     after = [t for t in statuses.times if t > refused_at]
-    assert len(after) >= 5  # the refused one again, plus the readers not sent before the 429
+    assert len(after) >= 4  # the refused one again, plus the readers not sent before the 429
     assert min(after) >= refused_at + 1.0 - 0.005, "a read went out inside the Retry-After window"
     assert executes.times[0] < refused_at + 0.8, "the write bucket was held back by a read-bucket pause"
     gaps = [b - a for a, b in zip(after, after[1:], strict=False)]

@@ -85,44 +85,59 @@ async def test_a_shorter_pause_never_shortens_a_longer_one() -> None:
 
 async def test_pause_catches_tasks_already_queued_for_a_slot() -> None:
     """A 429 that arrives while tasks wait for their slot holds them back too."""
-    bucket = RateBucket("read", 10, window_seconds=1.0)  # a slot every ~0.1 s
-    first = asyncio.Event()
+    bucket = RateBucket("read", 2, window_seconds=1.0)  # two at once, the next two a window later
     granted: list[float] = []
+    burst_sent = asyncio.Event()
 
     async def one() -> None:
         await bucket.acquire()
         granted.append(time.monotonic())
-        first.set()
+        if len(granted) == 2:
+            burst_sent.set()
 
-    tasks = [asyncio.create_task(one()) for _ in range(5)]
-    await first.wait()
-    bucket.pause(0.5)  # the other four are queued in the limiter right now
+    tasks = [asyncio.create_task(one()) for _ in range(4)]
+    await burst_sent.wait()
+    bucket.pause(1.5)  # the other two are waiting for the window right now; the pause ends later than it
     paused_at = time.monotonic()
     await asyncio.gather(*tasks)
 
-    later = sorted(granted)[1:]
-    assert len(later) == 4
-    assert all(t >= paused_at + 0.5 - 0.01 for t in later)
+    later = sorted(granted)[2:]
+    assert len(later) == 2
+    assert all(t >= paused_at + 1.5 - 0.01 for t in later)
 
 
 async def test_no_burst_when_a_pause_ends() -> None:
     """Slots handed out during a pause must not all fire together when it ends: still N per window."""
     per_window, window = 5, 0.5  # spacing ~0.101 s
     bucket = RateBucket("read", per_window, window_seconds=window)
-    first = asyncio.Event()
     granted: list[float] = []
+    burst_sent = asyncio.Event()
 
     async def one() -> None:
         await bucket.acquire()
         granted.append(time.monotonic())
-        first.set()
+        if len(granted) == per_window:
+            burst_sent.set()
 
-    tasks = [asyncio.create_task(one()) for _ in range(8)]
-    await first.wait()
-    bucket.pause(0.3)  # about three slots fall inside the pause
+    tasks = [asyncio.create_task(one()) for _ in range(per_window + 4)]
+    await burst_sent.wait()
+    bucket.pause(0.3)
+    paused_at = time.monotonic()
     await asyncio.gather(*tasks)
 
     granted.sort()
-    gaps = [b - a for a, b in zip(granted, granted[1:], strict=False)]
+    after = [t for t in granted if t > paused_at]
+    assert len(after) == 4 and min(after) >= paused_at + 0.3 - 0.01
+    gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
     assert min(gaps) >= bucket.spacing_seconds - 0.002, f"burst after the pause: gaps {gaps}"
     assert _most_in_any_window(granted, window) <= per_window
+
+
+async def test_a_burst_of_up_to_n_goes_at_once() -> None:
+    """30 executes on a plan allowing 70 a minute need not wait: only the N+1st waits for the window."""
+    per_window, window = 6, 0.6
+    bucket = RateBucket("write", per_window, window_seconds=window)
+    started = time.monotonic()
+    granted = await _acquire_all(bucket, per_window + 1)
+    assert granted[per_window - 1] - started < 0.05, "a burst within the limit was held back"
+    assert granted[per_window] - granted[0] >= window, "the N+1st went inside the window"
