@@ -80,6 +80,7 @@ class QueryPlan:
     resume_offset: int = 0  # rows of it already committed
     resume_origin: Origin = Origin.EXECUTED  # how that execution came to exist
     synced_execution_id: str | None = None  # the execution an earlier sync wrote completely
+    synced_before_interruption: bool = False  # ... and that sync died before finishing: nothing to redo
 
 
 @dataclass(frozen=True)
@@ -150,13 +151,24 @@ class Orchestrator:
 
     async def _start(self, run: _Run) -> None:
         try:
-            if await self._try_resume(run) or await self._try_reuse(run):
+            if self._finished_before(run) or await self._try_resume(run) or await self._try_reuse(run):
                 return
             await self._execute(run)
         except FATAL_ERRORS:
             raise
         except DuneError as exc:
             self._finish(run, _outcome_of_error(exc), message=str(exc))
+
+    def _finished_before(self, run: _Run) -> bool:
+        """The interrupted sync this one finishes had already written this query: executing it would pay twice."""
+        plan = run.plan
+        if not plan.synced_before_interruption:
+            return False
+        logger.info("query %d: already synced by the interrupted sync (execution %s); nothing to redo",
+                    plan.query_id, plan.synced_execution_id)
+        run.execution_id, run.origin = plan.synced_execution_id, plan.resume_origin
+        self._finish(run, Outcome.UNCHANGED)
+        return True
 
     async def _try_resume(self, run: _Run) -> bool:
         plan = run.plan

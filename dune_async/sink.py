@@ -64,6 +64,7 @@ class Sink:
                  checkpoint_rows: int = 10_000) -> None:
         self._op = operations
         self._state = state
+        state.finished = False  # until close(): a crash before it leaves work for the next sync to finish
         self._checkpoint_rows = checkpoint_rows
         self._rows_since_checkpoint = 0
         self.checkpoints = 0
@@ -86,6 +87,7 @@ class Sink:
 
     def close(self) -> list[QueryReport]:
         """The final checkpoint and the closing summary."""
+        self._state.finished = True
         self.checkpoint()
         self._log_summary()
         return list(self.reports.values())

@@ -2,10 +2,13 @@
 
 Small on purpose (no rows, no secrets): per query, the execution id, the number of rows of its result already
 committed, whether that execution is completely synced, and a fingerprint of the parameters it ran with,
-so that changed parameters never resume an execution of the old ones.
+so that changed parameters never resume an execution of the old ones. `sync_finished` is false from the
+first checkpoint of a sync until its last: when the next sync finds it false, it finishes the interrupted
+work instead of starting over, so queries the interrupted sync completed are not executed (and paid) again.
 
-    {"version": 1, "queries": {"1001": {"execution_id": "01…", "offset": 20000, "complete": false,
-                                        "fingerprint": "…", "outcome": "EXECUTING"}}}
+    {"version": 1, "sync_finished": false,
+     "queries": {"1001": {"execution_id": "01…", "offset": 20000, "complete": false,
+                          "fingerprint": "…", "outcome": "EXECUTING", "origin": "executed"}}}
 """
 
 from __future__ import annotations
@@ -66,8 +69,10 @@ class QueryProgress:
 class SyncState:
     """The mutable state of one sync, owned by the sink thread; `to_dict()` is what gets checkpointed."""
 
-    def __init__(self, queries: dict[int, QueryProgress] | None = None) -> None:
+    def __init__(self, queries: dict[int, QueryProgress] | None = None, *, finished: bool = True) -> None:
         self._queries: dict[int, QueryProgress] = dict(queries or {})
+        self.finished = finished
+        """False while a sync runs; a state read back as False was left by a sync that did not finish."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SyncState:
@@ -85,11 +90,12 @@ class SyncState:
                 logger.warning("ignoring unreadable state entry %r; that query starts afresh", key)
                 continue
             queries[int(key)] = progress
-        return cls(queries)
+        return cls(queries, finished=data.get("sync_finished", True) is not False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
+            "sync_finished": self.finished,
             "queries": {str(qid): asdict(progress) for qid, progress in sorted(self._queries.items())},
         }
 

@@ -50,6 +50,8 @@ def plan_queries(settings: Settings, state: SyncState) -> list[QueryPlan]:
             resume_offset=progress.offset if resumable else 0,
             resume_origin=Origin.REUSED if progress.origin == Origin.REUSED.value else Origin.EXECUTED,
             synced_execution_id=progress.execution_id if progress.complete else None,
+            synced_before_interruption=(not state.finished and progress.complete
+                                        and progress.fingerprint == digest),
         ))
     return plans
 

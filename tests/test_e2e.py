@@ -143,14 +143,17 @@ def test_bad_settings_fail_before_any_request(project: Path, sdk_home: Path) -> 
 
 
 def test_credits_exhausted_keeps_what_was_written_and_fails(project: Path, sdk_home: Path) -> None:
-    scenario = Scenario(queries=[QuerySpec(41, rows=25, columns=NARROW, execution_seconds=0.05),
-                                 QuerySpec(42, credits_exhausted=True)], write_rpm=None, read_rpm=None)
+    # 41 reuses a fresh result (no execute); 42's execute is answered 402 only after 2 s, once 41 is written.
+    scenario = Scenario(queries=[QuerySpec(41, rows=25, columns=NARROW, latest_result_age_seconds=60),
+                                 QuerySpec(42, credits_exhausted=True)], write_rpm=None, read_rpm=None,
+                        fault_slow_rate=1.0, fault_slow_seconds=2.0, fault_routes={"execute"})
     with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
-        # 20 executes a minute: the second execute comes 3 s after the first, once 41 is written.
-        result = sync(project, sdk_home, configuration(emulator, [41, 42], DUNE_WRITE_RPM="20"), expect_ok=False)
+        result = sync(project, sdk_home, configuration(emulator, [41, 42], DUNE_MAX_RESULT_AGE_HOURS="1"),
+                      expect_ok=False)
     assert result.returncode != 0
     assert "credits" in (result.stdout + result.stderr)
     assert_complete(project, 41, 25)
+    assert sdk.state(project)["queries"]["41"]["complete"] is True
 
 
 def test_a_killed_sync_resumes_without_executing_again(project: Path, sdk_home: Path) -> None:

@@ -264,3 +264,15 @@ async def test_pages_in_memory_stay_within_the_channel_capacity() -> None:
     events, channel = await run(dune, [plan(q) for q in range(1, 9)], capacity=2, writer_delay=0.002)
     assert all(rows_of(events, q) == list(range(40)) for q in range(1, 9))
     assert channel.peak_pages <= 2
+
+
+async def test_what_an_interrupted_sync_completed_is_not_run_again() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3), 2: FakeQuery(rows=2)})
+    done_before = dune.add_execution(1)
+    events, _ = await run(dune, [plan(1, synced_execution_id=done_before, synced_before_interruption=True),
+                                 plan(2)])
+    assert outcomes(events) == {1: Outcome.UNCHANGED, 2: Outcome.SYNCED}
+    assert dune.executes[1] == 0 and rows_of(events, 1) == []
+    assert not any(request[0] == done_before for request in dune.page_requests)
+    done = next(e for e in events if isinstance(e, QueryDone) and e.query_id == 1)
+    assert done.execution_id == done_before

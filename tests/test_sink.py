@@ -156,3 +156,25 @@ def test_changed_parameters_never_resume_the_old_execution() -> None:
     assert progress.resumable("old-fingerprint")
     assert not progress.resumable("new-fingerprint")
     assert not QueryProgress("01X", 3, True, "old-fingerprint").resumable("old-fingerprint")
+
+
+def test_a_sync_is_marked_unfinished_until_its_final_checkpoint() -> None:
+    op = FakeOperations()
+    sink = Sink(op, SyncState(), [1], checkpoint_rows=1000)
+    sink.handle(started())
+    sink.handle(page(0, 5))
+    assert op.checkpoints[-1]["sync_finished"] is False  # a crash now leaves work for the next sync
+    sink.close()
+    assert op.checkpoints[-1]["sync_finished"] is True
+    assert SyncState.from_dict(op.checkpoints[-1]).finished
+    assert not SyncState.from_dict({"sync_finished": False, "queries": {}}).finished
+    assert SyncState.from_dict({"queries": {}}).finished, "a state from before the flag counts as finished"
+
+
+def test_an_aborted_sync_stays_unfinished() -> None:
+    op = FakeOperations()
+    sink = Sink(op, SyncState(), [1], checkpoint_rows=1000)
+    sink.handle(started())
+    with pytest.raises(SyncError):
+        sink.handle(SyncAborted(CreditsExhaustedError("credit limit reached", endpoint="execute", query_id=1)))
+    assert op.checkpoints[-1]["sync_finished"] is False
