@@ -112,7 +112,9 @@ class DuneClient:
         self.base_url = _checked_base_url(settings.base_url)
         self._origin = _origin(self.base_url)
         self.write_bucket = RateBucket("write", settings.write_rpm, window_seconds=settings.window_seconds)
-        self.read_bucket = RateBucket("read", settings.read_rpm, window_seconds=settings.window_seconds)
+        # Executes are one per query: they may all go at once. Polls never stop: reads are spaced evenly.
+        self.read_bucket = RateBucket("read", settings.read_rpm, window_seconds=settings.window_seconds,
+                                      burst=False)
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
         self._in_flight: dict[str, asyncio.Semaphore] = {}

@@ -1,13 +1,16 @@
 """Rate buckets: never more requests than the plan allows in any window, and one 429 pauses everybody.
 
 Dune counts requests per API key in two buckets (write: execute; read: everything else), N per 60 seconds.
-A bucket here lets up to N requests go at once (30 executes on a plan allowing 70 a minute all leave
-immediately) and never more than N in any sliding window:
+A bursting bucket (write) lets up to N requests go at once, so 30 executes on a plan allowing 70 a minute all
+leave immediately, and never more than N in any sliding window:
 
 - aiolimiter's leaky bucket (capacity N, drained over the window) admits the burst and queues the rest in
   order. On its own it would let 2N into one sliding window: a full burst, then N more as it drains.
 - a log of the last N send times closes that gap: a request waits until the one N places before it was sent
   a whole window (plus 1 % for network jitter) ago.
+
+A smooth bucket (read) sends one request every window / N instead: polls never stop, so a burst would spend
+the whole allowance on one round of polls and leave the result pages waiting for the next window.
 
 A 429 means our idea of the window and Dune's disagree (another client may share the key): `pause()` holds
 back every task of the bucket until Retry-After has passed, then, for one window, lets them go one every
@@ -17,6 +20,7 @@ window / N instead of bursting into the limit again.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 
@@ -29,10 +33,12 @@ JITTER_MARGIN = 0.01
 class RateBucket:
     """Paces the requests of one Dune rate bucket, shared by every task of a sync.
 
-    `per_minute=None` (or 0) means unlimited; pauses after a 429 still apply.
+    `per_minute=None` (or 0) means unlimited; pauses after a 429 still apply. `burst=False` spaces every
+    request evenly.
     """
 
-    def __init__(self, name: str, per_minute: int | None, *, window_seconds: float = 60.0) -> None:
+    def __init__(self, name: str, per_minute: int | None, *, window_seconds: float = 60.0,
+                 burst: bool = True) -> None:
         self.name = name
         self.per_minute = per_minute or None
         self.window_seconds = window_seconds
@@ -41,7 +47,7 @@ class RateBucket:
         self._sent: deque[float] = deque(maxlen=per_minute or 1)
         self._turn = asyncio.Lock()
         self._resume_at = 0.0
-        self._smooth_until = 0.0
+        self._smooth_until = 0.0 if burst else math.inf
         self.acquired = 0
         """Requests let through so far."""
         self.pauses = 0

@@ -652,3 +652,15 @@ async def test_the_key_never_leaks_even_when_dune_echoes_it(mocked: aioresponses
     leaked = [text for text in texts if KEY in text]
     assert leaked == []
     assert "***" in str(failures[0])  # Dune's message is kept, the key inside it masked
+
+
+async def test_executes_burst_and_reads_are_spaced(mocked: aioresponses) -> None:
+    """All of a sync's executes may leave at once; polls and pages share the read allowance evenly."""
+    executes = script(mocked, "POST", EXECUTE, ok(handle_body()))
+    statuses = script(mocked, "GET", STATUS, ok(execution()))
+    async with DuneClient(make_settings(write_rpm=5, read_rpm=5, window_seconds=0.5)) as client:
+        await asyncio.gather(*(client.execute(QUERY_ID) for _ in range(5)),
+                             *(client.status(EXECUTION_ID) for _ in range(3)))
+    assert max(executes.times) - min(executes.times) < 0.05, "executes within the limit were held back"
+    reads = sorted(statuses.times)
+    assert min(b - a for a, b in zip(reads, reads[1:], strict=False)) >= client.read_bucket.spacing_seconds - 0.005

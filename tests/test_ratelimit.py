@@ -141,3 +141,11 @@ async def test_a_burst_of_up_to_n_goes_at_once() -> None:
     granted = await _acquire_all(bucket, per_window + 1)
     assert granted[per_window - 1] - started < 0.05, "a burst within the limit was held back"
     assert granted[per_window] - granted[0] >= window, "the N+1st went inside the window"
+
+
+async def test_a_smooth_bucket_spaces_every_request() -> None:
+    per_window, window = 6, 0.6
+    bucket = RateBucket("read", per_window, window_seconds=window, burst=False)
+    granted = await _acquire_all(bucket, 4)
+    gaps = [b - a for a, b in zip(granted, granted[1:], strict=False)]
+    assert min(gaps) >= bucket.spacing_seconds - 0.002, f"a smooth bucket burst: gaps {gaps}"
