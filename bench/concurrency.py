@@ -10,9 +10,8 @@ rows each. Three measurements, all in-process with `run_sync` and free operation
 - *concurrent, Plus plan*: emulator and connector both at the Plus plan's 70 writes / 200 reads a minute.
 
 The lower bound is the slowest query's latency plus the time of the requests it cannot do without (execute,
-one status, one page), measured on a zero-latency query. Under the Plus plan Dune would accept all N executes
-at once (N <= 70 in a minute), so the same bound holds; `paced_bound` is the best the connector's evenly
-spaced write bucket allows (longest query first, one execute every 60/70 s).
+one status, one page), measured on a zero-latency query. Under the Plus plan Dune accepts all N executes at
+once (N <= 70 in a minute), and so does the connector's write bucket, so the same bound holds.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from bench.common import (
 )
 from dune_async.client import ClientSettings, DuneClient
 from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
-from dune_async.ratelimit import JITTER_MARGIN
 
 FIRST_QUERY_ID = 1001
 
@@ -86,13 +84,6 @@ class ConcurrencyResult:
     @property
     def lower_bound(self) -> float:
         return max(self.latencies.values()) + self.request_seconds
-
-    @property
-    def paced_bound(self) -> float:
-        """The Plus-plan bound with executes spaced evenly (the connector's bucket), longest query first."""
-        spacing = 60.0 / self.config.plus_write_rpm * (1 + JITTER_MARGIN)
-        ordered = sorted(self.latencies.values(), reverse=True)
-        return max(i * spacing + latency for i, latency in enumerate(ordered)) + self.request_seconds
 
     @property
     def speedup(self) -> float:

@@ -8,8 +8,9 @@ and every other duration (latencies, poll intervals) is scaled by the same facto
 replay of a rate-bound sync at 60/window times the speed.
 
 From the emulator's request log: the 429s (goal 0), and per bucket the achieved rate as a share of the limit
-during the busy part (goal >= 90 %). The busy part of the write bucket is first to last execute (every
-execute is queued from the start). The read bucket has work only while executions are watched or read: its
+during the busy part (goal >= 90 %). Every execute is queued from the start and the write bucket may send N
+at once, so its share is the time the limit itself needs to let them all through (one burst of N per window)
+over the time from first to last execute. The read bucket has work only while executions are watched or read: its
 busy part runs from one window after the first request (the first executions need a window to pile up) to the
 end of the last execution. The most requests seen in any one window is reported too: it must equal, never
 exceed, the limit.
@@ -74,6 +75,8 @@ class BucketUse:
     busy_requests: int
     peak_in_window: int
     window_seconds: float
+    best_seconds: float | None = None
+    """For a bursting bucket: the least time the limit allows for the busy requests."""
 
     @property
     def busy_seconds(self) -> float:
@@ -84,6 +87,8 @@ class BucketUse:
         """Achieved rate over the busy part as a share of the limit; None when there was no busy part."""
         if self.busy_seconds <= 0:
             return None
+        if self.best_seconds is not None:
+            return self.best_seconds / self.busy_seconds
         return (self.busy_requests / self.busy_seconds) / (self.limit / self.window_seconds)
 
 
@@ -133,7 +138,7 @@ def run(config: RateBoundConfig) -> RateBoundResult:
     first = min(t for t, *_ in log)
     last_end = max(ended for _s, _st, ended in executions.values())
     writes = bucket_use("write", config.write_limit, write_times, write_times[0], write_times[-1],
-                        config.window_seconds, intervals=True)
+                        config.window_seconds, bursts=True)
     reads = bucket_use("read", config.read_limit, read_times, first + config.window_seconds, last_end,
                        config.window_seconds)
     phases = [p.shifted(origin) for p in query_phases(specs, calls, operations, executions)]
@@ -142,12 +147,12 @@ def run(config: RateBoundConfig) -> RateBoundResult:
 
 
 def bucket_use(name: str, limit: int, times: list[float], start: float, end: float, window: float, *,
-               intervals: bool = False) -> BucketUse:
-    """How much of `limit` a bucket used between `start` and `end` (`intervals`: count the gaps between the
-    requests at both ends, n - 1, rather than the requests, for a span that starts and ends on a request)."""
+               bursts: bool = False) -> BucketUse:
+    """How much of `limit` a bucket used between `start` and `end`. With `bursts` the span starts and ends on
+    a request and is compared with the time the limit itself needs: one burst of `limit` per window."""
     inside = bisect.bisect_right(times, end) - bisect.bisect_left(times, start)
-    busy = inside - 1 if intervals else inside
-    return BucketUse(name, limit, len(times), start, end, max(busy, 0), peak_in_window(times, window), window)
+    best = (inside - 1) // limit * window if bursts and inside > limit else None
+    return BucketUse(name, limit, len(times), start, end, inside, peak_in_window(times, window), window, best)
 
 
 def peak_in_window(times: list[float], window: float) -> int:
