@@ -75,7 +75,7 @@ class RateBucket:
         if resume_at <= self._resume_at:
             return
         self._resume_at = resume_at
-        self._smooth_until = resume_at + self._span
+        self._smooth_until = max(self._smooth_until, resume_at + self._span)  # a smooth bucket stays smooth
         self.pauses += 1
 
     @property

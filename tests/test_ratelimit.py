@@ -149,3 +149,13 @@ async def test_a_smooth_bucket_spaces_every_request() -> None:
     granted = await _acquire_all(bucket, 4)
     gaps = [b - a for a, b in zip(granted, granted[1:], strict=False)]
     assert min(gaps) >= bucket.spacing_seconds - 0.002, f"a smooth bucket burst: gaps {gaps}"
+
+
+async def test_a_smooth_bucket_stays_smooth_after_a_pause() -> None:
+    per_window, window = 6, 0.3
+    bucket = RateBucket("read", per_window, window_seconds=window, burst=False)
+    bucket.pause(0.05)
+    await asyncio.sleep(0.05 + window * 1.1)  # the pause and the window of smoothing after it are over
+    granted = await _acquire_all(bucket, 4)
+    gaps = [b - a for a, b in zip(granted, granted[1:], strict=False)]
+    assert min(gaps) >= bucket.spacing_seconds - 0.002, f"the read bucket burst after a pause: gaps {gaps}"
