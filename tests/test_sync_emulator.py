@@ -7,30 +7,12 @@ makes, and that slow queries overlap instead of queueing behind each other.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.sync import run_sync
+from tests.fakes import FakeOperations
 
 KEY = "sk_test_SYNC"
-
-
-class Recorder:
-    """Stands in for the SDK's `op`: keeps what a sync writes and checkpoints."""
-
-    def __init__(self) -> None:
-        self.rows: Counter[int] = Counter()
-        self.executions: list[dict[str, Any]] = []
-        self.states: list[dict[str, Any]] = []
-
-    def upsert(self, table: str, data: dict[str, Any]) -> None:
-        if table == "dune_query_result":
-            self.rows[data["query_id"]] += 1
-        else:
-            self.executions.append(data)
-
-    def checkpoint(self, state: dict[str, Any]) -> None:
-        self.states.append(state)
 
 
 def configuration(emulator: EmulatorThread, query_ids: list[int], **overrides: str) -> dict[str, str]:
@@ -44,14 +26,14 @@ def test_slow_queries_all_run_at_once() -> None:
     query_ids = list(range(101, 125))
     scenario = Scenario(queries=[QuerySpec(q, rows=q - 100, queue_seconds=1, execution_seconds=2) for q in query_ids],
                         write_rpm=None, read_rpm=None)
-    op = Recorder()
+    op = FakeOperations()
     with EmulatorThread(scenario, api_key=KEY, port=0) as emulator:
         run_sync(configuration(emulator, query_ids), {}, op)
         counters = emulator.counters.snapshot()
     executes = [at for at, route, _bucket, status in counters["request_log"] if route == "execute" and status == 200]
     assert len(executes) == len(query_ids)
     assert max(executes) - min(executes) < 3.0, "the executions were not started together"
-    assert op.rows == Counter({q: q - 100 for q in query_ids})
+    assert Counter(row["query_id"] for row in op.rows()) == Counter({q: q - 100 for q in query_ids})
     assert dict(counters["executions_per_query"]) == dict.fromkeys(query_ids, 1)
     # One poll loop for all: status calls grow with rounds, not with queries x rounds of a one-by-one design.
     rounds = counters["requests_by_route"]["status"] / len(query_ids)
@@ -62,11 +44,11 @@ def test_state_stays_small_and_secret_free() -> None:
     query_ids = [201, 202, 203]
     scenario = Scenario(queries=[QuerySpec(q, rows=5_000) for q in query_ids], max_page_rows=1_000,
                         write_rpm=None, read_rpm=None)
-    op = Recorder()
+    op = FakeOperations()
     with EmulatorThread(scenario, api_key=KEY, port=0) as emulator:
         run_sync(configuration(emulator, query_ids, DUNE_CHECKPOINT_ROWS="2000"), {}, op)
-    final = op.states[-1]
-    assert KEY not in repr(op.states)
+    final = op.checkpoints[-1]
+    assert KEY not in repr(op.checkpoints)
     assert len(repr(final)) < 200 * len(query_ids), "the state must hold progress, not rows"
     assert {q: v["offset"] for q, v in final["queries"].items()} == {str(q): 5_000 for q in query_ids}
-    assert len(op.states) >= 3 * 5_000 // 2_000, "a checkpoint every DUNE_CHECKPOINT_ROWS rows"
+    assert len(op.checkpoints) >= 3 * 5_000 // 2_000, "a checkpoint every DUNE_CHECKPOINT_ROWS rows"
