@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import subprocess
@@ -173,6 +174,20 @@ def parse_rfc3339(text: str) -> float:
     whole = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
     fraction = match.group(2) or "0"
     return whole + int(fraction) / 10 ** len(fraction)
+
+
+def seeded_specs(first_query_id: int, count: int, *, seed: int, rows: int, latency: tuple[float, float],
+                 queue_share: tuple[float, float], scale: float = 1.0) -> dict[int, QuerySpec]:
+    """`count` queries with seeded latencies (uniform in `latency`, times `scale`), of which a share drawn from
+    `queue_share` is queueing and the rest execution."""
+    rng = random.Random(seed)
+    specs = {}
+    for query_id in range(first_query_id, first_query_id + count):
+        seconds = rng.uniform(*latency) * scale
+        queue = round(seconds * rng.uniform(*queue_share), 3)
+        specs[query_id] = QuerySpec(query_id, rows=rows, queue_seconds=queue,
+                                    execution_seconds=round(seconds - queue, 3))
+    return specs
 
 
 def emulator_phases(emulator: EmulatorThread, specs: Mapping[int, QuerySpec]) -> dict[int, tuple[float, float, float]]:

@@ -17,7 +17,6 @@ once (N <= 70 in a minute), and so does the connector's write bucket, so the sam
 from __future__ import annotations
 
 import asyncio
-import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from bench.common import (
     query_phases,
     recording_factory,
     requests_by_route,
+    seeded_specs,
     timed_sync,
 )
 from dune_async.client import ClientSettings, DuneClient
@@ -96,15 +96,8 @@ class ConcurrencyResult:
 
 def make_specs(config: ConcurrencyConfig) -> dict[int, QuerySpec]:
     """Seeded latencies; a share of each (20-50 %) is queueing, the rest execution."""
-    rng = random.Random(config.seed)
-    specs = {}
-    for i in range(config.queries):
-        query_id = FIRST_QUERY_ID + i
-        latency = rng.uniform(config.min_latency, config.max_latency)
-        queue = round(latency * rng.uniform(0.2, 0.5), 3)
-        specs[query_id] = QuerySpec(query_id, rows=config.rows, queue_seconds=queue,
-                                    execution_seconds=round(latency - queue, 3))
-    return specs
+    return seeded_specs(FIRST_QUERY_ID, config.queries, seed=config.seed, rows=config.rows,
+                        latency=(config.min_latency, config.max_latency), queue_share=(0.2, 0.5))
 
 
 def run(config: ConcurrencyConfig) -> ConcurrencyResult:

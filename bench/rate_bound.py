@@ -19,7 +19,6 @@ exceed, the limit.
 from __future__ import annotations
 
 import bisect
-import random
 import time
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from bench.common import (
     query_phases,
     recording_factory,
     requests_by_route,
+    seeded_specs,
     timed_sync,
 )
 from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
@@ -104,15 +104,10 @@ class RateBoundResult:
 
 
 def make_specs(config: RateBoundConfig) -> dict[int, QuerySpec]:
-    rng = random.Random(config.seed)
-    specs = {}
-    for i in range(config.queries):
-        query_id = FIRST_QUERY_ID + i
-        latency = rng.uniform(config.min_latency_minutes, config.max_latency_minutes) * 60 * config.scale
-        queue = round(latency * rng.uniform(0.1, 0.4), 3)
-        specs[query_id] = QuerySpec(query_id, rows=config.rows, queue_seconds=queue,
-                                    execution_seconds=round(latency - queue, 3))
-    return specs
+    """Seeded latencies in minutes, scaled to the shortened window; 10-40 % of each is queueing."""
+    return seeded_specs(FIRST_QUERY_ID, config.queries, seed=config.seed, rows=config.rows,
+                        latency=(config.min_latency_minutes, config.max_latency_minutes), queue_share=(0.1, 0.4),
+                        scale=60 * config.scale)
 
 
 def run(config: RateBoundConfig) -> RateBoundResult:
