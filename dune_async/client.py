@@ -109,7 +109,7 @@ class DuneClient:
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
-        self.base_url = _checked_base_url(settings.base_url)
+        self.base_url = checked_base_url(settings.base_url)
         self._origin = _origin(self.base_url)
         self.write_bucket = RateBucket("write", settings.write_rpm, window_seconds=settings.window_seconds)
         # Executes are one per query: they may all go at once. Polls never stop: reads are spaced evenly.
@@ -312,7 +312,8 @@ class DuneClient:
         return text.replace(key, "***") if key and len(key) >= 3 else text
 
 
-def _checked_base_url(raw: str) -> str:
+def checked_base_url(raw: str) -> str:
+    """The base URL without a trailing /api/v1; `InsecureBaseURLError` unless https or http on loopback."""
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InsecureBaseURLError(f"the base URL must be an http(s) URL, got {raw!r}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from dune_async.client import ClientSettings, DuneClient
+from dune_async.client import ClientSettings, checked_base_url
 from dune_async.errors import InsecureBaseURLError
 
 logger = logging.getLogger("dune_async.settings")
@@ -180,7 +180,7 @@ def _base_url(raw: str) -> str:
         raise SettingsError("DUNE_BASE_URL", f"must be the host only, such as {DEFAULT_BASE_URL}, got {raw!r}")
     base = f"{parts.scheme}://{parts.netloc}"
     try:
-        DuneClient(ClientSettings(api_key="-", base_url=base))  # the client owns the https-or-loopback rule
+        checked_base_url(base)  # the client owns the https-or-loopback rule
     except InsecureBaseURLError:
         raise SettingsError(
             "DUNE_BASE_URL", f"must use https (plain http is allowed for loopback hosts only), got {raw!r}"
