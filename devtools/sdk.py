@@ -23,6 +23,8 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONNECTOR_FILES = ("connector.py", "dune_async", "requirements.txt")
+FIVETRAN = Path(sys.executable).parent / "fivetran"
+"""The SDK's command line, from the same environment as this Python."""
 
 
 def offline_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -72,7 +74,7 @@ def make_project(directory: Path) -> Path:
 
 
 def debug_command(project: Path, configuration: Path) -> list[str]:
-    return [str(Path(sys.executable).parent / "fivetran"), "debug", str(project),
+    return [str(FIVETRAN), "debug", str(project),
             "--configuration", str(configuration)]
 
 

@@ -79,7 +79,7 @@ def test_fivetran_configuration_test_runs_the_checks(emulator: EmulatorThread, p
 
     def run(configuration: dict[str, str]) -> subprocess.CompletedProcess[str]:
         (project / "configuration.json").write_text(json.dumps(configuration))
-        command = [str(Path(sdk.debug_command(project, project)[0])), "configuration", str(project), "--test"]
+        command = [str(sdk.FIVETRAN), "configuration", str(project), "--test"]
         return subprocess.run(command, env=sdk.offline_env(sdk_home), capture_output=True, text=True, timeout=120,
                               check=False)
 
