@@ -29,7 +29,8 @@ from dune_async.sync import run_sync
 class Discard:
     rows = 0
     def upsert(self, table, data):
-        Discard.rows += 1
+        if table == "dune_query_result":  # execution snapshots vary with poll timing; rows do not
+            Discard.rows += 1
     def checkpoint(self, state):
         pass
 
@@ -62,7 +63,7 @@ def emulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def sync_and_measure(url: str, query_id: int) -> tuple[int, int]:
-    """Rows written and peak RSS growth in MB of one sync in a fresh process."""
+    """Result rows written and peak RSS growth in MB of one sync in a fresh process."""
     done = subprocess.run([sys.executable, "-c", _MEASURE, url, str(query_id), str(PAGE_ROWS)], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -74,6 +75,6 @@ def sync_and_measure(url: str, query_id: int) -> tuple[int, int]:
 def test_ten_times_the_rows_needs_no_more_memory(emulator_url: str) -> None:
     small_rows, small_mb = sync_and_measure(emulator_url, 1)
     huge_rows, huge_mb = sync_and_measure(emulator_url, 2)
-    assert small_rows == SMALL + 1 and huge_rows == HUGE + 1  # + the execution record
+    assert (small_rows, huge_rows) == (SMALL, HUGE), "every row is written exactly once"
     # Holding the result would cost ~1 KB a row (270 MB more); a few pages in flight cost the same at any size.
     assert huge_mb - small_mb < 25, f"{SMALL} rows: +{small_mb} MB, {HUGE} rows: +{huge_mb} MB"
