@@ -4,12 +4,17 @@ Pages are the only large events, so only pages are bounded: a producer reserves 
 downloads a page, and the slot is freed when the writer has finished writing that page. At most
 `page_capacity` pages are therefore in memory at once, however many queries finish together and however
 large their results are. Small events (state changes, outcomes) never wait.
+
+Urgent events (`send(event, urgent=True)`) go in a lane of their own that the writer empties first: an
+execution id must reach the checkpoint before any crash can lose it, not after up to `page_capacity` pages
+of other queries. Only events that depend on no earlier rows may be urgent (an outcome must follow its rows).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 from typing import Any
 
@@ -50,6 +55,7 @@ class PageChannel:
             raise ValueError("page_capacity must be at least 1")
         self.page_capacity = page_capacity
         self._items: collections.deque[tuple[Any, bool]] = collections.deque()
+        self._urgent: collections.deque[tuple[Any, bool]] = collections.deque()
         self._ready = threading.Condition()
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -72,10 +78,10 @@ class PageChannel:
             self.peak_pages = max(self.peak_pages, self._pages_out)
         return PageSlot(self)
 
-    def send(self, event: Any) -> None:
-        """Hands over a small event; never waits."""
+    def send(self, event: Any, *, urgent: bool = False) -> None:
+        """Hands over a small event; never waits. An urgent one overtakes the pages already queued."""
         self._raise_if_closed()
-        self._push(event, holds_slot=False)
+        self._push(event, holds_slot=False, urgent=urgent)
 
     def finish(self) -> None:
         """The producer has nothing more to say."""
@@ -86,9 +92,9 @@ class PageChannel:
     def get(self, timeout: float | None = None) -> tuple[Any, bool]:
         """The next event and whether it holds a page slot (then call `page_done()` once it is written)."""
         with self._ready:
-            if not self._ready.wait_for(lambda: bool(self._items), timeout):
+            if not self._ready.wait_for(lambda: bool(self._urgent or self._items), timeout):
                 raise TimeoutError("no event from the orchestrator")
-            return self._items.popleft()
+            return (self._urgent or self._items).popleft()
 
     def page_done(self) -> None:
         self._free_slot()
@@ -99,15 +105,19 @@ class PageChannel:
 
     # -- internals ----------------------------------------------------------------------------------------
 
-    def _push(self, item: Any, *, holds_slot: bool) -> None:
+    def _push(self, item: Any, *, holds_slot: bool, urgent: bool = False) -> None:
         with self._ready:
-            self._items.append((item, holds_slot))
+            (self._urgent if urgent else self._items).append((item, holds_slot))
             self._ready.notify()
 
     def _free_slot(self) -> None:
         with self._ready:
             self._pages_out -= 1
-        if self._loop is not None and self._slots is not None and not self._loop.is_closed():
+        if self._loop is None or self._slots is None:
+            return
+        # The loop may close between any check and the call (the orchestrator ends while the last page is
+        # written): nobody is left to wait for the slot then, so a closed loop is not an error.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._slots.release)
 
     def _raise_if_closed(self) -> None:

@@ -1,7 +1,9 @@
-"""What the orchestrator tells the sink, in the order it must be written.
+"""What the orchestrator tells the sink, and the vocabulary both share (how an execution came to be, how a
+query ended).
 
 Every change the sink makes to the warehouse or the state arrives as one of these events, so the state
-that gets checkpointed always describes exactly the rows handed to Fivetran before it.
+that gets checkpointed always describes exactly the rows handed to Fivetran before it. Events name the plan
+they belong to by its `key` (the sink knows the plan: query, parameters, targets).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class Origin(StrEnum):
 
 
 class Outcome(StrEnum):
-    """How one query ended in this sync."""
+    """How one query ended in a sync."""
 
     SYNCED = "SYNCED"
     PARTIAL = "COMPLETED_PARTIAL"
@@ -41,17 +43,20 @@ class Outcome(StrEnum):
         """Every row of the execution is written, so the next sync need not read it again."""
         return self in (Outcome.SYNCED, Outcome.PARTIAL, Outcome.UNCHANGED)
 
+    @property
+    def resumable(self) -> bool:
+        """The execution may still have rows to read: the next sync reads on from where this one stopped."""
+        return self in (Outcome.UNAVAILABLE, Outcome.ABORTED)
+
 
 @dataclass(frozen=True)
 class ExecutionStarted:
-    """The query is now bound to this execution; checkpointed before any of its rows."""
+    """The plan is now bound to this execution; checkpointed before any of its rows (urgent: never queued
+    behind pages, since a crash before the checkpoint would execute and pay again)."""
 
-    query_id: int
+    key: str
     execution_id: str
-    fingerprint: str
     origin: Origin
-    parameters: dict[str, Any]
-    performance: str
     resumed: bool = False  # an earlier sync bound it and committed some of its rows
 
 
@@ -59,18 +64,15 @@ class ExecutionStarted:
 class ExecutionUpdated:
     """A new snapshot of an execution, for `dune_query_execution`."""
 
-    query_id: int
+    key: str
     status: ExecutionStatus
-    origin: Origin
-    parameters: dict[str, Any]
-    performance: str
 
 
 @dataclass(frozen=True)
 class RowsPage:
     """Rows `offset`… of an execution's result, in order."""
 
-    query_id: int
+    key: str
     execution_id: str
     offset: int
     rows: list[dict[str, Any]]
@@ -79,9 +81,9 @@ class RowsPage:
 
 @dataclass(frozen=True)
 class QueryDone:
-    """The query's last word in this sync."""
+    """The plan's last word in this sync."""
 
-    query_id: int
+    key: str
     outcome: Outcome
     execution_id: str | None = None
     state: str = ""
@@ -89,6 +91,7 @@ class QueryDone:
     credits: float | None = None
     origin: Origin | None = None
     message: str = ""
+    started_here: bool = False  # this sync ran the execute (so its credits are this sync's spending)
 
 
 @dataclass(frozen=True)
@@ -97,5 +100,8 @@ class SyncAborted:
 
     error: BaseException = field(compare=False)
 
+
+URGENT_EVENTS = (ExecutionStarted, ExecutionUpdated)
+"""Small events that may overtake pages: none of them depends on rows written before it."""
 
 Event = ExecutionStarted | ExecutionUpdated | RowsPage | QueryDone | SyncAborted

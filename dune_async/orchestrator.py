@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from dune_async.events import (
     SyncAborted,
 )
 from dune_async.models import ExecutionState, ExecutionStatus
+from dune_async.plan import Action, QueryPlan
 
 if TYPE_CHECKING:
     from dune_async.client import DuneClient
@@ -69,21 +70,6 @@ _RESUMABLE_STATES = frozenset(
 
 
 @dataclass(frozen=True)
-class QueryPlan:
-    """What the sync should do for one query, decided from the settings and the previous state."""
-
-    query_id: int
-    parameters: dict[str, Any]
-    performance: str
-    fingerprint: str
-    resume_execution_id: str | None = None  # an unfinished execution of an earlier sync
-    resume_offset: int = 0  # rows of it already committed
-    resume_origin: Origin = Origin.EXECUTED  # how that execution came to exist
-    synced_execution_id: str | None = None  # the execution an earlier sync wrote completely
-    synced_before_interruption: bool = False  # ... and that sync died before finishing: nothing to redo
-
-
-@dataclass(frozen=True)
 class Timing:
     """Polling and patience, from the settings."""
 
@@ -97,17 +83,23 @@ class Timing:
 
 @dataclass
 class _Run:
-    """One query's progress through this sync; touched only on the event loop."""
+    """One plan's progress through this sync; touched only on the event loop."""
 
     plan: QueryPlan
-    started: float = field(default_factory=time.monotonic)
+    started: float
     origin: Origin | None = None
-    resumed: bool = False
+    resumed: bool = False  # reading on from an execution an earlier sync bound
+    started_here: bool = False  # this sync sent the execute: its cost is this sync's, and abort cancels it
     execution_id: str | None = None
     state: ExecutionState | None = None
     status: ExecutionStatus | None = None
     waiting_since: float | None = None  # set while the poll loop watches it
+    poll: asyncio.Task[bool] | None = None  # a status call still in flight (it may be in backoff)
     done: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.plan.key
 
     @property
     def query_id(self) -> int:
@@ -115,17 +107,27 @@ class _Run:
 
 
 class Orchestrator:
-    """Drives all queries of one sync; `run()` returns once every query has its `QueryDone`."""
+    """Carries out the plans of one sync; `run()` returns once every plan has its `QueryDone`.
+
+    `clock` (monotonic seconds) is injectable so that time rules can be tested without waiting.
+    """
 
     def __init__(self, client: DuneClient, channel: PageChannel, plans: Iterable[QueryPlan],
-                 timing: Timing | None = None) -> None:
+                 timing: Timing | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._channel = channel
         self._timing = timing or Timing()
-        self._runs = [_Run(plan) for plan in plans]
+        self._clock = clock
+        self._runs = [_Run(plan, started=clock()) for plan in plans]
         self._interval = self._timing.min_poll_seconds
+        self._changed = False  # a poll that outlived its round saw a change
         self._settled = asyncio.Event()  # set once every query is done
-        self.poll_rounds = 0
+        self.poll_intervals: list[float] = []
+        """The wait before each poll round, in order (observable, so the interval rules can be tested)."""
+
+    @property
+    def poll_rounds(self) -> int:
+        return len(self.poll_intervals)
 
     async def run(self) -> None:
         """Never raises for a query's failure; a fatal one becomes `SyncAborted` after clean-up."""
@@ -143,15 +145,24 @@ class Orchestrator:
             if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise
             with contextlib.suppress(ChannelClosedError):  # a writer that stopped already knows
+                self._abort_unfinished()
                 self._channel.send(SyncAborted(error))
         finally:
             self._channel.finish()
 
-    # -- starting ----------------------------------------------------------------------------------------------
+    # -- starting: carry out the plan's action -------------------------------------------------------------------
 
     async def _start(self, run: _Run) -> None:
         try:
-            if self._finished_before(run) or await self._try_resume(run) or await self._try_reuse(run):
+            action = run.plan.action
+            if action is Action.SKIP:
+                self._skip(run)
+                return
+            if action is Action.RESUME:
+                if await self._resume(run):
+                    return
+                action = run.plan.fallback
+            if action is Action.REUSE_OR_EXECUTE and await self._reuse(run):
                 return
             await self._execute(run)
         except FATAL_ERRORS:
@@ -159,50 +170,46 @@ class Orchestrator:
         except DuneError as exc:
             self._finish(run, _outcome_of_error(exc), message=str(exc))
 
-    def _finished_before(self, run: _Run) -> bool:
-        """The interrupted sync this one finishes had already written this query: executing it would pay twice."""
+    def _skip(self, run: _Run) -> None:
         plan = run.plan
-        if not plan.synced_before_interruption:
-            return False
         logger.info("query %d: already synced by the interrupted sync (execution %s); nothing to redo",
-                    plan.query_id, plan.synced_execution_id)
-        run.execution_id, run.origin = plan.synced_execution_id, plan.resume_origin
+                    plan.query_id, plan.execution_id)
+        run.execution_id, run.origin = plan.execution_id, plan.origin
         self._finish(run, Outcome.UNCHANGED)
-        return True
 
-    async def _try_resume(self, run: _Run) -> bool:
+    async def _resume(self, run: _Run) -> bool:
+        """False when the execution is gone or ended without rows to read (the plan's fallback applies)."""
         plan = run.plan
-        if not plan.resume_execution_id:
-            return False
+        assert plan.execution_id is not None
         try:
-            status = await self._client.status(plan.resume_execution_id, query_id=plan.query_id)
+            status = await self._client.status(plan.execution_id, query_id=plan.query_id)
         except (NotFoundError, BadRequestError):
-            logger.info("query %d: execution %s of an earlier sync is gone; executing anew",
-                        plan.query_id, plan.resume_execution_id)
+            logger.info("query %d: execution %s of an earlier sync is gone; starting afresh",
+                        plan.query_id, plan.execution_id)
             return False
         if status.state not in _RESUMABLE_STATES:
-            logger.info("query %d: execution %s of an earlier sync is %s; executing anew",
+            logger.info("query %d: execution %s of an earlier sync is %s; starting afresh",
                         plan.query_id, status.execution_id, status.state.short)
             return False
         logger.info("query %d: resuming execution %s (%s) from row %d",
-                    plan.query_id, status.execution_id, status.state.short, plan.resume_offset)
-        run.started -= _age_seconds(status.submitted_at)
+                    plan.query_id, status.execution_id, status.state.short, plan.offset)
+        run.started -= _age_seconds(status.submitted_at)  # its timeout counts from when it was submitted
         run.resumed = True
-        self._bind(run, status.execution_id, plan.resume_origin)
+        self._bind(run, status.execution_id, plan.origin)
         await self._observe(run, status)
         return True
 
-    async def _try_reuse(self, run: _Run) -> bool:
+    async def _reuse(self, run: _Run) -> bool:
         max_age = self._timing.max_result_age_hours
-        if max_age is None:
-            return False
         plan = run.plan
+        assert max_age is not None
         try:
             latest = await self._client.latest_result(plan.query_id, parameters=plan.parameters, limit=1)
         except NotFoundError:
             logger.info("query %d: Dune has no earlier result; executing", plan.query_id)
             return False
-        status = latest.execution
+        # The results endpoint puts the metadata under `result`; the execution record wants it on the status.
+        status = replace(latest.execution, result_metadata=latest.execution.result_metadata or latest.metadata)
         age_hours = _age_seconds(status.execution_ended_at) / 3600
         if status.state is not ExecutionState.COMPLETED or status.execution_ended_at is None or age_hours > max_age:
             logger.info("query %d: latest result is %s and %.1f h old (limit %g h); executing",
@@ -224,7 +231,7 @@ class Orchestrator:
         plan = run.plan
         handle = await self._client.execute(plan.query_id, parameters=plan.parameters or None,
                                             performance=plan.performance)
-        run.started = time.monotonic()
+        run.started, run.started_here, run.resumed = self._clock(), True, False
         logger.info("query %d: started execution %s", plan.query_id, handle.execution_id)
         self._bind(run, handle.execution_id, Origin.EXECUTED)
         run.state = handle.state
@@ -232,37 +239,55 @@ class Orchestrator:
 
     def _bind(self, run: _Run, execution_id: str, origin: Origin) -> None:
         run.execution_id, run.origin = execution_id, origin
-        plan = run.plan
-        self._channel.send(ExecutionStarted(plan.query_id, execution_id, plan.fingerprint, origin,
-                                            plan.parameters, plan.performance, resumed=run.resumed))
+        self._channel.send(ExecutionStarted(run.key, execution_id, origin, resumed=run.resumed), urgent=True)
 
     def _watch(self, run: _Run) -> None:
-        run.waiting_since = time.monotonic()
+        run.waiting_since = self._clock()
         self._interval = self._timing.min_poll_seconds  # a new execution deserves a prompt first look
 
     # -- polling -----------------------------------------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
+        """One round at a time: every watched execution whose last status call has returned is asked again.
+
+        A status call in backoff (it may retry for minutes) stays in flight across rounds instead of holding
+        the round: the others are still polled, and timed out, on time.
+        """
         timing = self._timing
         while not self._settled.is_set():
+            waited = self._interval
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._settled.wait(), self._interval)
-            watched = [run for run in self._runs if run.waiting_since is not None and not run.done]
-            if not watched:
+                await asyncio.wait_for(self._settled.wait(), waited)
+            self._time_out_overdue()
+            ready = [run for run in self._runs if run.waiting_since is not None and not run.done
+                     and (run.poll is None or run.poll.done())]
+            if not ready:
                 continue
-            self.poll_rounds += 1
-            changes = await asyncio.gather(*(self._poll(run) for run in watched))
-            if any(changes):
+            self.poll_intervals.append(waited)
+            for run in ready:
+                run.poll = self._group.create_task(self._poll(run))
+            finished, _ = await asyncio.wait([run.poll for run in ready if run.poll is not None],
+                                             timeout=timing.max_poll_seconds)
+            changed = self._changed or any(not task.cancelled() and task.result() for task in finished)
+            self._changed = False
+            if changed:
                 self._interval = timing.min_poll_seconds
             else:
                 self._interval = min(self._interval * timing.poll_growth, timing.max_poll_seconds)
 
+    def _time_out_overdue(self) -> None:
+        limit = self._timing.execution_timeout_seconds
+        for run in self._runs:
+            if run.waiting_since is None or run.done or self._clock() - run.started <= limit:
+                continue
+            run.waiting_since = None
+            if run.poll is not None:
+                run.poll.cancel()  # a status call stuck in backoff must not outlive the execution's patience
+            self._group.create_task(self._time_out(run))
+
     async def _poll(self, run: _Run) -> bool:
-        """Checks one execution; True if anything changed."""
+        """Checks one execution; True if anything changed (also when the change came after its round)."""
         assert run.execution_id is not None
-        if time.monotonic() - run.started > self._timing.execution_timeout_seconds:
-            await self._time_out(run)
-            return True
         try:
             status = await self._client.status(run.execution_id, query_id=run.query_id)
         except FATAL_ERRORS:
@@ -272,8 +297,13 @@ class Orchestrator:
             return False
         except DuneError as exc:
             self._finish(run, _outcome_of_error(exc), message=str(exc))
+            self._changed = True
             return True
-        return await self._observe(run, status)
+        if run.done or run.waiting_since is None:
+            return False
+        changed = await self._observe(run, status)
+        self._changed = self._changed or changed
+        return changed
 
     async def _observe(self, run: _Run, status: ExecutionStatus) -> bool:
         """Records a status; starts fetching or finishes the query once it is terminal."""
@@ -299,13 +329,22 @@ class Orchestrator:
         limit = self._timing.execution_timeout_seconds
         logger.warning("query %d: execution %s still not finished after %g s; cancelling it",
                        run.query_id, run.execution_id, limit)
+        await self._cancel(run)
+        self._finish(run, Outcome.TIMED_OUT, message=f"not finished after {limit:g} s; cancelled")
+
+    async def _cancel(self, run: _Run) -> None:
+        """Cancels the run's execution and records the state Dune then reports (CANCELLED, or what it reached)."""
+        execution_id = run.execution_id or ""
         try:
-            await self._client.cancel(run.execution_id or "", query_id=run.query_id)
+            await self._client.cancel(execution_id, query_id=run.query_id)
+            status = await self._client.status(execution_id, query_id=run.query_id)
         except FATAL_ERRORS:
             raise
         except DuneError as exc:
-            logger.warning("query %d: could not cancel execution %s: %s", run.query_id, run.execution_id, exc)
-        self._finish(run, Outcome.TIMED_OUT, message=f"not finished after {limit:g} s; cancelled")
+            logger.warning("query %d: could not cancel execution %s: %s", run.query_id, execution_id, exc)
+            return
+        run.state, run.status = status.state, status
+        self._send_update(run)
 
     # -- fetching ----------------------------------------------------------------------------------------------
 
@@ -315,7 +354,7 @@ class Orchestrator:
         if partial:
             logger.warning("query %d: Dune truncated the result (COMPLETED_PARTIAL); writing the rows it kept",
                            run.query_id)
-        offset = run.plan.resume_offset if run.resumed else 0
+        offset = run.plan.offset if run.resumed else 0
         metadata = run.status.result_metadata
         pages = self._client.pages(
             run.execution_id, offset=offset, allow_partial=partial, query_id=run.query_id,
@@ -343,27 +382,18 @@ class Orchestrator:
         except BaseException:
             slot.release()
             raise
-        if not page.execution.state.has_rows:
-            slot.release()
-            run.state, run.status = page.execution.state, page.execution
-            self._send_update(run)
-            self._finish(run, _OUTCOME_OF_STATE.get(page.execution.state, Outcome.UNAVAILABLE),
-                         message=f"execution became {page.execution.state.short} while its rows were read")
-            return False
         if not page.rows:
             slot.release()
             return not page.is_last
         total = page.metadata.total_row_count if page.metadata else None
-        slot.send(RowsPage(run.query_id, run.execution_id or "", page.offset, page.rows, total))
+        slot.send(RowsPage(run.key, run.execution_id or "", page.offset, page.rows, total))
         return not page.is_last
 
     # -- endings -----------------------------------------------------------------------------------------------
 
     def _send_update(self, run: _Run) -> None:
         if run.status is not None and run.origin is not None:
-            plan = run.plan
-            self._channel.send(ExecutionUpdated(plan.query_id, run.status, run.origin, plan.parameters,
-                                                plan.performance))
+            self._channel.send(ExecutionUpdated(run.key, run.status), urgent=True)
 
     def _finish(self, run: _Run, outcome: Outcome, *, message: str = "") -> None:
         if run.done:
@@ -372,25 +402,33 @@ class Orchestrator:
         if all(other.done for other in self._runs):
             self._settled.set()
         status = run.status
-        if outcome is not Outcome.SYNCED and outcome is not Outcome.UNCHANGED:
+        if outcome not in (Outcome.SYNCED, Outcome.UNCHANGED):
             logger.warning("query %d: %s%s", run.query_id, outcome.value, f": {message}" if message else "")
         self._channel.send(QueryDone(
-            query_id=run.query_id, outcome=outcome, execution_id=run.execution_id,
-            state=status.state.short if status else "", seconds=time.monotonic() - run.started,
+            key=run.key, outcome=outcome, execution_id=run.execution_id,
+            state=status.state.short if status else "", seconds=self._clock() - run.started,
             credits=status.execution_cost_credits if status else None, origin=run.origin, message=message,
+            started_here=run.started_here,
         ))
 
+    def _abort_unfinished(self) -> None:
+        for run in self._runs:
+            self._finish(run, Outcome.ABORTED, message="the sync stopped first")
+
     async def _cancel_started_executions(self) -> None:
-        """On abort, stop paying for executions nobody will read in this sync."""
+        """On abort, stop paying for executions this sync started and nobody will read in this sync.
+
+        Executions resumed from an earlier sync are left running: their credits are spent, and the next sync
+        reads them on.
+        """
         running = [run for run in self._runs
-                   if run.origin is Origin.EXECUTED and run.execution_id and not run.done
+                   if run.started_here and run.execution_id and not run.done
                    and not (run.state and run.state.is_terminal)]
         if not running:
             return
         logger.warning("sync aborted: cancelling %d execution(s) it started", len(running))
-        cancels = (self._client.cancel(run.execution_id or "", query_id=run.query_id) for run in running)
         try:
-            await asyncio.wait_for(asyncio.gather(*cancels, return_exceptions=True),
+            await asyncio.wait_for(asyncio.gather(*(self._cancel(run) for run in running), return_exceptions=True),
                                    self._timing.cancel_grace_seconds)
         except (TimeoutError, asyncio.CancelledError):
             logger.warning("sync aborted: could not confirm the cancellation of every execution")

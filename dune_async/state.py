@@ -1,14 +1,19 @@
-"""The sync state Fivetran keeps between syncs: per query, which execution is being synced and how far.
+"""The sync state Fivetran keeps between syncs: per plan key, which execution is being synced and how far.
 
-Small on purpose (no rows, no secrets): per query, the execution id, the number of rows of its result already
-committed, whether that execution is completely synced, and a fingerprint of the parameters it ran with,
-so that changed parameters never resume an execution of the old ones. `sync_finished` is false from the
-first checkpoint of a sync until its last: when the next sync finds it false, it finishes the interrupted
-work instead of starting over, so queries the interrupted sync completed are not executed (and paid) again.
+Small on purpose (no rows, no secrets): per key, the execution id, the rows of its result already committed,
+whether that execution is completely written and by which sync, how it ended, and a fingerprint of what it
+was asked to compute, so that changed parameters never resume an execution of the old ones.
 
-    {"version": 1, "sync_finished": false,
-     "queries": {"1001": {"execution_id": "01…", "offset": 20000, "complete": false,
-                          "fingerprint": "…", "outcome": "EXECUTING", "origin": "executed"}}}
+`sync_id` counts syncs: each sync takes the next number when it begins. `sync_finished` is false from the
+first checkpoint of a sync until its last. A sync that finds it false knows sync `sync_id` was interrupted,
+and leaves alone exactly the keys whose `completed_by` is that sync (see `plan`).
+
+    {"version": 2, "sync_id": 7, "sync_finished": false,
+     "queries": {"1001": {"execution_id": "01…", "offset": 20000, "complete": false, "completed_by": null,
+                          "fingerprint": "…", "outcome": null, "origin": "executed"}}}
+
+Version 1 (no `sync_id`, outcomes as free text, `"STARTED"` while running) is read and migrated: its complete
+keys count as completed by the sync it describes, so an interrupted v1 sync is finished, not paid again.
 """
 
 from __future__ import annotations
@@ -17,33 +22,37 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
+
+from dune_async.events import Origin, Outcome
 
 logger = logging.getLogger("dune_async.state")
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
-def fingerprint(parameters: Mapping[str, Any], performance: str) -> str:
-    """A short stable digest of what an execution was asked to compute."""
-    canonical = json.dumps({"p": dict(parameters), "perf": performance}, sort_keys=True, default=str)
+def fingerprint(parameters: Mapping[str, Any], performance: str, **source: Any) -> str:
+    """A short stable digest of what an execution was asked to compute (the query, its parameters, its tier)."""
+    canonical = json.dumps({"p": dict(parameters), "perf": performance, **source}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class QueryProgress:
-    """Where one query stands. `offset` rows of `execution_id` (positions 0…offset-1) are committed."""
+    """Where one key stands. `offset` rows of `execution_id` (positions 0…offset-1) are committed."""
 
     execution_id: str | None = None
     offset: int = 0
     complete: bool = False
     fingerprint: str = ""
-    outcome: str = ""
-    origin: str = "executed"
+    outcome: Outcome | None = None  # None while the execution is being synced
+    origin: Origin = Origin.EXECUTED
+    completed_by: int | None = None  # the sync that wrote its last row
 
     @classmethod
-    def from_dict(cls, data: Any) -> QueryProgress | None:
+    def from_dict(cls, data: Any, *, legacy_sync_id: int | None = None) -> QueryProgress | None:
+        """None for an entry that cannot be trusted; `legacy_sync_id` migrates a version 1 entry."""
         if not isinstance(data, dict):
             return None
         execution_id = data.get("execution_id")
@@ -52,71 +61,117 @@ class QueryProgress:
             return None
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             return None
+        complete = bool(data.get("complete", False))
+        completed_by = data.get("completed_by")
+        if legacy_sync_id is not None and complete:
+            completed_by = legacy_sync_id
         return cls(
             execution_id=execution_id or None,
             offset=offset,
-            complete=bool(data.get("complete", False)),
+            complete=complete,
             fingerprint=str(data.get("fingerprint", "")),
-            outcome=str(data.get("outcome", "")),
-            origin=str(data.get("origin", "executed")),
+            outcome=_enum(Outcome, data.get("outcome")),
+            origin=_enum(Origin, data.get("origin")) or Origin.EXECUTED,
+            completed_by=completed_by if isinstance(completed_by, int) and not isinstance(completed_by, bool)
+            else None,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"execution_id": self.execution_id, "offset": self.offset, "complete": self.complete,
+                "completed_by": self.completed_by, "fingerprint": self.fingerprint,
+                "outcome": self.outcome.value if self.outcome else None, "origin": self.origin.value}
+
     def resumable(self, expected_fingerprint: str) -> bool:
-        """An unfinished execution of the same parameters whose remaining rows can still be read."""
-        return bool(self.execution_id) and not self.complete and self.fingerprint == expected_fingerprint
+        """An unfinished execution of the same parameters whose remaining rows may still be read."""
+        return (bool(self.execution_id) and not self.complete and self.fingerprint == expected_fingerprint
+                and (self.outcome is None or self.outcome.resumable))
 
 
 class SyncState:
     """The mutable state of one sync, owned by the sink thread; `to_dict()` is what gets checkpointed."""
 
-    def __init__(self, queries: dict[int, QueryProgress] | None = None, *, finished: bool = True) -> None:
-        self._queries: dict[int, QueryProgress] = dict(queries or {})
+    def __init__(self, queries: Mapping[str, QueryProgress] | None = None, *, sync_id: int = 0,
+                 finished: bool = True) -> None:
+        self._queries: dict[str, QueryProgress] = {str(key): value for key, value in (queries or {}).items()}
+        self.sync_id = sync_id
+        """The last sync that began (this one, once `begin()` has been called)."""
         self.finished = finished
         """False while a sync runs; a state read back as False was left by a sync that did not finish."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SyncState:
-        """Reads a checkpointed state; anything unreadable is dropped with a warning (that query starts afresh)."""
+        """Reads a checkpointed state; anything unreadable is dropped with a warning (that key starts afresh)."""
         if not data:
             return cls()
         raw_queries = data.get("queries") if isinstance(data, Mapping) else None
         if not isinstance(raw_queries, dict):
             logger.warning("ignoring a state without a 'queries' object; every query starts afresh")
             return cls()
-        queries: dict[int, QueryProgress] = {}
+        raw_sync_id = data.get("sync_id")
+        legacy = not isinstance(raw_sync_id, int) or isinstance(raw_sync_id, bool)
+        sync_id = 0 if legacy else int(raw_sync_id)  # type: ignore[arg-type]
+        queries: dict[str, QueryProgress] = {}
         for key, value in raw_queries.items():
-            progress = QueryProgress.from_dict(value)
-            if not str(key).isdigit() or progress is None:
+            progress = QueryProgress.from_dict(value, legacy_sync_id=sync_id if legacy else None)
+            if not str(key) or progress is None:
                 logger.warning("ignoring unreadable state entry %r; that query starts afresh", key)
                 continue
-            queries[int(key)] = progress
-        return cls(queries, finished=data.get("sync_finished", True) is not False)
+            queries[str(key)] = progress
+        return cls(queries, sync_id=sync_id, finished=data.get("sync_finished", True) is not False)
+
+    @property
+    def interrupted_sync(self) -> int | None:
+        """The sync that left this state unfinished, or None (read it before `begin()`)."""
+        return None if self.finished else self.sync_id
+
+    def begin(self) -> int:
+        """This sync takes the next number; until `finished` is set again, a crash leaves work to finish."""
+        self.sync_id += 1
+        self.finished = False
+        return self.sync_id
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
+            "sync_id": self.sync_id,
             "sync_finished": self.finished,
-            "queries": {str(qid): asdict(progress) for qid, progress in sorted(self._queries.items())},
+            "queries": {key: progress.to_dict() for key, progress in sorted(self._queries.items())},
         }
 
-    def get(self, query_id: int) -> QueryProgress:
-        return self._queries.get(query_id, QueryProgress())
+    def get(self, key: str) -> QueryProgress:
+        return self._queries.get(key, QueryProgress())
 
-    def start_execution(self, query_id: int, execution_id: str, fingerprint: str, outcome: str,
-                        origin: str) -> None:
-        """A new execution takes over the query; a known one keeps its committed offset."""
-        current = self.get(query_id)
+    def start_execution(self, key: str, execution_id: str, fingerprint: str, origin: Origin) -> None:
+        """A new execution takes over the key; a known one keeps its committed offset."""
+        current = self.get(key)
         if current.execution_id == execution_id:
-            self._queries[query_id] = replace(current, outcome=outcome)
+            self._queries[key] = replace(current, outcome=None)
             return
-        self._queries[query_id] = QueryProgress(execution_id, 0, False, fingerprint, outcome, origin)
+        self._queries[key] = QueryProgress(execution_id, 0, False, fingerprint, None, origin)
 
-    def advance(self, query_id: int, execution_id: str, offset: int) -> None:
-        current = self.get(query_id)
+    def advance(self, key: str, execution_id: str, offset: int) -> None:
+        current = self.get(key)
         if current.execution_id != execution_id:
-            raise ValueError(f"rows of execution {execution_id} arrived for query {query_id}, "
+            raise ValueError(f"rows of execution {execution_id} arrived for {key}, "
                              f"which is syncing {current.execution_id}")
-        self._queries[query_id] = replace(current, offset=offset)
+        self._queries[key] = replace(current, offset=offset)
 
-    def finish(self, query_id: int, outcome: str, *, complete: bool) -> None:
-        self._queries[query_id] = replace(self.get(query_id), outcome=outcome, complete=complete)
+    def finish(self, key: str, execution_id: str | None, outcome: Outcome) -> None:
+        """Records how the key ended. Completeness is only ever claimed for the execution the key is bound to."""
+        current = self.get(key)
+        if execution_id is None or current.execution_id != execution_id:
+            # Nothing of this sync's was bound (the execute failed): the last complete execution stays.
+            if current.execution_id is None:
+                self._queries[key] = replace(current, outcome=outcome)
+            return
+        if outcome.rows_complete and not current.complete:
+            self._queries[key] = replace(current, outcome=outcome, complete=True, completed_by=self.sync_id)
+        else:
+            self._queries[key] = replace(current, outcome=outcome)
+
+
+def _enum(kind: type[Origin] | type[Outcome], raw: Any) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        return None

@@ -1,4 +1,4 @@
-"""One sync, end to end: settings → plans → orchestrator (background thread, own event loop) → channel → sink.
+"""One sync, end to end: settings → plan → orchestrator (background thread, own event loop) → channel → sink.
 
 The calling thread (Fivetran's, which must make every `op.*` call) only drains the channel into the sink,
 so downloading and JSON decoding on the background loop overlap with the writing. If the writer fails, the
@@ -16,11 +16,11 @@ from typing import Any
 
 from dune_async.channel import END, PageChannel
 from dune_async.client import ClientSettings, DuneClient
-from dune_async.events import Origin
-from dune_async.orchestrator import Orchestrator, QueryPlan, Timing
+from dune_async.orchestrator import Orchestrator, Timing
+from dune_async.plan import QueryPlan, plan_queries
 from dune_async.settings import Settings
 from dune_async.sink import Operations, QueryReport, Sink, SyncError
-from dune_async.state import SyncState, fingerprint
+from dune_async.state import SyncState
 
 logger = logging.getLogger("dune_async.sync")
 
@@ -33,29 +33,6 @@ ClientFactory = Callable[[ClientSettings], Any]
 """Builds the async-context-managed client for a sync; tests pass a fake."""
 
 
-def plan_queries(settings: Settings, state: SyncState) -> list[QueryPlan]:
-    """What to do for each query, given what the earlier syncs left behind."""
-    plans = []
-    for query_id in settings.query_ids:
-        parameters = settings.parameters_for(query_id)
-        digest = fingerprint(parameters, settings.performance)
-        progress = state.get(query_id)
-        resumable = progress.resumable(digest)
-        plans.append(QueryPlan(
-            query_id=query_id,
-            parameters=parameters,
-            performance=settings.performance,
-            fingerprint=digest,
-            resume_execution_id=progress.execution_id if resumable else None,
-            resume_offset=progress.offset if resumable else 0,
-            resume_origin=Origin.REUSED if progress.origin == Origin.REUSED.value else Origin.EXECUTED,
-            synced_execution_id=progress.execution_id if progress.complete else None,
-            synced_before_interruption=(not state.finished and progress.complete
-                                        and progress.fingerprint == digest),
-        ))
-    return plans
-
-
 def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, operations: Operations,
              *, page_capacity: int = PAGE_CAPACITY, client_factory: ClientFactory = DuneClient) -> list[QueryReport]:
     """Runs one sync; raises `SettingsError` before any request, or `SyncError` after committing what it wrote."""
@@ -63,7 +40,7 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
     sync_state = SyncState.from_dict(state)
     plans = plan_queries(settings, sync_state)
     channel = PageChannel(page_capacity)
-    sink = Sink(operations, sync_state, settings.query_ids, checkpoint_rows=settings.checkpoint_rows)
+    sink = Sink(operations, sync_state, plans, checkpoint_rows=settings.checkpoint_rows)
     worker = _OrchestratorThread(settings, plans, channel, client_factory)
     logger.info("syncing %d queries from %s", len(plans), settings.base_url)
     worker.start()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dune_async.events import ExecutionUpdated
+from dune_async.events import Origin, Outcome
+from dune_async.models import ExecutionStatus
 
 RESULT_TABLE = "dune_query_result"
 EXECUTION_TABLE = "dune_query_execution"
@@ -41,21 +43,43 @@ SCHEMA: list[dict[str, Any]] = [
             "execution_cost_credits": "DOUBLE",
             "performance": "STRING",
             "query_parameters": "JSON",
+            "rows_synced": "LONG",
+            "sync_outcome": "STRING",
+            "is_complete": "BOOLEAN",
             "synced_at": "UTC_DATETIME",
         },
     },
 ]
 
 
-def execution_row(event: ExecutionUpdated, synced_at: datetime) -> dict[str, Any]:
-    """One `dune_query_execution` row from an execution snapshot."""
-    status = event.status
+@dataclass(frozen=True)
+class ExecutionContext:
+    """What the connector knows about an execution beyond Dune's snapshot of it."""
+
+    query_id: int
+    origin: Origin
+    parameters: dict[str, Any]
+    performance: str
+
+
+@dataclass(frozen=True)
+class SyncVerdict:
+    """The execution's final record: what the connector made of it once its query ended."""
+
+    rows_synced: int
+    outcome: Outcome
+    is_complete: bool
+
+
+def execution_row(status: ExecutionStatus, context: ExecutionContext, synced_at: datetime,
+                  verdict: SyncVerdict | None = None) -> dict[str, Any]:
+    """One `dune_query_execution` row from an execution snapshot (and, once its query ended, the verdict)."""
     metadata = status.result_metadata
     return {
         "execution_id": status.execution_id,
-        "query_id": event.query_id,
+        "query_id": context.query_id,
         "state": status.state.short if status.state.value != "UNKNOWN" else status.raw_state,
-        "origin": event.origin.value,
+        "origin": context.origin.value,
         "submitted_at": status.submitted_at,
         "execution_started_at": status.execution_started_at,
         "execution_ended_at": status.execution_ended_at,
@@ -65,7 +89,10 @@ def execution_row(event: ExecutionUpdated, synced_at: datetime) -> dict[str, Any
         "column_types": metadata.column_types if metadata else None,
         "error": status.error,
         "execution_cost_credits": status.execution_cost_credits,
-        "performance": event.performance,
-        "query_parameters": event.parameters,
+        "performance": context.performance,
+        "query_parameters": context.parameters,
+        "rows_synced": verdict.rows_synced if verdict else None,
+        "sync_outcome": verdict.outcome.value if verdict else None,
+        "is_complete": verdict.is_complete if verdict else None,
         "synced_at": synced_at,
     }

@@ -17,14 +17,20 @@ from dune_async.errors import (
     ExecuteOutcomeUnknownError,
 )
 from dune_async.events import ExecutionStarted, Origin, Outcome, QueryDone, RowsPage, SyncAborted
-from dune_async.orchestrator import Orchestrator, QueryPlan, Timing
+from dune_async.orchestrator import Orchestrator, Timing
+from dune_async.plan import Action, QueryPlan
 from tests.fakes import FakeDune, FakeQuery
 
 FAST = Timing(min_poll_seconds=0.01, max_poll_seconds=0.05, execution_timeout_seconds=30)
 
 
 def plan(query_id: int, **kwargs: object) -> QueryPlan:
-    return QueryPlan(query_id=query_id, parameters={}, performance="medium", fingerprint="fp", **kwargs)  # type: ignore[arg-type]
+    return QueryPlan(key=str(query_id), query_id=query_id, parameters={}, performance="medium", fingerprint="fp",
+                     **kwargs)  # type: ignore[arg-type]
+
+
+def resume(query_id: int, execution_id: str, offset: int = 0, **kwargs: object) -> QueryPlan:
+    return plan(query_id, action=Action.RESUME, execution_id=execution_id, offset=offset, **kwargs)
 
 
 async def run(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, capacity: int = 3,
@@ -48,11 +54,11 @@ async def run(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, 
 
 
 def outcomes(events: list[object]) -> dict[int, Outcome]:
-    return {e.query_id: e.outcome for e in events if isinstance(e, QueryDone)}
+    return {int(e.key): e.outcome for e in events if isinstance(e, QueryDone)}
 
 
 def rows_of(events: list[object], query_id: int) -> list[int]:
-    return [row["n"] for e in events if isinstance(e, RowsPage) and e.query_id == query_id for row in e.rows]
+    return [row["n"] for e in events if isinstance(e, RowsPage) and e.key == str(query_id) for row in e.rows]
 
 
 async def test_every_query_runs_once_and_every_row_arrives_in_order() -> None:
@@ -62,8 +68,8 @@ async def test_every_query_runs_once_and_every_row_arrives_in_order() -> None:
     assert rows_of(events, 1) == list(range(7))
     assert rows_of(events, 3) == [0, 1, 2]
     assert dune.executes == {1: 1, 2: 1, 3: 1}
-    pages = [(e.query_id, e.offset) for e in events if isinstance(e, RowsPage) and e.query_id == 1]
-    assert pages == [(1, 0), (1, 2), (1, 4), (1, 6)]
+    pages = [(e.key, e.offset) for e in events if isinstance(e, RowsPage) and e.key == "1"]
+    assert pages == [("1", 0), ("1", 2), ("1", 4), ("1", 6)]
 
 
 async def test_the_execution_id_is_announced_before_any_of_its_rows() -> None:
@@ -119,7 +125,7 @@ async def test_failed_cancelled_expired_and_missing_queries_do_not_stop_the_othe
         1: Outcome.FAILED, 2: Outcome.CANCELLED, 3: Outcome.EXPIRED, 4: Outcome.SYNCED,
         5: Outcome.NOT_FOUND, 6: Outcome.REFUSED, 7: Outcome.UNKNOWN_START,
     }
-    failed = next(e for e in events if isinstance(e, QueryDone) and e.query_id == 1)
+    failed = next(e for e in events if isinstance(e, QueryDone) and e.key == "1")
     assert "syntax error" in failed.message
     assert rows_of(events, 4) == [0, 1, 2]
     assert not any(isinstance(e, SyncAborted) for e in events)
@@ -177,7 +183,7 @@ async def test_an_execution_past_the_timeout_is_cancelled_and_recorded() -> None
 async def test_resume_reads_on_from_the_committed_offset_without_executing() -> None:
     dune = FakeDune({1: FakeQuery(rows=9)}, page_rows=4)
     execution_id = dune.add_execution(1)
-    events, _ = await run(dune, [plan(1, resume_execution_id=execution_id, resume_offset=5)])
+    events, _ = await run(dune, [resume(1, execution_id, 5)])
     assert dune.executes[1] == 0
     assert rows_of(events, 1) == [5, 6, 7, 8]
     started = [e for e in events if isinstance(e, ExecutionStarted)]
@@ -187,7 +193,7 @@ async def test_resume_reads_on_from_the_committed_offset_without_executing() -> 
 async def test_resume_of_a_still_running_execution_waits_for_it() -> None:
     dune = FakeDune({1: FakeQuery(rows=3)})
     execution_id = dune.add_execution(1, state="QUERY_STATE_PENDING", polls=3)
-    events, _ = await run(dune, [plan(1, resume_execution_id=execution_id)])
+    events, _ = await run(dune, [resume(1, execution_id)])
     assert dune.executes[1] == 0 and rows_of(events, 1) == [0, 1, 2]
 
 
@@ -195,14 +201,14 @@ async def test_resume_of_a_still_running_execution_waits_for_it() -> None:
 async def test_resume_of_a_dead_execution_executes_anew(state: str) -> None:
     dune = FakeDune({1: FakeQuery(rows=3)})
     old = dune.add_execution(1, state=state)
-    events, _ = await run(dune, [plan(1, resume_execution_id=old, resume_offset=2)])
+    events, _ = await run(dune, [resume(1, old, 2)])
     assert dune.executes[1] == 1
     assert rows_of(events, 1) == [0, 1, 2]  # a new execution starts from its first row
 
 
 async def test_resume_of_an_unknown_execution_executes_anew() -> None:
     dune = FakeDune({1: FakeQuery(rows=2)})
-    events, _ = await run(dune, [plan(1, resume_execution_id="01GONE0000000000000000000", resume_offset=1)])
+    events, _ = await run(dune, [resume(1, "01GONE0000000000000000000", 1)])
     assert dune.executes[1] == 1 and rows_of(events, 1) == [0, 1]
 
 
@@ -210,7 +216,7 @@ async def test_fresh_latest_result_is_reused_without_executing() -> None:
     dune = FakeDune({1: FakeQuery(rows=3)})
     latest = dune.add_execution(1, ended_ago=timedelta(minutes=30))
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
-    events, _ = await run(dune, [plan(1)], timing)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE)], timing)
     assert dune.calls["execute"] == 0
     assert rows_of(events, 1) == [0, 1, 2]
     done = next(e for e in events if isinstance(e, QueryDone))
@@ -221,7 +227,7 @@ async def test_stale_latest_result_is_executed_anew() -> None:
     dune = FakeDune({1: FakeQuery(rows=2)})
     dune.add_execution(1, ended_ago=timedelta(hours=5))
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
-    events, _ = await run(dune, [plan(1)], timing)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE)], timing)
     assert dune.executes[1] == 1 and outcomes(events) == {1: Outcome.SYNCED}
 
 
@@ -229,7 +235,7 @@ async def test_already_synced_latest_result_downloads_nothing() -> None:
     dune = FakeDune({1: FakeQuery(rows=2)})
     latest = dune.add_execution(1, ended_ago=timedelta(minutes=1))
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
-    events, _ = await run(dune, [plan(1, synced_execution_id=latest)], timing)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, synced_execution_id=latest)], timing)
     assert outcomes(events) == {1: Outcome.UNCHANGED}
     assert dune.calls["execute"] == 0 and dune.calls["results"] == 0
     assert not [e for e in events if isinstance(e, (RowsPage, ExecutionStarted))]
@@ -238,7 +244,7 @@ async def test_already_synced_latest_result_downloads_nothing() -> None:
 async def test_no_earlier_result_means_execute() -> None:
     dune = FakeDune({1: FakeQuery(rows=1)})
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=24)
-    events, _ = await run(dune, [plan(1)], timing)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE)], timing)
     assert dune.calls["latest_result"] == 1 and dune.executes[1] == 1
 
 
@@ -269,10 +275,10 @@ async def test_pages_in_memory_stay_within_the_channel_capacity() -> None:
 async def test_what_an_interrupted_sync_completed_is_not_run_again() -> None:
     dune = FakeDune({1: FakeQuery(rows=3), 2: FakeQuery(rows=2)})
     done_before = dune.add_execution(1)
-    events, _ = await run(dune, [plan(1, synced_execution_id=done_before, synced_before_interruption=True),
+    events, _ = await run(dune, [plan(1, action=Action.SKIP, execution_id=done_before, synced_execution_id=done_before),
                                  plan(2)])
     assert outcomes(events) == {1: Outcome.UNCHANGED, 2: Outcome.SYNCED}
     assert dune.executes[1] == 0 and rows_of(events, 1) == []
     assert not any(request[0] == done_before for request in dune.page_requests)
-    done = next(e for e in events if isinstance(e, QueryDone) and e.query_id == 1)
+    done = next(e for e in events if isinstance(e, QueryDone) and e.key == "1")
     assert done.execution_id == done_before

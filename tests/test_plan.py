@@ -1,36 +1,99 @@
-"""plan_queries: what each query does, given the settings and what the earlier syncs left in the state."""
+"""plan_queries: each query's action, given the settings and what the earlier syncs left in the state."""
 
 from __future__ import annotations
 
-from dune_async.events import Origin
+from dune_async.events import Origin, Outcome
+from dune_async.plan import Action, plan_queries
 from dune_async.settings import Settings
 from dune_async.state import QueryProgress, SyncState, fingerprint
-from dune_async.sync import plan_queries
 
-SETTINGS = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2, 3, 4",
+SETTINGS = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2, 3, 4, 5",
                                         "DUNE_QUERY_PARAMETERS": '{"4": {"days": 7}}'})
 PLAIN = fingerprint({}, "medium")
 
 
-def state(*, finished: bool) -> SyncState:
+def state(*, finished: bool, sync_id: int = 3) -> SyncState:
     return SyncState({
-        1: QueryProgress("01DONE", 10, True, PLAIN, "SYNCED", "reused"),
-        2: QueryProgress("01HALF", 4, False, PLAIN, "EXECUTING"),
-        4: QueryProgress("01OLDPARAMS", 10, True, PLAIN, "SYNCED"),  # ran without the parameters it has now
-    }, finished=finished)
+        "1": QueryProgress("01DONE", 10, True, PLAIN, Outcome.SYNCED, Origin.REUSED, completed_by=sync_id),
+        "2": QueryProgress("01HALF", 4, False, PLAIN),
+        "4": QueryProgress("01OLDPARAMS", 10, True, PLAIN, Outcome.SYNCED, completed_by=sync_id),
+        "5": QueryProgress("01OLDER", 10, True, PLAIN, Outcome.SYNCED, completed_by=sync_id - 1),
+    }, sync_id=sync_id, finished=finished)
+
+
+def actions(settings: Settings, sync_state: SyncState) -> dict[int, Action]:
+    return {p.query_id: p.action for p in plan_queries(settings, sync_state)}
 
 
 def test_after_a_finished_sync_only_unfinished_work_resumes() -> None:
     plans = {p.query_id: p for p in plan_queries(SETTINGS, state(finished=True))}
-    assert not any(p.synced_before_interruption for p in plans.values())
-    assert (plans[2].resume_execution_id, plans[2].resume_offset) == ("01HALF", 4)
-    assert plans[1].resume_execution_id is None and plans[1].synced_execution_id == "01DONE"
-    assert plans[3].resume_execution_id is None and plans[3].synced_execution_id is None
+    assert {q: p.action for q, p in plans.items()} == {1: Action.EXECUTE, 2: Action.RESUME, 3: Action.EXECUTE,
+                                                      4: Action.EXECUTE, 5: Action.EXECUTE}
+    assert (plans[2].execution_id, plans[2].offset) == ("01HALF", 4)
+    assert plans[1].synced_execution_id == "01DONE" and plans[3].synced_execution_id is None
 
 
-def test_after_an_interrupted_sync_its_completed_queries_are_left_alone() -> None:
+def test_after_an_interrupted_sync_only_what_that_sync_completed_is_skipped() -> None:
     plans = {p.query_id: p for p in plan_queries(SETTINGS, state(finished=False))}
-    assert plans[1].synced_before_interruption and plans[1].resume_origin is Origin.REUSED
-    assert not plans[2].synced_before_interruption and plans[2].resume_execution_id == "01HALF"
-    assert not plans[3].synced_before_interruption
-    assert not plans[4].synced_before_interruption, "changed parameters must run again"
+    assert plans[1].action is Action.SKIP and plans[1].origin is Origin.REUSED
+    assert plans[1].execution_id == "01DONE"
+    assert plans[2].action is Action.RESUME and plans[2].execution_id == "01HALF"
+    assert plans[3].action is Action.EXECUTE
+    assert plans[4].action is Action.EXECUTE, "changed parameters must run again"
+    assert plans[5].action is Action.EXECUTE, "completed by an earlier sync than the interrupted one"
+
+
+def test_a_sync_that_failed_at_once_leaves_every_query_to_run_again() -> None:
+    """Sync 1 completes everything; sync 2 dies on a 401 before doing anything; sync 3 runs everything."""
+    after_sync_1 = SyncState({str(q): QueryProgress(f"01Q{q}", 5, True, PLAIN, Outcome.SYNCED, completed_by=1)
+                              for q in (1, 2, 3)}, sync_id=1, finished=True)
+    after_sync_1.begin()  # sync 2 begins and is interrupted before any query completes
+    interrupted = SyncState.from_dict(after_sync_1.to_dict())
+    assert interrupted.interrupted_sync == 2
+    settings = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2, 3"})
+    assert set(actions(settings, interrupted).values()) == {Action.EXECUTE}
+
+
+def test_reuse_when_allowed_and_resume_falls_back_to_it() -> None:
+    settings = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2",
+                                            "DUNE_MAX_RESULT_AGE_HOURS": "6"})
+    plans = {p.query_id: p for p in plan_queries(settings, state(finished=True))}
+    assert plans[1].action is Action.REUSE_OR_EXECUTE and plans[1].synced_execution_id == "01DONE"
+    assert plans[2].action is Action.RESUME and plans[2].fallback is Action.REUSE_OR_EXECUTE
+
+
+def test_a_changed_performance_tier_never_resumes_or_skips_the_old_execution() -> None:
+    large = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2",
+                                         "DUNE_PERFORMANCE": "large"})
+    assert fingerprint({}, "large") != PLAIN
+    assert actions(large, state(finished=False)) == {1: Action.EXECUTE, 2: Action.EXECUTE}
+
+
+def test_an_execution_that_ended_for_good_is_not_resumed() -> None:
+    settings = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2, 3"})
+    ended = SyncState({
+        "1": QueryProgress("01TIMEDOUT", 0, False, PLAIN, Outcome.TIMED_OUT),
+        "2": QueryProgress("01UNAVAILABLE", 7, False, PLAIN, Outcome.UNAVAILABLE),
+        "3": QueryProgress("01ABORTED", 3, False, PLAIN, Outcome.ABORTED),
+    }, sync_id=5)
+    assert actions(settings, ended) == {1: Action.EXECUTE, 2: Action.RESUME, 3: Action.RESUME}
+
+
+def test_a_version_1_state_is_migrated_without_paying_twice() -> None:
+    """v1 had no sync ids: its complete queries count as done by the sync it describes."""
+    v1 = {"version": 1, "sync_finished": False, "queries": {
+        "1": {"execution_id": "01DONE", "offset": 10, "complete": True, "fingerprint": PLAIN,
+              "outcome": "SYNCED", "origin": "reused"},
+        "2": {"execution_id": "01HALF", "offset": 4, "complete": False, "fingerprint": PLAIN,
+              "outcome": "STARTED", "origin": "executed"},
+        "3": {"execution_id": "01FAILED", "offset": 0, "complete": False, "fingerprint": PLAIN,
+              "outcome": "FAILED", "origin": "executed"},
+    }}
+    migrated = SyncState.from_dict(v1)
+    settings = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2, 3"})
+    assert actions(settings, migrated) == {1: Action.SKIP, 2: Action.RESUME, 3: Action.EXECUTE}
+    assert migrated.get("2").outcome is None and migrated.get("1").origin is Origin.REUSED
+    migrated.begin()
+    assert migrated.to_dict()["version"] == 2 and migrated.to_dict()["sync_id"] == 1
+    finished_v1 = SyncState.from_dict({**v1, "sync_finished": True})
+    assert actions(settings, finished_v1)[1] is Action.EXECUTE

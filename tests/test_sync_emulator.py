@@ -49,6 +49,6 @@ def test_state_stays_small_and_secret_free() -> None:
         run_sync(configuration(emulator, query_ids, DUNE_CHECKPOINT_ROWS="2000"), {}, op)
     final = op.checkpoints[-1]
     assert KEY not in repr(op.checkpoints)
-    assert len(repr(final)) < 200 * len(query_ids), "the state must hold progress, not rows"
+    assert len(repr(final)) < 300 * len(query_ids), "the state must hold progress (~200 chars a query), not rows"
     assert {q: v["offset"] for q, v in final["queries"].items()} == {str(q): 5_000 for q in query_ids}
     assert len(op.checkpoints) >= 3 * 5_000 // 2_000, "a checkpoint every DUNE_CHECKPOINT_ROWS rows"
