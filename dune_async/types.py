@@ -56,7 +56,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from functools import lru_cache
 from typing import Any
@@ -129,7 +129,9 @@ class DuneType:
         if self.base in ("decimal", "numeric"):
             if self.precision is None or self.scale is None or not 0 <= self.scale <= self.precision:
                 return Kind.OTHER  # malformed parameters: keep the text rather than guess
-            return Kind.DECIMAL if 0 < self.precision <= MAX_DECIMAL_PRECISION else Kind.BIG_NUMBER
+            if self.precision == 0:
+                return Kind.OTHER
+            return Kind.DECIMAL if self.precision <= MAX_DECIMAL_PRECISION else Kind.BIG_NUMBER
         return _KIND_BY_BASE.get(self.base, Kind.OTHER)
 
 
@@ -138,10 +140,12 @@ class DuneValueError(ValueError):
 
     def __init__(self, column: str, dune_type: str, value: Any, reason: str) -> None:
         self.column, self.dune_type, self.value = column, dune_type, value
-        preview = repr(value)
-        if len(preview) > _PREVIEW_CHARS:
-            preview = preview[: _PREVIEW_CHARS - 3] + "..."
-        super().__init__(f"column {column!r} ({dune_type}): cannot convert {preview}: {reason}")
+        # The reason may quote the value again (datetime's "Invalid isoformat string: '...'"): both are cut.
+        super().__init__(f"column {column!r} ({dune_type}): cannot convert {_cut(repr(value))}: {_cut(reason)}")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _PREVIEW_CHARS else text[: _PREVIEW_CHARS - 3] + "..."
 
 
 # --- parsing types ------------------------------------------------------------------------------------------
@@ -293,7 +297,10 @@ def _decimal_text(value: Any) -> str:
         raise TypeError("not a number")
     if _split_decimal(text) is not None:
         return text
-    number = Decimal(text.strip())  # `+1`, `1e3`, `.5`: rare, so the slow path
+    try:
+        number = Decimal(text.strip())  # `+1`, `1e3`, `.5`: rare, so the slow path
+    except InvalidOperation:
+        raise ValueError("not a number") from None
     if not number.is_finite():
         raise ValueError("not a finite number")
     return format(number, "f")
