@@ -81,7 +81,7 @@ TYPED_COLUMNS: dict[str, tuple[str, str]] = {
     "c_other": ("time(3)", "VARCHAR"),
 }
 
-# Dune JSON values, as the API sends them; row 3 is null in every column.
+# Dune JSON values, as the API sends them; row 3 is null in every column, row 4 has none of them.
 DUNE_ROWS: list[dict[str, Any]] = [
     {"id": 1, "c_boolean": True, "c_tinyint": -128, "c_smallint": 32767, "c_integer": -2147483648,
      "c_bigint": 9223372036854775807, "c_real": 1.5, "c_double": 0.1,
@@ -104,6 +104,7 @@ DUNE_ROWS: list[dict[str, Any]] = [
      "c_timestamptz": "2024-12-31 23:59:59.999 UTC",
      "c_array": [], "c_map": {}, "c_row": {"a": None, "b": []}, "c_json": "[]", "c_other": "00:00:00.000"},
     {"id": 3, **{name: None for name in TYPED_COLUMNS}},
+    {"id": 4},
 ]
 
 # name -> (column value as Dune sends it, DuckDB type inferred)
@@ -209,9 +210,10 @@ def test_nan_is_null_and_infinity_is_kept(warehouse: Any) -> None:
     assert second["c_real"] == -math.inf
 
 
-def test_nulls_stay_null(warehouse: Any) -> None:
-    third = rows_by_id(warehouse, "typed")[3]
-    assert {name: third[name] for name in TYPED_COLUMNS} == dict.fromkeys(TYPED_COLUMNS)
+def test_nulls_and_absent_columns_are_null(warehouse: Any) -> None:
+    rows = rows_by_id(warehouse, "typed")
+    for row_id in (3, 4):  # in an upsert an absent column is NULL, as None is
+        assert {name: rows[row_id][name] for name in TYPED_COLUMNS} == dict.fromkeys(TYPED_COLUMNS)
 
 
 def test_what_the_sdk_infers_for_undeclared_columns(warehouse: Any) -> None:
