@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dune_async.models import ExecutionStatus
+from dune_async.models import ExecutionStatus, ResultMetadata
 
 
 class Origin(StrEnum):
@@ -77,6 +77,7 @@ class RowsPage:
     offset: int
     rows: list[dict[str, Any]]
     total_rows: int | None = None
+    metadata: ResultMetadata | None = None  # column names and types, for typed tables
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,6 @@ class Timing:
     max_poll_seconds: float = 10.0
     poll_growth: float = 1.5
     execution_timeout_seconds: float = 1800.0
-    max_result_age_hours: float | None = None
     cancel_grace_seconds: float = 10.0
 
 
@@ -102,7 +101,7 @@ class _Run:
         return self.plan.key
 
     @property
-    def query_id(self) -> int:
+    def query_id(self) -> int | None:
         return self.plan.query_id
 
 
@@ -172,8 +171,8 @@ class Orchestrator:
 
     def _skip(self, run: _Run) -> None:
         plan = run.plan
-        logger.info("query %d: already synced by the interrupted sync (execution %s); nothing to redo",
-                    plan.query_id, plan.execution_id)
+        logger.info("%s: already synced by the interrupted sync (execution %s); nothing to redo",
+                    plan.label, plan.execution_id)
         run.execution_id, run.origin = plan.execution_id, plan.origin
         self._finish(run, Outcome.UNCHANGED)
 
@@ -184,15 +183,15 @@ class Orchestrator:
         try:
             status = await self._client.status(plan.execution_id, query_id=plan.query_id)
         except (NotFoundError, BadRequestError):
-            logger.info("query %d: execution %s of an earlier sync is gone; starting afresh",
-                        plan.query_id, plan.execution_id)
+            logger.info("%s: execution %s of an earlier sync is gone; starting afresh",
+                        plan.label, plan.execution_id)
             return False
         if status.state not in _RESUMABLE_STATES:
-            logger.info("query %d: execution %s of an earlier sync is %s; starting afresh",
-                        plan.query_id, status.execution_id, status.state.short)
+            logger.info("%s: execution %s of an earlier sync is %s; starting afresh",
+                        plan.label, status.execution_id, status.state.short)
             return False
-        logger.info("query %d: resuming execution %s (%s) from row %d",
-                    plan.query_id, status.execution_id, status.state.short, plan.offset)
+        logger.info("%s: resuming execution %s (%s) from row %d",
+                    plan.label, status.execution_id, status.state.short, plan.offset)
         run.started -= _age_seconds(status.submitted_at)  # its timeout counts from when it was submitted
         run.resumed = True
         self._bind(run, status.execution_id, plan.origin)
@@ -200,39 +199,44 @@ class Orchestrator:
         return True
 
     async def _reuse(self, run: _Run) -> bool:
-        max_age = self._timing.max_result_age_hours
         plan = run.plan
-        assert max_age is not None
+        max_age = plan.max_result_age_hours
+        assert max_age is not None and plan.query_id is not None
         try:
-            latest = await self._client.latest_result(plan.query_id, parameters=plan.parameters, limit=1)
+            latest = await self._client.latest_result(plan.query_id, parameters=dict(plan.parameters), limit=1,
+                                                      columns=plan.columns)
         except NotFoundError:
-            logger.info("query %d: Dune has no earlier result; executing", plan.query_id)
+            logger.info("%s: Dune has no earlier result; executing", plan.label)
             return False
         # The results endpoint puts the metadata under `result`; the execution record wants it on the status.
         status = replace(latest.execution, result_metadata=latest.execution.result_metadata or latest.metadata)
         age_hours = _age_seconds(status.execution_ended_at) / 3600
         if status.state is not ExecutionState.COMPLETED or status.execution_ended_at is None or age_hours > max_age:
-            logger.info("query %d: latest result is %s and %.1f h old (limit %g h); executing",
-                        plan.query_id, status.state.short, age_hours, max_age)
+            logger.info("%s: latest result is %s and %.1f h old (limit %g h); executing",
+                        plan.label, status.state.short, age_hours, max_age)
             return False
         if status.execution_id == plan.synced_execution_id:
-            logger.info("query %d: unchanged, execution %s is already synced; nothing to download",
-                        plan.query_id, status.execution_id)
+            logger.info("%s: unchanged, execution %s is already synced; nothing to download",
+                        plan.label, status.execution_id)
             run.execution_id, run.origin, run.status = status.execution_id, Origin.REUSED, status
             self._finish(run, Outcome.UNCHANGED)
             return True
-        logger.info("query %d: reusing execution %s, finished %.1f h ago (no execution credits)",
-                    plan.query_id, status.execution_id, age_hours)
+        logger.info("%s: reusing execution %s, finished %.1f h ago (no execution credits)",
+                    plan.label, status.execution_id, age_hours)
         self._bind(run, status.execution_id, Origin.REUSED)
         await self._observe(run, status)
         return True
 
     async def _execute(self, run: _Run) -> None:
         plan = run.plan
-        handle = await self._client.execute(plan.query_id, parameters=plan.parameters or None,
-                                            performance=plan.performance)
+        if plan.sql is not None:
+            handle = await self._client.execute_sql(plan.sql, performance=plan.performance)
+        else:
+            assert plan.query_id is not None
+            handle = await self._client.execute(plan.query_id, parameters=dict(plan.parameters) or None,
+                                                performance=plan.performance)
         run.started, run.started_here, run.resumed = self._clock(), True, False
-        logger.info("query %d: started execution %s", plan.query_id, handle.execution_id)
+        logger.info("%s: started execution %s", plan.label, handle.execution_id)
         self._bind(run, handle.execution_id, Origin.EXECUTED)
         run.state = handle.state
         self._watch(run)
@@ -293,7 +297,7 @@ class Orchestrator:
         except FATAL_ERRORS:
             raise
         except DuneUnavailableError as exc:
-            logger.warning("query %d: status check failed, will retry next round: %s", run.query_id, exc)
+            logger.warning("%s: status check failed, will retry next round: %s", run.plan.label, exc)
             return False
         except DuneError as exc:
             self._finish(run, _outcome_of_error(exc), message=str(exc))
@@ -310,7 +314,7 @@ class Orchestrator:
         changed = status.state is not run.state or run.status is None
         if changed:
             if run.state is not None and run.state is not status.state:
-                logger.info("query %d: %s -> %s", run.query_id, run.state.short, status.state.short)
+                logger.info("%s: %s -> %s", run.plan.label, run.state.short, status.state.short)
             run.state, run.status = status.state, status
             self._send_update(run)
         if not status.state.is_terminal:
@@ -327,8 +331,8 @@ class Orchestrator:
 
     async def _time_out(self, run: _Run) -> None:
         limit = self._timing.execution_timeout_seconds
-        logger.warning("query %d: execution %s still not finished after %g s; cancelling it",
-                       run.query_id, run.execution_id, limit)
+        logger.warning("%s: execution %s still not finished after %g s; cancelling it",
+                       run.plan.label, run.execution_id, limit)
         await self._cancel(run)
         self._finish(run, Outcome.TIMED_OUT, message=f"not finished after {limit:g} s; cancelled")
 
@@ -341,7 +345,7 @@ class Orchestrator:
         except FATAL_ERRORS:
             raise
         except DuneError as exc:
-            logger.warning("query %d: could not cancel execution %s: %s", run.query_id, execution_id, exc)
+            logger.warning("%s: could not cancel execution %s: %s", run.plan.label, execution_id, exc)
             return
         run.state, run.status = status.state, status
         self._send_update(run)
@@ -352,13 +356,14 @@ class Orchestrator:
         assert run.execution_id is not None and run.status is not None
         partial = run.status.state is ExecutionState.COMPLETED_PARTIAL
         if partial:
-            logger.warning("query %d: Dune truncated the result (COMPLETED_PARTIAL); writing the rows it kept",
-                           run.query_id)
+            logger.warning("%s: Dune truncated the result (COMPLETED_PARTIAL); writing the rows it kept",
+                           run.plan.label)
         offset = run.plan.offset if run.resumed else 0
         metadata = run.status.result_metadata
         pages = self._client.pages(
             run.execution_id, offset=offset, allow_partial=partial, query_id=run.query_id,
             column_count=len(metadata.column_names) if metadata and metadata.column_names else None,
+            columns=run.plan.columns,
         ).__aiter__()
         try:
             while await self._forward_page(run, pages):
@@ -386,7 +391,7 @@ class Orchestrator:
             slot.release()
             return not page.is_last
         total = page.metadata.total_row_count if page.metadata else None
-        slot.send(RowsPage(run.key, run.execution_id or "", page.offset, page.rows, total))
+        slot.send(RowsPage(run.key, run.execution_id or "", page.offset, page.rows, total, page.metadata))
         return not page.is_last
 
     # -- endings -----------------------------------------------------------------------------------------------
@@ -403,7 +408,7 @@ class Orchestrator:
             self._settled.set()
         status = run.status
         if outcome not in (Outcome.SYNCED, Outcome.UNCHANGED):
-            logger.warning("query %d: %s%s", run.query_id, outcome.value, f": {message}" if message else "")
+            logger.warning("%s: %s%s", run.plan.label, outcome.value, f": {message}" if message else "")
         self._channel.send(QueryDone(
             key=run.key, outcome=outcome, execution_id=run.execution_id,
             state=status.state.short if status else "", seconds=self._clock() - run.started,

@@ -5,29 +5,35 @@ with one `Action` and the data that action needs. The orchestrator carries actio
 else; the only thing it learns on the way is whether an execution to resume still exists (if not, it falls
 back to `QueryPlan.fallback`).
 
-The rules, in order:
-1. the sync before this one was interrupted and had completely written this key: SKIP (running it again
+Each destination is a `Target` with a state key of its own: a query of `DUNE_QUERY_IDS` feeding the JSON
+table (key: the query id), or a catalogue entry feeding its typed table (key: the table name). The action is
+decided per target, in this order:
+1. the sync before this one was interrupted and had completely written this target: SKIP (running it again
    would pay twice for rows already in the destination);
 2. an execution of the same computation is bound and not completely read, and did not end for good: RESUME
    it from its committed offset (never re-run: its credits are spent);
-3. reuse is allowed (`DUNE_MAX_RESULT_AGE_HOURS`): REUSE_OR_EXECUTE;
+3. reuse is allowed for it (a saved query with a maximum result age): REUSE_OR_EXECUTE;
 4. otherwise EXECUTE.
-Keys an earlier (not the interrupted) sync completed are not skipped: each sync refreshes them as usual.
+Targets an earlier (not the interrupted) sync completed are not skipped: each sync refreshes them as usual.
+Targets whose decisions are the same (same computation, same action from the same point) are then grouped
+into one plan: one execution feeds them all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from dune_async.catalogue import RESULT_TABLE, Entry
 from dune_async.events import Origin
 from dune_async.settings import Settings
 from dune_async.state import QueryProgress, SyncState, fingerprint
 
 
 class Action(StrEnum):
-    """What the orchestrator does with one query in this sync."""
+    """What the orchestrator does with one plan in this sync."""
 
     SKIP = "skip"  # the interrupted sync wrote it completely: nothing to do
     RESUME = "resume"  # read on from `offset` of `execution_id`, which an earlier sync bound
@@ -36,12 +42,21 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
-class QueryPlan:
-    """One query's action for this sync, with the data the action needs."""
+class Target:
+    """One destination of a query's rows, with its own progress in the state."""
 
-    key: str  # the state key
-    query_id: int
-    parameters: dict[str, Any] = field(default_factory=dict)
+    key: str  # the state key: the query id for the JSON table, the table name for a catalogue entry
+    table: str
+    entry: Entry | None = None  # None: the JSON table (`dune_query_result`)
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """One execution's worth of work for this sync: what to compute, the action, and where the rows go."""
+
+    key: str  # the first target's key; events name the plan by it
+    query_id: int | None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
     performance: str = "medium"
     fingerprint: str = ""
     action: Action = Action.EXECUTE
@@ -50,33 +65,74 @@ class QueryPlan:
     origin: Origin = Origin.EXECUTED  # RESUME and SKIP: how that execution came to exist
     synced_execution_id: str | None = None  # an execution already written completely (reuse finds it unchanged)
     fallback: Action = Action.EXECUTE  # RESUME: what to do when the execution is gone or dead
+    sql: str | None = None  # raw DuneSQL instead of a saved query
+    columns: tuple[str, ...] | None = None  # download only these result columns
+    max_result_age_hours: float | None = None  # REUSE_OR_EXECUTE: how fresh a latest result must be
+    targets: tuple[Target, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How logs name the plan."""
+        if self.sql is not None:
+            return f"sql for {self.targets[0].table if self.targets else self.key}"
+        return f"query {self.query_id}"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(target.table for target in self.targets) or (RESULT_TABLE,)
 
 
 def plan_queries(settings: Settings, state: SyncState) -> list[QueryPlan]:
-    """What to do for each configured query, given what the earlier syncs left behind (call before
-    `state.begin()`)."""
-    reuse = settings.max_result_age_hours is not None
-    fresh = Action.REUSE_OR_EXECUTE if reuse else Action.EXECUTE
-    plans = []
+    """What to do for each target, grouped into plans (call before `state.begin()`)."""
+    decided = [_decide(request, state.get(request.key), state.interrupted_sync)
+               for request in _requests(settings)]
+    return _grouped(decided)
+
+
+def _requests(settings: Settings) -> list[QueryPlan]:
+    """One undecided single-target plan per destination, JSON-table queries first."""
+    requests = []
     for query_id in settings.query_ids:
         parameters = settings.parameters_for(query_id)
-        digest = fingerprint(parameters, settings.performance)
-        key = str(query_id)
-        progress = state.get(key)
-        base = QueryPlan(key, query_id, parameters, settings.performance, digest, fallback=fresh,
-                         synced_execution_id=progress.execution_id if _synced(progress, digest) else None)
-        plans.append(_decide(base, progress, state.interrupted_sync, fresh))
-    return plans
+        requests.append(QueryPlan(
+            key=str(query_id), query_id=query_id, parameters=parameters, performance=settings.performance,
+            fingerprint=fingerprint(parameters, settings.performance),
+            max_result_age_hours=settings.max_result_age_hours,
+            targets=(Target(str(query_id), RESULT_TABLE),),
+        ))
+    for entry in settings.entries:
+        source = {"sql": entry.sql} if entry.sql is not None else {}
+        requests.append(QueryPlan(
+            key=entry.table, query_id=entry.query_id, parameters=dict(entry.parameters),
+            performance=entry.performance, fingerprint=fingerprint(entry.parameters, entry.performance, **source),
+            sql=entry.sql, columns=entry.columns,
+            max_result_age_hours=entry.max_result_age_hours if entry.sql is None else None,
+            targets=(Target(entry.table, entry.table, entry),),
+        ))
+    return requests
 
 
-def _decide(base: QueryPlan, progress: QueryProgress, interrupted_sync: int | None, fresh: Action) -> QueryPlan:
-    if (interrupted_sync is not None and _synced(progress, base.fingerprint)
-            and progress.completed_by == interrupted_sync):
+def _decide(request: QueryPlan, progress: QueryProgress, interrupted_sync: int | None) -> QueryPlan:
+    fresh = Action.REUSE_OR_EXECUTE if request.max_result_age_hours is not None else Action.EXECUTE
+    synced = _synced(progress, request.fingerprint)
+    base = replace(request, fallback=fresh, synced_execution_id=progress.execution_id if synced else None)
+    if interrupted_sync is not None and synced and progress.completed_by == interrupted_sync:
         return replace(base, action=Action.SKIP, execution_id=progress.execution_id, origin=progress.origin)
-    if progress.resumable(base.fingerprint):
+    if progress.resumable(request.fingerprint):
         return replace(base, action=Action.RESUME, execution_id=progress.execution_id, offset=progress.offset,
                        origin=progress.origin)
     return replace(base, action=fresh)
+
+
+def _grouped(decided: list[QueryPlan]) -> list[QueryPlan]:
+    """Plans that would do exactly the same work become one plan with all their targets."""
+    groups: dict[tuple[Any, ...], QueryPlan] = {}
+    for plan in decided:
+        same_work = (plan.query_id, plan.sql, plan.fingerprint, plan.columns, plan.max_result_age_hours,
+                     plan.action, plan.execution_id, plan.offset, plan.origin, plan.synced_execution_id)
+        first = groups.get(same_work)
+        groups[same_work] = plan if first is None else replace(first, targets=first.targets + plan.targets)
+    return list(groups.values())
 
 
 def _synced(progress: QueryProgress, digest: str) -> bool:

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from dune_async.catalogue import PERFORMANCE_TIERS, CatalogueError, Entry, parse_catalogue
 from dune_async.client import ClientSettings, checked_base_url
+from dune_async.defaults import DEFAULTS, default_float, default_int
 from dune_async.errors import InsecureBaseURLError
 
 logger = logging.getLogger("dune_async.settings")
 
-DEFAULT_BASE_URL = "https://api.dune.com"
-PERFORMANCE_TIERS = ("medium", "large")
+DEFAULT_BASE_URL = DEFAULTS["DUNE_BASE_URL"]
 
 
 class SettingsError(ValueError):
@@ -37,16 +38,17 @@ class Settings:
 
     api_key: str = field(repr=False)
     query_ids: tuple[int, ...]
+    entries: tuple[Entry, ...] = ()
     base_url: str = DEFAULT_BASE_URL
     query_parameters: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
-    performance: str = "medium"
-    write_rpm: int = 15
-    read_rpm: int = 40
-    page_size: int = 32_000
-    min_poll_seconds: float = 1.0
-    max_poll_seconds: float = 10.0
-    execution_timeout_seconds: float = 1800.0
-    checkpoint_rows: int = 10_000
+    performance: str = DEFAULTS["DUNE_PERFORMANCE"]
+    write_rpm: int = default_int("DUNE_WRITE_RPM")
+    read_rpm: int = default_int("DUNE_READ_RPM")
+    page_size: int = default_int("DUNE_PAGE_SIZE")
+    min_poll_seconds: float = default_float("DUNE_MIN_POLL_INTERVAL_SECONDS")
+    max_poll_seconds: float = default_float("DUNE_MAX_POLL_INTERVAL_SECONDS")
+    execution_timeout_seconds: float = default_float("DUNE_EXECUTION_TIMEOUT_SECONDS")
+    checkpoint_rows: int = default_int("DUNE_CHECKPOINT_ROWS")
     max_result_age_hours: float | None = None
 
     @classmethod
@@ -55,21 +57,28 @@ class Settings:
         if not isinstance(configuration, Mapping):
             raise SettingsError("configuration", "expected a JSON object of settings")
         reader = _Reader(configuration)
-        query_ids = _query_ids(reader.text("DUNE_QUERY_IDS", required=True))
+        api_key = _api_key(reader.text("DUNE_API_KEY", required=True))
+        performance = _performance(reader.text("DUNE_PERFORMANCE") or DEFAULTS["DUNE_PERFORMANCE"])
+        max_result_age_hours = reader.optional_number("DUNE_MAX_RESULT_AGE_HOURS", minimum=0.0)
+        entries = _entries(reader.text("DUNE_QUERIES"), performance, max_result_age_hours)
+        query_ids = _query_ids(reader.text("DUNE_QUERY_IDS"))
+        if not query_ids and not entries:
+            raise SettingsError("DUNE_QUERY_IDS", "is required unless DUNE_QUERIES names at least one query")
         settings = cls(
-            api_key=_api_key(reader.text("DUNE_API_KEY", required=True)),
+            api_key=api_key,
             query_ids=query_ids,
+            entries=entries,
             base_url=_base_url(reader.text("DUNE_BASE_URL") or DEFAULT_BASE_URL),
             query_parameters=_query_parameters(reader.text("DUNE_QUERY_PARAMETERS"), query_ids),
-            performance=_performance(reader.text("DUNE_PERFORMANCE") or "medium"),
-            write_rpm=reader.integer("DUNE_WRITE_RPM", 15, minimum=1),
-            read_rpm=reader.integer("DUNE_READ_RPM", 40, minimum=1),
-            page_size=reader.integer("DUNE_PAGE_SIZE", 32_000, minimum=1, maximum=1_000_000),
-            min_poll_seconds=reader.number("DUNE_MIN_POLL_INTERVAL_SECONDS", 1.0, minimum=0.05),
-            max_poll_seconds=reader.number("DUNE_MAX_POLL_INTERVAL_SECONDS", 10.0, minimum=0.05),
-            execution_timeout_seconds=reader.number("DUNE_EXECUTION_TIMEOUT_SECONDS", 1800.0, minimum=1.0),
-            checkpoint_rows=reader.integer("DUNE_CHECKPOINT_ROWS", 10_000, minimum=1),
-            max_result_age_hours=reader.optional_number("DUNE_MAX_RESULT_AGE_HOURS", minimum=0.0),
+            performance=performance,
+            write_rpm=reader.integer("DUNE_WRITE_RPM", minimum=1),
+            read_rpm=reader.integer("DUNE_READ_RPM", minimum=1),
+            page_size=reader.integer("DUNE_PAGE_SIZE", minimum=1, maximum=1_000_000),
+            min_poll_seconds=reader.number("DUNE_MIN_POLL_INTERVAL_SECONDS", minimum=0.05),
+            max_poll_seconds=reader.number("DUNE_MAX_POLL_INTERVAL_SECONDS", minimum=0.05),
+            execution_timeout_seconds=reader.number("DUNE_EXECUTION_TIMEOUT_SECONDS", minimum=1.0),
+            checkpoint_rows=reader.integer("DUNE_CHECKPOINT_ROWS", minimum=1),
+            max_result_age_hours=max_result_age_hours,
         )
         if settings.max_poll_seconds < settings.min_poll_seconds:
             raise SettingsError(
@@ -109,10 +118,10 @@ class _Reader:
             raise SettingsError(key, "is required")
         return value
 
-    def integer(self, key: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+    def integer(self, key: str, *, minimum: int, maximum: int | None = None) -> int:
         raw = self.text(key)
         if not raw:
-            return default
+            return default_int(key)
         try:
             value = int(raw)
         except ValueError:
@@ -120,9 +129,9 @@ class _Reader:
         _check_range(key, value, minimum, maximum)
         return value
 
-    def number(self, key: str, default: float, *, minimum: float) -> float:
+    def number(self, key: str, *, minimum: float) -> float:
         value = self.optional_number(key, minimum=minimum)
-        return default if value is None else value
+        return default_float(key) if value is None else value
 
     def optional_number(self, key: str, *, minimum: float) -> float | None:
         raw = self.text(key)
@@ -153,9 +162,20 @@ def _api_key(raw: str) -> str:
     return raw
 
 
+def _entries(raw: str, performance: str, max_result_age_hours: float | None) -> tuple[Entry, ...]:
+    try:
+        return parse_catalogue(raw, default_performance=performance, default_max_age=max_result_age_hours)
+    except CatalogueError as exc:
+        raise SettingsError("DUNE_QUERIES", str(exc)) from None
+
+
 def _query_ids(raw: str) -> tuple[int, ...]:
-    """Comma-separated ids: blanks ignored, bad entries skipped with a warning, duplicates kept once, in order."""
+    """Comma-separated ids: blanks ignored, bad entries skipped with a warning, duplicates kept once, in order.
+
+    Empty is allowed only when the catalogue names queries (the caller says whether it is required)."""
     ids: list[int] = []
+    if not raw:
+        return ()
     for entry in (part.strip() for part in raw.split(",")):
         if not entry:
             continue

@@ -3,8 +3,10 @@
 It owns the live `SyncState` and the checkpoint cadence: the execution id is checkpointed before any of its
 rows, then every `checkpoint_rows` rows, after each query's end, and once more at the end. Because rows and
 state changes arrive in one ordered stream, every checkpointed offset counts exactly the rows upserted
-before it. When a query ends, its execution gets its final record in `dune_query_execution` (rows synced,
-outcome, complete or not). `operations` is the SDK's `Operations` (or a fake with `upsert` and `checkpoint`).
+before it. A plan's rows go to each of its targets through the target's writer (`writers`); a target that
+cannot take them (a null merge key, a missing column) fails alone. When a query ends, its execution gets its
+final record in `dune_query_execution` (rows synced, outcome, complete or not). `operations` is the SDK's
+`Operations` (or a fake with `upsert`, `delete` and `checkpoint`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 from dune_async.errors import AuthenticationError, CreditsExhaustedError
 from dune_async.events import (
@@ -27,17 +28,13 @@ from dune_async.events import (
     SyncAborted,
 )
 from dune_async.models import ExecutionStatus
-from dune_async.plan import QueryPlan
+from dune_async.plan import QueryPlan, Target
 from dune_async.state import SyncState
-from dune_async.tables import EXECUTION_TABLE, RESULT_TABLE, ExecutionContext, SyncVerdict, execution_row
+from dune_async.tables import EXECUTION_TABLE, ExecutionContext, SyncVerdict, execution_row
+from dune_async.types import DuneValueError
+from dune_async.writers import Operations, TargetError, Writer, writer_for
 
 logger = logging.getLogger("dune_async.sink")
-
-
-class Operations(Protocol):
-    def upsert(self, table: str, data: dict[str, Any]) -> Any: ...
-
-    def checkpoint(self, state: dict[str, Any]) -> Any: ...
 
 
 class SyncError(RuntimeError):
@@ -46,9 +43,10 @@ class SyncError(RuntimeError):
 
 @dataclass
 class QueryReport:
-    """One query's line in the closing summary."""
+    """One plan's line in the closing summary."""
 
-    query_id: int
+    label: str
+    tables: tuple[str, ...] = ()
     outcome: str = Outcome.ABORTED.value
     state: str = ""
     origin: str = ""
@@ -59,6 +57,7 @@ class QueryReport:
     execution_id: str | None = None
     resumed: bool = False
     started_here: bool = False
+    message: str = ""
 
 
 class Sink:
@@ -76,9 +75,12 @@ class Sink:
         self._rows_since_checkpoint = 0
         self.checkpoints = 0
         self._plans = {plan.key: plan for plan in plans}
+        self._writers: dict[str, Writer] = {target.key: writer_for(operations, target.entry, plan.query_id)
+                                            for plan in plans for target in plan.targets}
+        self._failed: dict[str, str] = {}  # target key -> why it cannot take this execution's rows
         self._origins: dict[str, Origin] = {}
         self._snapshots: dict[str, ExecutionStatus] = {}
-        self.reports = {plan.key: QueryReport(plan.query_id) for plan in plans}
+        self.reports = {plan.key: QueryReport(plan.label, plan.tables) for plan in plans}
         self._started = time.monotonic()
 
     def handle(self, event: Event) -> None:
@@ -111,7 +113,9 @@ class Sink:
 
     def _start(self, event: ExecutionStarted) -> None:
         plan = self._plans[event.key]
-        self._state.start_execution(event.key, event.execution_id, plan.fingerprint, event.origin)
+        for target in plan.targets:
+            self._state.start_execution(target.key, event.execution_id, plan.fingerprint, event.origin)
+            self._failed.pop(target.key, None)
         self._origins[event.key] = event.origin
         report = self.reports[event.key]
         report.execution_id, report.origin = event.execution_id, event.origin.value
@@ -121,57 +125,92 @@ class Sink:
     def _record(self, key: str, status: ExecutionStatus, verdict: SyncVerdict | None = None) -> None:
         self._snapshots[key] = status
         plan = self._plans[key]
-        context = ExecutionContext(plan.query_id, self._origins.get(key, Origin.EXECUTED), plan.parameters,
-                                   plan.performance)
+        context = ExecutionContext(plan.query_id if plan.query_id is not None else status.query_id,
+                                   self._origins.get(key, Origin.EXECUTED), dict(plan.parameters),
+                                   plan.performance, plan.tables)
         self._op.upsert(EXECUTION_TABLE, execution_row(status, context, _now(), verdict))
 
-    def _write_rows(self, page: RowsPage) -> None:
-        key = page.key
-        progress = self._state.get(key)
-        if progress.execution_id != page.execution_id or page.offset != progress.offset:
-            raise SyncError(
-                f"query {key}: rows {page.offset}… of execution {page.execution_id} do not follow the "
-                f"{progress.offset} rows committed of execution {progress.execution_id}"
-            )
-        synced_at = _now()
-        upsert, execution_id = self._op.upsert, page.execution_id
-        query_id = self._plans[key].query_id
-        report = self.reports[key]
-        row_id = page.offset
-        for data in page.rows:
-            upsert(RESULT_TABLE, {"query_id": query_id, "execution_id": execution_id, "row_id": row_id,
-                                  "data": data, "synced_at": synced_at})
-            row_id += 1
-            self._rows_since_checkpoint += 1
-            if self._rows_since_checkpoint >= self._checkpoint_rows:
-                self._commit_progress(key, execution_id, row_id, page.total_rows)
-        self._state.advance(key, execution_id, row_id)
-        report.rows += len(page.rows)
-        report.total_rows = page.total_rows
+    def _live_targets(self, plan: QueryPlan, page: RowsPage) -> list[Target]:
+        live = [target for target in plan.targets if target.key not in self._failed]
+        for target in live:
+            progress = self._state.get(target.key)
+            if progress.execution_id != page.execution_id or page.offset != progress.offset:
+                raise SyncError(
+                    f"{target.table}: rows {page.offset}… of execution {page.execution_id} do not follow the "
+                    f"{progress.offset} rows committed of execution {progress.execution_id}"
+                )
+        return live
 
-    def _commit_progress(self, key: str, execution_id: str, offset: int, total: int | None) -> None:
-        self._state.advance(key, execution_id, offset)
-        self.checkpoint()
-        logger.info("query %s: %d of %s rows committed", key, offset, total if total is not None else "?")
+    def _write_rows(self, page: RowsPage) -> None:
+        plan = self._plans[page.key]
+        targets = self._live_targets(plan, page)
+        synced_at, rows, position = _now(), page.rows, page.offset
+        while rows and targets:
+            room = max(1, self._checkpoint_rows - self._rows_since_checkpoint)
+            chunk, rows = rows[:room], rows[room:]
+            for target in list(targets):
+                try:
+                    self._writers[target.key].write(page.execution_id, position, chunk, page.metadata, synced_at)
+                except (TargetError, DuneValueError) as exc:
+                    self._fail_target(plan, target, exc)
+                    targets.remove(target)
+            position += len(chunk)
+            for target in targets:
+                self._state.advance(target.key, page.execution_id, position)
+            self._rows_since_checkpoint += len(chunk)
+            self.reports[page.key].rows += len(chunk)
+            if self._rows_since_checkpoint >= self._checkpoint_rows:
+                self.checkpoint()
+                logger.info("%s: %d of %s rows committed", plan.label, position,
+                            page.total_rows if page.total_rows is not None else "?")
+        self.reports[page.key].total_rows = page.total_rows
+
+    def _fail_target(self, plan: QueryPlan, target: Target, error: Exception) -> None:
+        message = str(error)
+        self._failed[target.key] = message
+        logger.warning("%s: %s cannot take the result and is skipped in this sync: %s", plan.label, target.table,
+                       message)
+        report = self.reports[plan.key]
+        report.message = "; ".join(filter(None, (report.message, message)))
 
     def _finish(self, done: QueryDone) -> None:
-        key = done.key
-        self._state.finish(key, done.execution_id, done.outcome)
-        snapshot = self._snapshots.get(key)
+        plan = self._plans[done.key]
+        for target in plan.targets:
+            self._finish_target(target, done)
+        snapshot = self._snapshots.get(done.key)
         if snapshot is not None and snapshot.execution_id == done.execution_id:
-            progress = self._state.get(key)
-            bound = progress.execution_id == done.execution_id
-            self._record(key, snapshot, SyncVerdict(progress.offset if bound else 0, done.outcome,
-                                                    bound and progress.complete))
-        report = self.reports[key]
+            progress = self._state.get(plan.targets[0].key) if plan.targets else None
+            bound = progress is not None and progress.execution_id == done.execution_id
+            failed = any(target.key in self._failed for target in plan.targets)
+            self._record(done.key, snapshot, SyncVerdict(
+                progress.offset if progress and bound else 0,
+                Outcome.FAILED if failed and done.outcome.rows_complete else done.outcome,
+                bound and progress is not None and progress.complete and not failed))
+        self._report(done)
+        self.checkpoint()
+
+    def _finish_target(self, target: Target, done: QueryDone) -> None:
+        progress = self._state.get(target.key)
+        if target.key in self._failed:
+            self._state.finish(target.key, done.execution_id, Outcome.FAILED)
+            return
+        completing = (done.outcome.rows_complete and done.execution_id is not None
+                      and progress.execution_id == done.execution_id and not progress.complete)
+        if completing:
+            live = self._writers[target.key].complete(done.execution_id or "", progress.offset, progress.live_rows)
+            self._state.set_live_rows(target.key, live)
+        self._state.finish(target.key, done.execution_id, done.outcome)
+
+    def _report(self, done: QueryDone) -> None:
+        report = self.reports[done.key]
         report.outcome, report.state, report.seconds = done.outcome.value, done.state, done.seconds
         report.credits, report.execution_id = done.credits, done.execution_id or report.execution_id
         report.origin = done.origin.value if done.origin else report.origin
         report.started_here = done.started_here
+        report.message = "; ".join(filter(None, (report.message, done.message)))
         if done.outcome in (Outcome.SYNCED, Outcome.PARTIAL):
-            logger.info("query %d: %s, %d rows written in %.1f s", report.query_id, done.outcome.value,
-                        report.rows, done.seconds)
-        self.checkpoint()
+            logger.info("%s: %s, %d rows written in %.1f s", report.label, done.outcome.value, report.rows,
+                        done.seconds)
 
     def _abort(self, error: BaseException) -> None:
         self.checkpoint()  # what was written so far is kept
@@ -192,12 +231,16 @@ class Sink:
         logger.info("sync summary: %d queries, %d rows, %.1f s, %g execution credits spent by this sync",
                     len(reports), sum(r.rows for r in reports), time.monotonic() - self._started, credits)
         for r in reports:
-            logger.info("  query %d: %s (%s%s%s), %d rows, %.1f s, %s credits%s", r.query_id, r.outcome,
-                        r.state or "-", f", {r.origin}" if r.origin else "", ", resumed" if r.resumed else "",
-                        r.rows, r.seconds,
+            logger.info("  %s → %s: %s (%s%s%s), %d rows, %.1f s, %s credits%s%s", r.label, ", ".join(r.tables),
+                        r.outcome, r.state or "-", f", {r.origin}" if r.origin else "",
+                        ", resumed" if r.resumed else "", r.rows, r.seconds,
                         "-" if r.credits is None else f"{r.credits:g}",
-                        f", execution {r.execution_id}" if r.execution_id else "")
+                        f", execution {r.execution_id}" if r.execution_id else "",
+                        f" ({r.message})" if r.message and r.outcome not in ("SYNCED", "UNCHANGED") else "")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+__all__ = ["Operations", "QueryReport", "Sink", "SyncError"]

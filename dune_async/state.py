@@ -49,6 +49,7 @@ class QueryProgress:
     outcome: Outcome | None = None  # None while the execution is being synced
     origin: Origin = Origin.EXECUTED
     completed_by: int | None = None  # the sync that wrote its last row
+    live_rows: int = 0  # row positions 0…live_rows-1 may be live in the target's table (replace mode's reach)
 
     @classmethod
     def from_dict(cls, data: Any, *, legacy_sync_id: int | None = None) -> QueryProgress | None:
@@ -74,12 +75,14 @@ class QueryProgress:
             origin=_enum(Origin, data.get("origin")) or Origin.EXECUTED,
             completed_by=completed_by if isinstance(completed_by, int) and not isinstance(completed_by, bool)
             else None,
+            live_rows=_count(data.get("live_rows")),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"execution_id": self.execution_id, "offset": self.offset, "complete": self.complete,
                 "completed_by": self.completed_by, "fingerprint": self.fingerprint,
-                "outcome": self.outcome.value if self.outcome else None, "origin": self.origin.value}
+                "outcome": self.outcome.value if self.outcome else None, "origin": self.origin.value,
+                "live_rows": self.live_rows}
 
     def resumable(self, expected_fingerprint: str) -> bool:
         """An unfinished execution of the same parameters whose remaining rows may still be read."""
@@ -147,14 +150,18 @@ class SyncState:
         if current.execution_id == execution_id:
             self._queries[key] = replace(current, outcome=None)
             return
-        self._queries[key] = QueryProgress(execution_id, 0, False, fingerprint, None, origin)
+        self._queries[key] = QueryProgress(execution_id, 0, False, fingerprint, None, origin,
+                                           live_rows=current.live_rows)
 
     def advance(self, key: str, execution_id: str, offset: int) -> None:
         current = self.get(key)
         if current.execution_id != execution_id:
             raise ValueError(f"rows of execution {execution_id} arrived for {key}, "
                              f"which is syncing {current.execution_id}")
-        self._queries[key] = replace(current, offset=offset)
+        self._queries[key] = replace(current, offset=offset, live_rows=max(current.live_rows, offset))
+
+    def set_live_rows(self, key: str, live_rows: int) -> None:
+        self._queries[key] = replace(self.get(key), live_rows=live_rows)
 
     def finish(self, key: str, execution_id: str | None, outcome: Outcome) -> None:
         """Records how the key ended. Completeness is only ever claimed for the execution the key is bound to."""
@@ -168,6 +175,10 @@ class SyncState:
             self._queries[key] = replace(current, outcome=outcome, complete=True, completed_by=self.sync_id)
         else:
             self._queries[key] = replace(current, outcome=outcome)
+
+
+def _count(raw: Any) -> int:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else 0
 
 
 def _enum(kind: type[Origin] | type[Outcome], raw: Any) -> Any:

@@ -104,7 +104,6 @@ class _OrchestratorThread(threading.Thread):
             min_poll_seconds=settings.min_poll_seconds,
             max_poll_seconds=settings.max_poll_seconds,
             execution_timeout_seconds=settings.execution_timeout_seconds,
-            max_result_age_hours=settings.max_result_age_hours,
         )
         async with self._client_factory(settings.client_settings()) as client:
             await Orchestrator(client, self._channel, self._plans, timing).run()

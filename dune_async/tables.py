@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dune_async.catalogue import EXECUTION_TABLE, RESULT_TABLE
 from dune_async.events import Origin, Outcome
 from dune_async.models import ExecutionStatus
-
-RESULT_TABLE = "dune_query_result"
-EXECUTION_TABLE = "dune_query_execution"
 
 SCHEMA: list[dict[str, Any]] = [
     {
@@ -30,6 +28,7 @@ SCHEMA: list[dict[str, Any]] = [
         "columns": {
             "execution_id": "STRING",
             "query_id": "LONG",
+            "tables": "STRING",
             "state": "STRING",
             "origin": "STRING",
             "submitted_at": "UTC_DATETIME",
@@ -56,10 +55,11 @@ SCHEMA: list[dict[str, Any]] = [
 class ExecutionContext:
     """What the connector knows about an execution beyond Dune's snapshot of it."""
 
-    query_id: int
+    query_id: int | None
     origin: Origin
     parameters: dict[str, Any]
     performance: str
+    tables: tuple[str, ...] = ()  # where its rows land
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ def execution_row(status: ExecutionStatus, context: ExecutionContext, synced_at:
     return {
         "execution_id": status.execution_id,
         "query_id": context.query_id,
+        "tables": ", ".join(context.tables),
         "state": status.state.short if status.state.value != "UNKNOWN" else status.raw_state,
         "origin": context.origin.value,
         "submitted_at": status.submitted_at,

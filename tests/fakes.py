@@ -136,8 +136,12 @@ class FakeDune:
         self.cancelled.append(execution_id)
         return True
 
+    async def execute_sql(self, sql: str, *, performance: str | None = None) -> ExecutionHandle:
+        """Raw SQL runs as the fake query registered under id 0."""
+        return await self.execute(0, performance=performance or "medium")
+
     async def latest_result(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
-                            limit: int = 1) -> ResultPage:
+                            limit: int = 1, columns: Any = None) -> ResultPage:
         self.calls["latest_result"] += 1
         await self._pause()
         finished = [e for e in self.executions.values()
@@ -149,7 +153,8 @@ class FakeDune:
         return self._page(latest, 0, limit)
 
     async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = False,
-                    column_count: int | None = None, query_id: int | None = None) -> AsyncIterator[ResultPage]:
+                    column_count: int | None = None, query_id: int | None = None,
+                    columns: Any = None) -> AsyncIterator[ResultPage]:
         self.page_requests.append((execution_id, offset, allow_partial))
         execution = self._execution(execution_id)
         query = self.queries[execution.query_id]

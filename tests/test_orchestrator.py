@@ -215,8 +215,8 @@ async def test_resume_of_an_unknown_execution_executes_anew() -> None:
 async def test_fresh_latest_result_is_reused_without_executing() -> None:
     dune = FakeDune({1: FakeQuery(rows=3)})
     latest = dune.add_execution(1, ended_ago=timedelta(minutes=30))
-    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE)], timing)
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1)], timing)
     assert dune.calls["execute"] == 0
     assert rows_of(events, 1) == [0, 1, 2]
     done = next(e for e in events if isinstance(e, QueryDone))
@@ -226,16 +226,16 @@ async def test_fresh_latest_result_is_reused_without_executing() -> None:
 async def test_stale_latest_result_is_executed_anew() -> None:
     dune = FakeDune({1: FakeQuery(rows=2)})
     dune.add_execution(1, ended_ago=timedelta(hours=5))
-    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE)], timing)
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1)], timing)
     assert dune.executes[1] == 1 and outcomes(events) == {1: Outcome.SYNCED}
 
 
 async def test_already_synced_latest_result_downloads_nothing() -> None:
     dune = FakeDune({1: FakeQuery(rows=2)})
     latest = dune.add_execution(1, ended_ago=timedelta(minutes=1))
-    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=1)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, synced_execution_id=latest)], timing)
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1, synced_execution_id=latest)], timing)
     assert outcomes(events) == {1: Outcome.UNCHANGED}
     assert dune.calls["execute"] == 0 and dune.calls["results"] == 0
     assert not [e for e in events if isinstance(e, (RowsPage, ExecutionStarted))]
@@ -243,8 +243,8 @@ async def test_already_synced_latest_result_downloads_nothing() -> None:
 
 async def test_no_earlier_result_means_execute() -> None:
     dune = FakeDune({1: FakeQuery(rows=1)})
-    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, max_result_age_hours=24)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE)], timing)
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1)], timing)
     assert dune.calls["latest_result"] == 1 and dune.executes[1] == 1
 
 

@@ -15,7 +15,7 @@ from dune_async.events import (
     SyncAborted,
 )
 from dune_async.models import ExecutionStatus
-from dune_async.plan import QueryPlan
+from dune_async.plan import QueryPlan, Target
 from dune_async.sink import Sink, SyncError
 from dune_async.state import QueryProgress, SyncState
 from tests.fakes import FakeOperations
@@ -24,7 +24,8 @@ EXEC = "01HAAAAAAAAAAAAAAAAAAAAAAA"
 
 
 def plans(*query_ids: int, performance: str = "medium") -> list[QueryPlan]:
-    return [QueryPlan(str(q), q, {"days": 7}, performance, "fp") for q in query_ids or (1,)]
+    return [QueryPlan(str(q), q, {"days": 7}, performance, "fp", targets=(Target(str(q), "dune_query_result"),))
+            for q in query_ids or (1,)]
 
 
 def started(query_id: int = 1, execution_id: str = EXEC, origin: Origin = Origin.EXECUTED,
@@ -88,7 +89,7 @@ def test_checkpoints_every_n_rows_and_each_state_counts_exactly_the_rows_before_
     assert len(op.checkpoints) >= 2 + 14 // 4
     final = op.checkpoints[-1]["queries"]
     assert final["1"] == {"execution_id": EXEC, "offset": 11, "complete": True, "completed_by": 1,
-                          "fingerprint": "fp", "outcome": "SYNCED", "origin": "executed"}
+                          "fingerprint": "fp", "outcome": "SYNCED", "origin": "executed", "live_rows": 11}
     assert final["2"]["offset"] == 3 and final["2"]["complete"] is False
 
 

@@ -1,0 +1,195 @@
+"""The query catalogue (`DUNE_QUERIES`): which queries land in typed tables of their own, and how.
+
+A JSON array of entries, each a saved query (`query_id`) or raw DuneSQL (`sql`) with its destination
+`table`, write `mode` and options. Parsing is strict: every mistake is a `CatalogueError` naming the entry
+(its index and table) and the key, raised before any request is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+RESULT_TABLE = "dune_query_result"
+"""The JSON table every query of DUNE_QUERY_IDS lands in."""
+EXECUTION_TABLE = "dune_query_execution"
+SYNC_TABLE = "dune_sync"
+RESERVED_TABLES = frozenset({RESULT_TABLE, EXECUTION_TABLE, SYNC_TABLE})
+"""Tables the connector owns; no entry may write into them."""
+META_COLUMNS = ("_dune_execution_id", "_dune_row")
+"""Columns every typed table has besides the result's."""
+PERFORMANCE_TIERS = ("medium", "large")
+
+_TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_KEYS = frozenset({"query_id", "sql", "table", "mode", "primary_key", "parameters", "performance", "columns",
+                   "max_result_age_hours"})
+
+
+class Mode(StrEnum):
+    """How an entry's rows land in its table."""
+
+    REPLACE = "replace"  # the live rows are exactly the latest execution's result (key: _dune_row)
+    MERGE = "merge"  # rows upserted by `primary_key`, never deleted
+    HISTORY = "history"  # every execution's rows kept (key: _dune_execution_id, _dune_row)
+
+
+class CatalogueError(ValueError):
+    """A catalogue entry the connector cannot use; the message names the entry and the key."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One validated catalogue entry."""
+
+    index: int
+    table: str
+    query_id: int | None = None
+    sql: str | None = None
+    mode: Mode = Mode.REPLACE
+    primary_key: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    performance: str = "medium"
+    columns: tuple[str, ...] | None = None
+    max_result_age_hours: float | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs and errors name the entry."""
+        return f"entry {self.index} (table {self.table!r})"
+
+    @property
+    def table_key(self) -> tuple[str, ...]:
+        """The primary key of the entry's table."""
+        if self.mode is Mode.MERGE:
+            return self.primary_key
+        if self.mode is Mode.HISTORY:
+            return META_COLUMNS
+        return ("_dune_row",)
+
+
+def parse_catalogue(raw: str, *, default_performance: str, default_max_age: float | None) -> tuple[Entry, ...]:
+    """The entries of `DUNE_QUERIES` ("" means none)."""
+    if not raw.strip():
+        return ()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise CatalogueError(f"must be a JSON array of entries, could not parse it: {exc}") from None
+    if not isinstance(data, list):
+        raise CatalogueError(f"must be a JSON array of entries, got {type(data).__name__}")
+    entries = [_entry(index, item, default_performance, default_max_age) for index, item in enumerate(data)]
+    seen: dict[str, int] = {}
+    for entry in entries:
+        if entry.table in seen:
+            raise CatalogueError(f"{entry.label}: 'table' {entry.table!r} is already used by entry "
+                                 f"{seen[entry.table]}; each entry needs a table of its own")
+        seen[entry.table] = entry.index
+    return tuple(entries)
+
+
+def _entry(index: int, item: Any, default_performance: str, default_max_age: float | None) -> Entry:
+    where = f"entry {index}"
+    if not isinstance(item, dict):
+        raise CatalogueError(f"{where}: must be a JSON object, got {item!r}")
+    query_id, sql = item.get("query_id"), item.get("sql")
+    table = item.get("table")
+    if table is None and isinstance(query_id, int) and not isinstance(query_id, bool):
+        table = f"dune_query_{query_id}"
+    if isinstance(table, str):
+        where = f"entry {index} (table {table!r})"
+    unknown = sorted(set(item) - _KEYS)
+    if unknown:
+        raise CatalogueError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_KEYS))}")
+    _check_source(where, query_id, sql)
+    _check_table(where, table)
+    mode = _mode(where, item.get("mode", Mode.REPLACE.value))
+    primary_key = _names(where, "primary_key", item.get("primary_key"))
+    if mode is Mode.MERGE and not primary_key:
+        raise CatalogueError(f"{where}: 'primary_key' is required with mode 'merge' (the columns that identify a row)")
+    if mode is not Mode.MERGE and primary_key:
+        raise CatalogueError(f"{where}: 'primary_key' is only for mode 'merge'; mode {mode.value!r} keys rows itself")
+    columns = _names(where, "columns", item.get("columns"))
+    if columns and primary_key and not set(primary_key) <= set(columns):
+        missing = sorted(set(primary_key) - set(columns))
+        raise CatalogueError(f"{where}: 'primary_key' column {missing[0]!r} is not among 'columns'")
+    if sql is not None:
+        for key in ("parameters", "max_result_age_hours"):
+            if key in item:
+                raise CatalogueError(f"{where}: {key!r} is for saved queries (query_id) only")
+    return Entry(
+        index=index, table=table, query_id=query_id, sql=sql.strip() if sql else None, mode=mode,
+        primary_key=primary_key or (), parameters=_parameters(where, item.get("parameters")),
+        performance=_performance(where, item.get("performance", default_performance)),
+        columns=columns, max_result_age_hours=_max_age(where, item.get("max_result_age_hours", default_max_age)),
+    )
+
+
+def _check_source(where: str, query_id: Any, sql: Any) -> None:
+    if (query_id is None) == (sql is None):
+        raise CatalogueError(f"{where}: needs exactly one of 'query_id' (a saved query) and 'sql' (raw DuneSQL)")
+    if query_id is not None and (not isinstance(query_id, int) or isinstance(query_id, bool) or query_id <= 0):
+        raise CatalogueError(f"{where}: 'query_id' must be a positive whole number, got {query_id!r}")
+    if sql is not None and (not isinstance(sql, str) or not sql.strip()):
+        raise CatalogueError(f"{where}: 'sql' must be a non-empty string of DuneSQL, got {sql!r}")
+
+
+def _check_table(where: str, table: Any) -> None:
+    if table is None:
+        raise CatalogueError(f"{where}: 'table' is required with 'sql' (there is no query id to name it after)")
+    if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
+        raise CatalogueError(f"{where}: 'table' must be lowercase letters, digits and _, starting with a letter "
+                             f"(at most 63), got {table!r}")
+    if table in RESERVED_TABLES:
+        raise CatalogueError(f"{where}: 'table' {table!r} belongs to the connector; choose another name")
+
+
+def _mode(where: str, raw: Any) -> Mode:
+    try:
+        return Mode(raw)
+    except ValueError:
+        raise CatalogueError(f"{where}: 'mode' must be one of {', '.join(m.value for m in Mode)}, "
+                             f"got {raw!r}") from None
+
+
+def _names(where: str, key: str, raw: Any) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if (not isinstance(raw, list) or not raw
+            or not all(isinstance(name, str) and name.strip() for name in raw)):
+        raise CatalogueError(f"{where}: {key!r} must be a non-empty list of column names, got {raw!r}")
+    if len(set(raw)) != len(raw):
+        raise CatalogueError(f"{where}: {key!r} names a column twice: {raw!r}")
+    clash = set(raw) & set(META_COLUMNS)
+    if clash:
+        raise CatalogueError(f"{where}: {key!r} may not name the connector's column {sorted(clash)[0]!r}")
+    return tuple(raw)
+
+
+def _parameters(where: str, raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{where}: 'parameters' must be a JSON object of name → value, got {raw!r}")
+    for name, value in raw.items():
+        if not name or not isinstance(value, (str, int, float, bool)):
+            raise CatalogueError(f"{where}: 'parameters' {name!r} must be a string, number or boolean, got {value!r}")
+    return dict(raw)
+
+
+def _performance(where: str, raw: Any) -> str:
+    if not isinstance(raw, str) or raw.lower() not in PERFORMANCE_TIERS:
+        raise CatalogueError(f"{where}: 'performance' must be one of {', '.join(PERFORMANCE_TIERS)}, got {raw!r}")
+    return raw.lower()
+
+
+def _max_age(where: str, raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if (not isinstance(raw, (int, float)) or isinstance(raw, bool) or not math.isfinite(raw) or raw < 0):
+        raise CatalogueError(f"{where}: 'max_result_age_hours' must be a number ≥ 0, got {raw!r}")
+    return float(raw)
