@@ -14,8 +14,9 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,17 +25,17 @@ import backoff
 
 from dune_async import __version__
 from dune_async.errors import (
-    HTTP_ERRORS,
     BadRequestError,
     DuneError,
-    DuneHTTPError,
     DuneUnavailableError,
     ExecuteOutcomeUnknownError,
     ExecutionNotReadableError,
     InsecureBaseURLError,
+    RequestLimitError,
     UnexpectedResponseError,
+    http_error_type,
 )
-from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage
+from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage, UsageReport
 from dune_async.ratelimit import RateBucket
 from dune_async.retry import (
     RETRYABLE_STATUSES,
@@ -51,6 +52,8 @@ DEFAULT_BASE_URL = "https://api.dune.com"
 API_ROOT = "/api/v1"
 MAX_DATAPOINTS = 250_000
 """Rows x columns Dune returns per request by default; larger pages are refused or cut."""
+MIN_PAGE_ROWS = 100
+"""The smallest page `pages()` halves down to after per-request credit-limit 402s; refused too, it gives up."""
 USER_AGENT = f"dune-async-fivetran/{__version__}"
 
 
@@ -77,9 +80,11 @@ class ClientStats:
     """What the client did, for logs and benchmarks."""
 
     requests: Counter[str] = field(default_factory=Counter)
-    """Attempts by endpoint name (execute, status, results, query_results, cancel)."""
+    """Attempts by endpoint name (execute, execute_sql, status, results, query_results, cancel, usage)."""
     retries: int = 0
     rate_limited: int = 0
+    request_limited: int = 0
+    """Results pages refused by the account's per-request credit limit (402), each then asked for smaller."""
     rows: int = 0
 
 
@@ -92,6 +97,8 @@ class _Call:
     body: Mapping[str, Any] | None = None
     query_id: int | None = None
     execution_id: str | None = None
+    starts_execution: bool = False
+    """Costs credits if Dune receives it: never repeated once it may have (see `retry`)."""
 
     @property
     def endpoint(self) -> str:
@@ -117,6 +124,7 @@ class DuneClient:
                                       burst=False)
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
+        self._page_cap: int | None = None
         self._in_flight: dict[str, asyncio.Semaphore] = {}
         retrying = functools.partial(
             backoff.on_exception, waits, TransientError, max_tries=settings.max_tries,
@@ -157,7 +165,22 @@ class DuneClient:
             body["query_parameters"] = dict(parameters)
         if performance:
             body["performance"] = performance
-        call = _Call("POST", f"/query/{int(query_id)}/execute", "execute", body=body, query_id=query_id)
+        call = _Call("POST", f"/query/{int(query_id)}/execute", "execute", body=body, query_id=query_id,
+                     starts_execution=True)
+        return ExecutionHandle.from_dict(await self._call(call, self.write_bucket))
+
+    async def execute_sql(self, sql: str, *, performance: str | None = None) -> ExecutionHandle:
+        """Starts an execution of raw SQL, with no saved query (costs credits); the same safety as `execute`.
+
+        `POST /sql/execute` in the write bucket; never retried once Dune may have received it. The handle's
+        execution is then polled, read and cancelled like any other (its status carries no `query_id`).
+        """
+        if not sql or not sql.strip():
+            raise BadRequestError("refusing to execute empty SQL")
+        body: dict[str, Any] = {"sql": sql}
+        if performance:
+            body["performance"] = performance
+        call = _Call("POST", "/sql/execute", "execute_sql", body=body, starts_execution=True)
         return ExecutionHandle.from_dict(await self._call(call, self.write_bucket))
 
     async def status(self, execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
@@ -174,44 +197,67 @@ class DuneClient:
         return bool(answer.get("success"))
 
     async def latest_result(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
-                            limit: int = 1) -> ResultPage:
+                            limit: int = 1, columns: Sequence[str] | None = None) -> ResultPage:
         """The first page of the query's newest finished execution, without executing anything.
 
-        Raises `NotFoundError` when the query has no result for these parameters yet.
+        `columns` limits the page to those columns (Dune bills fewer datapoints). Partial results are always
+        allowed: a truncated execution answers its kept rows. Raises `NotFoundError` when the query has no
+        result for these parameters yet.
         """
-        params = {"limit": str(limit), "offset": "0"}
+        params = _result_params(limit, 0, columns)
         params.update({f"params.{name}": _text(value) for name, value in (parameters or {}).items()})
         call = _Call("GET", f"/query/{int(query_id)}/results", "query_results", params=params, query_id=query_id)
         page = ResultPage.from_dict(await self._call(call, self.read_bucket), offset=0)
         self.stats.rows += len(page.rows)
         return page
 
+    @property
+    def page_cap(self) -> int | None:
+        """Rows per page no `page_limit()` exceeds for the rest of this client's life, once Dune's per-request
+        credit limit refused a page (half the refused size, never below MIN_PAGE_ROWS); None until then."""
+        return self._page_cap
+
     def page_limit(self, column_count: int | None) -> int:
-        """Rows to ask for per page: the configured size, lowered to keep rows x columns within 250,000."""
+        """Rows to ask for per page: the configured size, lowered to keep rows x columns within 250,000 and
+        to `page_cap` once a per-request credit limit refused a bigger page."""
         size = max(1, self.settings.page_size)
         if column_count:
             size = min(size, max(1, MAX_DATAPOINTS // column_count))
+        if self._page_cap is not None:
+            size = min(size, self._page_cap)
         return size
 
-    async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = False,
-                    column_count: int | None = None, query_id: int | None = None) -> AsyncIterator[ResultPage]:
+    async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = True,
+                    column_count: int | None = None, query_id: int | None = None,
+                    columns: Sequence[str] | None = None) -> AsyncIterator[ResultPage]:
         """Streams the result of a finished execution from `offset`, one page at a time.
 
         Follows `next_offset` (the server may lower the limit). The next URL is always built on our own base
         URL: a `next_uri` on another origin is ignored, so the key never travels elsewhere.
+
+        `columns` asks for those columns only (and sizes pages by their number). `allow_partial_results=true`
+        is always sent, so a truncated execution (`ExecutionStatus.truncated`, also FAILED for size) streams
+        the rows Dune kept; `allow_partial` is accepted for compatibility and ignored. A page refused by the
+        account's per-request credit limit (402) is asked again at half the size, down to MIN_PAGE_ROWS, and
+        the smaller size is kept for every later page (`page_cap`); refused even then, `RequestLimitError`.
+        Raises `ExecutionNotReadableError` when the execution has no rows to read.
         """
-        limit = self.page_limit(column_count)
+        if columns:
+            column_count = len(columns)
         while True:
-            params = {"limit": str(limit), "offset": str(offset)}
-            if allow_partial:
-                params["allow_partial_results"] = "true"
-            call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results", params=params,
-                         query_id=query_id, execution_id=execution_id)
-            page = ResultPage.from_dict(await self._call(call, self.read_bucket), offset=offset)
+            limit = self.page_limit(column_count)
+            call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results",
+                         params=_result_params(limit, offset, columns), query_id=query_id,
+                         execution_id=execution_id)
+            try:
+                data = await self._call(call, self.read_bucket)
+            except RequestLimitError as refused:
+                self._lower_page_cap(limit, refused)
+                continue  # the same offset, smaller
+            page = ResultPage.from_dict(data, offset=offset)
             _require_rows(page, call)
             if column_count is None and page.metadata and page.metadata.column_names:
-                column_count = len(page.metadata.column_names)
-                limit = self.page_limit(column_count)  # the first page told us how wide the result is
+                column_count = len(page.metadata.column_names)  # the first page told us how wide the result is
             self.stats.rows += len(page.rows)
             yield page
             following = self._next_offset(page, call)
@@ -219,7 +265,34 @@ class DuneClient:
                 return
             offset = following
 
+    async def usage(self, start_date: date, end_date: date) -> UsageReport:
+        """The account's credit usage per billing period (and storage) between two days, both included.
+
+        `POST /usage` in the read bucket (it changes nothing, so it is retried like a read).
+        """
+        if end_date < start_date:
+            raise BadRequestError(f"usage from {start_date:%Y-%m-%d} to an earlier day {end_date:%Y-%m-%d}")
+        body = {"start_date": f"{start_date:%Y-%m-%d}", "end_date": f"{end_date:%Y-%m-%d}"}
+        call = _Call("POST", "/usage", "usage", body=body)
+        return UsageReport.from_dict(await self._call(call, self.read_bucket))
+
     # -- plumbing ----------------------------------------------------------------------------------------------
+
+    def _lower_page_cap(self, limit: int, refused: RequestLimitError) -> None:
+        """After a per-request 402 for a page of `limit` rows: halves `page_cap`, or gives up at the floor."""
+        self.stats.request_limited += 1
+        where = {"endpoint": refused.endpoint, "query_id": refused.query_id, "execution_id": refused.execution_id}
+        if limit <= MIN_PAGE_ROWS:
+            raise RequestLimitError(
+                f"even a page of {limit} rows would cost more credits than this account's per-request limit "
+                "allows; raise the per-request limit in Dune's settings (dune.com → Settings), or read fewer "
+                f"columns (Dune said: {refused.detail})", status=402, **where,
+            ) from None
+        smaller = max(MIN_PAGE_ROWS, limit // 2)
+        if self._page_cap is None or smaller < self._page_cap:  # concurrent refusals halve once, not twice
+            self._page_cap = smaller
+            logger.info("Dune's per-request credit limit refused a page of %d rows (%s); asking for %d rows a "
+                        "page from now on", limit, refused.endpoint, smaller)
 
     def _next_offset(self, page: ResultPage, call: _Call) -> int | None:
         following = page.next_offset
@@ -243,11 +316,11 @@ class DuneClient:
     async def _call(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("DuneClient used outside `async with`")
-        attempt = self._attempt_execute if call.name == "execute" else self._attempt_read
+        attempt = self._attempt_execute if call.starts_execution else self._attempt_read
         try:
             return await attempt(call, bucket)
         except TransientError as failure:
-            if call.name == "execute" and failure.maybe_sent:
+            if call.starts_execution and failure.maybe_sent:
                 raise ExecuteOutcomeUnknownError(
                     f"execute was sent but no usable answer came back ({failure.message}); not retried, since "
                     "an execution may have started and a second one would cost credits again", **call.where(),
@@ -294,9 +367,8 @@ class DuneClient:
         if status in RETRYABLE_STATUSES:
             raise TransientError(f"Dune answered {status}: {message}", status=status, maybe_sent=True)
         if 400 <= status < 500:
-            error_type = HTTP_ERRORS.get(status, DuneHTTPError)
-            raise error_type(message, status=status, **call.where())
-        if call.name == "execute":
+            raise http_error_type(status, message)(message, status=status, **call.where())
+        if call.starts_execution:
             raise ExecuteOutcomeUnknownError(f"Dune answered {status}: {message}; not retried", **call.where())
         raise DuneUnavailableError(f"Dune answered {status}: {message}", status=status, **call.where())
 
@@ -350,11 +422,29 @@ def _offset_in(uri: str) -> int | None:
         return None
 
 
+def _result_params(limit: int, offset: int, columns: Sequence[str] | None) -> dict[str, str]:
+    """The query string of a results read. `allow_partial_results` always (as the official client does): it
+    changes nothing for a complete result and makes a truncated one readable."""
+    params = {"limit": str(limit), "offset": str(offset), "allow_partial_results": "true"}
+    if columns:
+        if isinstance(columns, str):
+            raise TypeError("columns must be a sequence of column names, not one string")
+        if any(not name or "," in name for name in columns):
+            raise BadRequestError(f"column names must be non-empty and without commas: {list(columns)!r}")
+        params["columns"] = ",".join(columns)
+    return params
+
+
 def _require_rows(page: ResultPage, call: _Call) -> None:
-    state = page.execution.state
-    if not state.has_rows:
-        raise ExecutionNotReadableError(f"the execution is {state.short}, its rows cannot be read",
-                                        state=state, **call.where())
+    execution = page.execution
+    if not execution.rows_readable:
+        raise ExecutionNotReadableError(f"the execution is {execution.state.short}, its rows cannot be read",
+                                        state=execution.state, **call.where())
+    if not execution.state.has_rows and page.metadata is None and not page.rows:
+        # Truncated, but no `result` came back: an empty page here would pass for an empty result.
+        raise ExecutionNotReadableError(
+            f"the execution is {execution.state.short} (result too large) and Dune sent none of its rows",
+            state=execution.state, **call.where())
 
 
 def _segment(execution_id: str) -> str:

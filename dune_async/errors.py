@@ -3,6 +3,8 @@
 Every error carries where it happened (endpoint, query id, execution id) and Dune's own message, never the
 API key. Callers decide by type: `DuneHTTPError` subclasses for answers that retrying will not change,
 `DuneUnavailableError` when retries ran out, `ExecuteOutcomeUnknownError` when an execution may have started.
+A 402 is two errors: `http_error_type` tells the per-request limit (`RequestLimitError`, the client retries a
+results page smaller) from the account's credit or billing-cycle limit (`CreditsExhaustedError`, fatal).
 
     DuneError
     ├── InsecureBaseURLError            the base URL would send the key in clear text
@@ -13,12 +15,16 @@ API key. Callers decide by type: `DuneHTTPError` subclasses for answers that ret
     └── DuneHTTPError                   4xx answers that retrying cannot fix
         ├── BadRequestError             400
         ├── AuthenticationError         401
-        ├── CreditsExhaustedError       402
+        ├── CreditsExhaustedError       402 about the billing cycle (or any other 402): fatal for the sync
+        ├── RequestLimitError           402 "limits per request": one request would cost more than the
+        │                               account allows a request; a smaller page may pass
         ├── ForbiddenError              403
         └── NotFoundError               404
 """
 
 from __future__ import annotations
+
+import re
 
 
 class DuneError(Exception):
@@ -105,7 +111,18 @@ class AuthenticationError(DuneHTTPError):
 
 
 class CreditsExhaustedError(DuneHTTPError):
-    """402: the account's credit or billing-cycle limit is reached."""
+    """402: the account's credit or billing-cycle limit is reached (also any 402 we cannot place)."""
+
+    status = 402
+
+
+class RequestLimitError(DuneHTTPError):
+    """402 "would exceed your configured limits per request": this one request costs too many credits.
+
+    Not a `CreditsExhaustedError` on purpose: the account still has credits, and a smaller results page may
+    pass. `pages()` halves its page size on it; it reaches the caller when even the smallest page is refused,
+    or when an execute is refused (executes are never repeated).
+    """
 
     status = 402
 
@@ -126,4 +143,17 @@ HTTP_ERRORS: dict[int, type[DuneHTTPError]] = {
     cls.status: cls
     for cls in (BadRequestError, AuthenticationError, CreditsExhaustedError, ForbiddenError, NotFoundError)
 }
-"""The typed error for each 4xx status; any other 4xx is a plain `DuneHTTPError`."""
+"""The typed error for each 4xx status; any other 4xx is a plain `DuneHTTPError`. See `http_error_type`."""
+
+_PER_REQUEST = re.compile(r"\blimits? per request\b", re.IGNORECASE)
+
+
+def http_error_type(status: int, message: str) -> type[DuneHTTPError]:
+    """The error class for a 4xx answer with Dune's `message`.
+
+    A 402 is `RequestLimitError` only when Dune says "limits per request"; every other 402 (the billing cycle,
+    credits, an unknown wording) stays `CreditsExhaustedError`, so an unknown 402 still stops the sync.
+    """
+    if status == 402 and _PER_REQUEST.search(message):
+        return RequestLimitError
+    return HTTP_ERRORS.get(status, DuneHTTPError)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -44,7 +44,10 @@ class ExecutionState(StrEnum):
 
     @property
     def has_rows(self) -> bool:
-        """Rows can be read (COMPLETED_PARTIAL only with `allow_partial_results`)."""
+        """The state alone says rows can be read (COMPLETED_PARTIAL only with `allow_partial_results`).
+
+        A FAILED execution may still be readable: see `ExecutionStatus.rows_readable`.
+        """
         return self in (ExecutionState.COMPLETED, ExecutionState.COMPLETED_PARTIAL)
 
     @property
@@ -62,6 +65,9 @@ _TERMINAL = frozenset(
         ExecutionState.EXPIRED,
     }
 )
+
+RESULT_SIZE_EXCEEDED = "FAILED_TYPE_RESULT_SIZE_EXCEEDED"
+"""`error.type` of an execution whose result was cut at Dune's size limit (1 GiB): its first rows are kept."""
 
 _FRACTION = re.compile(r"\.(\d+)")
 
@@ -144,6 +150,17 @@ class ResultMetadata:
             execution_time_millis=opt_int("execution_time_millis"),
         )
 
+    @property
+    def bytes_per_row(self) -> float | None:
+        """Average bytes of one row of the whole result (`total_result_set_bytes / total_row_count`).
+
+        None when either is unknown or the result has no rows; for sizing pages by bytes and estimating the
+        credits an export costs.
+        """
+        if self.total_result_set_bytes is None or not self.total_row_count:
+            return None
+        return self.total_result_set_bytes / self.total_row_count
+
 
 @dataclass(frozen=True)
 class ExecutionStatus:
@@ -188,6 +205,21 @@ class ExecutionStatus:
             result_metadata=ResultMetadata.from_dict(metadata) if isinstance(metadata, dict) else None,
         )
 
+    @property
+    def truncated(self) -> bool:
+        """Dune cut the result for size: COMPLETED_PARTIAL, or FAILED with `error.type` RESULT_SIZE_EXCEEDED.
+
+        Both keep their first rows, readable with `allow_partial_results=true` (which the client always sends).
+        """
+        if self.state is ExecutionState.COMPLETED_PARTIAL:
+            return True
+        return self.state is ExecutionState.FAILED and (self.error or {}).get("type") == RESULT_SIZE_EXCEEDED
+
+    @property
+    def rows_readable(self) -> bool:
+        """Its rows can be read: a state with rows, or a truncated (size-exceeded) FAILED execution."""
+        return self.state.has_rows or self.truncated
+
 
 @dataclass(frozen=True)
 class ResultPage:
@@ -230,4 +262,78 @@ class ResultPage:
             metadata=metadata,
             next_offset=int(next_offset) if isinstance(next_offset, int) else None,
             next_uri=str(next_uri) if isinstance(next_uri, str) and next_uri else None,
+        )
+
+
+def _day(value: Any, what: str) -> date | None:
+    """A date from Dune's `YYYY-MM-DD` (a full timestamp is cut to its day); None for null or absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            pass
+    raise UnexpectedResponseError(f"{what}: expected a YYYY-MM-DD date, got {value!r}")
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+@dataclass(frozen=True)
+class BillingPeriod:
+    """One billing period of `POST /usage`: the credits it includes and those used so far."""
+
+    start_date: date | None
+    end_date: date | None
+    credits_used: float = 0.0
+    credits_included: float | None = None
+
+    @property
+    def credits_left(self) -> float | None:
+        """Included credits not used yet (negative when over), None when Dune did not say what is included."""
+        return None if self.credits_included is None else self.credits_included - self.credits_used
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BillingPeriod:
+        if not isinstance(data, dict):
+            raise UnexpectedResponseError(f"expected a billing period, got {type(data).__name__}")
+        return cls(
+            start_date=_day(data.get("start_date"), "billing period start_date"),
+            end_date=_day(data.get("end_date"), "billing period end_date"),
+            credits_used=_number(data.get("credits_used")) or 0.0,
+            credits_included=_number(data.get("credits_included")),
+        )
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """The answer to `POST /usage`: billing periods, storage bytes, private queries and dashboards."""
+
+    billing_periods: list[BillingPeriod] = field(default_factory=list)
+    bytes_used: int | None = None
+    bytes_allowed: int | None = None
+    private_queries: int | None = None
+    private_dashboards: int | None = None
+
+    @property
+    def credits_used(self) -> float:
+        """Credits used over every billing period in the report."""
+        return sum(period.credits_used for period in self.billing_periods)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> UsageReport:
+        if not isinstance(data, dict):
+            raise UnexpectedResponseError(f"expected a usage report, got {type(data).__name__}")
+        periods = data.get("billing_periods") or []
+        if not isinstance(periods, list):
+            raise UnexpectedResponseError("usage report: billing_periods is not a list")
+        return cls(
+            billing_periods=[BillingPeriod.from_dict(period) for period in periods],
+            bytes_used=_count(data.get("bytes_used")),
+            bytes_allowed=_count(data.get("bytes_allowed")),
+            private_queries=_count(data.get("private_queries")),
+            private_dashboards=_count(data.get("private_dashboards")),
         )

@@ -60,6 +60,8 @@ STATUS = endpoint(r"/execution/[^/?]+/status")
 RESULTS = endpoint(r"/execution/[^/?]+/results")
 QUERY_RESULTS = endpoint(rf"/query/{QUERY_ID}/results")
 CANCEL = endpoint(r"/execution/[^/?]+/cancel")
+SQL_EXECUTE = endpoint(r"/sql/execute")
+USAGE = endpoint(r"/usage")
 
 
 class MockResponse(ClientResponse):
@@ -250,21 +252,82 @@ async def test_latest_result_sends_params_and_limit(mocked: aioresponses) -> Non
     request = calls.seen[0]
     assert request.url.path == f"/api/v1/query/{QUERY_ID}/results"
     assert dict(request.query) == {
-        "limit": "1", "offset": "0", "params.on": "true", "params.off": "false", "params.n": "7",
+        "limit": "1", "offset": "0", "allow_partial_results": "true", "params.on": "true", "params.off": "false", "params.n": "7",
         "params.name": "a b", "params.ids": "[1,2]",
     }
     assert request.headers["X-Dune-Api-Key"] == KEY
 
 
-async def test_results_request_shape(mocked: aioresponses) -> None:
+@pytest.mark.parametrize("allow_partial", [True, False, None])
+async def test_results_request_shape(mocked: aioresponses, allow_partial: bool | None) -> None:
+    """`allow_partial_results=true` is always sent (the old `allow_partial` switch is accepted and ignored)."""
     calls = script(mocked, "GET", RESULTS, ok(page(0, 3, 3, state="QUERY_STATE_COMPLETED_PARTIAL")))
+    kwargs = {} if allow_partial is None else {"allow_partial": allow_partial}
     async with DuneClient(make_settings(page_size=500)) as client:
-        pages = [p async for p in client.pages(EXECUTION_ID, allow_partial=True, column_count=2)]
+        pages = [p async for p in client.pages(EXECUTION_ID, column_count=2, **kwargs)]
 
     assert [len(p.rows) for p in pages] == [3]
     request = calls.seen[0]
     assert request.url.path == f"/api/v1/execution/{EXECUTION_ID}/results"
     assert dict(request.query) == {"limit": "500", "offset": "0", "allow_partial_results": "true"}
+
+
+async def test_execute_sql_request_shape(mocked: aioresponses) -> None:
+    sql = "SELECT block_number, hash FROM ethereum.blocks WHERE block_number > 5 LIMIT 10"
+    calls = script(mocked, "POST", SQL_EXECUTE, ok(handle_body()), ok(handle_body()))
+    async with DuneClient(make_settings()) as client:
+        handle = await client.execute_sql(sql, performance="large")
+        await client.execute_sql(sql)
+
+    assert handle.execution_id == EXECUTION_ID and handle.state is ExecutionState.PENDING
+    first, second = calls.seen
+    assert str(first.url) == f"{BASE}/api/v1/sql/execute"
+    assert first.kwargs["json"] == {"sql": sql, "performance": "large"}
+    assert second.kwargs["json"] == {"sql": sql}
+    assert first.headers["X-Dune-Api-Key"] == KEY
+    assert client.stats.requests["execute_sql"] == 2 and client.stats.requests["execute"] == 0
+    assert (client.write_bucket.acquired, client.read_bucket.acquired) == (2, 0)
+
+
+@pytest.mark.parametrize("sql", ["", "   \n"])
+async def test_empty_sql_is_refused_without_a_request(mocked: aioresponses, sql: str) -> None:
+    async with DuneClient(make_settings()) as client:
+        with pytest.raises(BadRequestError):
+            await client.execute_sql(sql)
+    assert all_requested_urls(mocked) == []
+
+
+async def test_columns_are_sent_comma_separated(mocked: aioresponses) -> None:
+    results = script(mocked, "GET", RESULTS, ok(page(0, 3, 3)))
+    latest = script(mocked, "GET", QUERY_RESULTS, ok(page(0, 1, 3)))
+    async with DuneClient(make_settings()) as client:
+        await read_all(client, columns=["n", "c1"])
+        await client.latest_result(QUERY_ID, columns=("c1", "n", "block time"))
+        await read_all(client, columns=[])  # no columns: all of them
+
+    assert results.seen[0].query["columns"] == "n,c1"
+    assert latest.seen[0].query["columns"] == "c1,n,block time"
+    assert "columns" not in results.seen[1].query
+
+
+@pytest.mark.parametrize("columns", [["a,b"], ["a", ""]])
+async def test_unsendable_column_names_are_refused_without_a_request(mocked: aioresponses,
+                                                                    columns: list[str]) -> None:
+    async with DuneClient(make_settings()) as client:
+        with pytest.raises(BadRequestError):
+            await read_all(client, columns=columns)
+        with pytest.raises(TypeError):
+            await read_all(client, columns="n,c1")
+    assert all_requested_urls(mocked) == []
+
+
+async def test_requested_columns_size_the_pages(mocked: aioresponses) -> None:
+    """100 requested columns allow 2,500 rows a page, whatever width the caller or the result says."""
+    calls = script(mocked, "GET", RESULTS, paged_server(total=250, max_rows=100, columns=2))
+    columns = [f"c{i}" for i in range(100)]
+    async with DuneClient(make_settings()) as client:
+        assert len(await read_all(client, columns=columns, column_count=2)) == 250
+    assert [s.query["limit"] for s in calls.seen] == ["2500", "2500", "2500"]
 
 
 async def test_base_url_may_carry_the_api_root(mocked: aioresponses) -> None:

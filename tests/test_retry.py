@@ -35,6 +35,7 @@ from tests.test_client_unit import (
     QUERY_ID,
     QUERY_RESULTS,
     RESULTS,
+    SQL_EXECUTE,
     STATUS,
     err,
     execution,
@@ -213,18 +214,30 @@ MAYBE_SENT: dict[str, Callable[[], Any]] = {
 }
 
 
+# Both ways to start an execution: (url, start it, stats name, endpoint as named in errors).
+STARTERS: dict[str, tuple[re.Pattern[str], Callable[[DuneClient], Awaitable[Any]], str, str]] = {
+    "execute": (EXECUTE, lambda c: c.execute(QUERY_ID), "execute", f"POST /api/v1/query/{QUERY_ID}/execute"),
+    "execute_sql": (SQL_EXECUTE, lambda c: c.execute_sql("SELECT 1", performance="medium"), "execute_sql",
+                    "POST /api/v1/sql/execute"),
+}
+
+
 @pytest.mark.parametrize("failure", MAYBE_SENT)
-async def test_execute_is_not_sent_again_once_dune_may_have_received_it(mocked: aioresponses,
+@pytest.mark.parametrize("starter", STARTERS)
+async def test_execute_is_not_sent_again_once_dune_may_have_received_it(mocked: aioresponses, starter: str,
                                                                         failure: str) -> None:
-    calls = script(mocked, "POST", EXECUTE, MAYBE_SENT[failure](), ok(handle_body()))
+    url, start, stats_name, endpoint_name = STARTERS[starter]
+    calls = script(mocked, "POST", url, MAYBE_SENT[failure](), ok(handle_body()))
     async with DuneClient(make_settings(max_tries=5)) as client:
         with pytest.raises(ExecuteOutcomeUnknownError) as raised:
-            await client.execute(QUERY_ID)
+            await start(client)
 
     assert len(calls.seen) == 1, "execute was sent twice: it may bill twice"
-    assert client.stats.requests["execute"] == 1
+    assert client.stats.requests[stats_name] == 1
     message = str(raised.value)
-    assert f"POST /api/v1/query/{QUERY_ID}/execute" in message and f"query {QUERY_ID}" in message
+    assert endpoint_name in message
+    if starter == "execute":
+        assert f"query {QUERY_ID}" in message
     assert KEY not in message
 
 
@@ -237,11 +250,13 @@ SURELY_NOT_SENT: dict[str, Callable[[], Any]] = {
 
 
 @pytest.mark.parametrize("failure", SURELY_NOT_SENT)
-async def test_execute_is_retried_when_it_surely_did_not_start_anything(mocked: aioresponses,
+@pytest.mark.parametrize("starter", STARTERS)
+async def test_execute_is_retried_when_it_surely_did_not_start_anything(mocked: aioresponses, starter: str,
                                                                         failure: str) -> None:
-    calls = script(mocked, "POST", EXECUTE, *_fresh(SURELY_NOT_SENT[failure], 2), ok(handle_body()))
+    url, start, _stats_name, _endpoint_name = STARTERS[starter]
+    calls = script(mocked, "POST", url, *_fresh(SURELY_NOT_SENT[failure], 2), ok(handle_body()))
     async with DuneClient(make_settings(max_tries=5)) as client:
-        handle = await client.execute(QUERY_ID)
+        handle = await start(client)
     assert handle.execution_id == EXECUTION_ID
     assert len(calls.seen) == 3
     assert client.stats.retries == 2
