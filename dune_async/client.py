@@ -24,6 +24,7 @@ import aiohttp
 import backoff
 
 from dune_async import __version__
+from dune_async.defaults import DEFAULTS, default_int
 from dune_async.errors import (
     BadRequestError,
     DuneError,
@@ -48,7 +49,7 @@ from dune_async.retry import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.dune.com"
+DEFAULT_BASE_URL = DEFAULTS["DUNE_BASE_URL"]
 API_ROOT = "/api/v1"
 MAX_DATAPOINTS = 250_000
 """Rows x columns Dune returns per request by default; larger pages are refused or cut."""
@@ -63,11 +64,11 @@ class ClientSettings:
 
     api_key: str = field(repr=False)
     base_url: str = DEFAULT_BASE_URL
-    write_rpm: int | None = 15
-    read_rpm: int | None = 40
+    write_rpm: int | None = default_int("DUNE_WRITE_RPM")
+    read_rpm: int | None = default_int("DUNE_READ_RPM")
     max_in_flight: int = 8
     """Requests in flight per bucket, so a busy or paused read bucket never holds the slots execute needs."""
-    page_size: int = 32_000
+    page_size: int = default_int("DUNE_PAGE_SIZE")
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_tries: int = 8

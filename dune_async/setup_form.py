@@ -12,43 +12,44 @@ from typing import Any
 
 from fivetran_connector_sdk import ConfigurationForm, Test, form_field
 
+from dune_async.catalogue import PERFORMANCE_TIERS, Entry
 from dune_async.client import DuneClient
+from dune_async.defaults import SETTINGS_TABLE, SettingSpec
 from dune_async.errors import AuthenticationError, DuneError, ForbiddenError, NotFoundError
 from dune_async.settings import Settings, SettingsError
 
 _PROBE_EXECUTION_ID = "01HZZZZZZZZZZZZZZZZZZZZZZZ"  # well-formed, never issued: 404 with a good key, 401 without
 
 
+_EXAMPLES = {
+    "DUNE_QUERY_IDS": "1234567, 2345678",
+    "DUNE_QUERY_PARAMETERS": '{"1234567": {"days": 7}}',
+    "DUNE_QUERIES": '[{"query_id": 1234567, "table": "daily_volume", "mode": "merge", "primary_key": ["day"]}, '
+                    '{"sql": "SELECT 1 AS one", "table": "one_row"}]',
+}
+
+
 def configuration_form() -> ConfigurationForm:
-    text, password = form_field.TextField, form_field.TextField.password
+    """One field per entry of the settings table, in its order."""
     form = ConfigurationForm()
-    form.add_field(text("DUNE_API_KEY", "Dune API key", password, required=True,
-                        description="Dune → Settings → API keys."))
-    form.add_field(text("DUNE_QUERY_IDS", "Query ids", required=True, placeholder="1234567, 2345678",
-                        description="Comma-separated ids of the saved Dune queries to sync."))
-    form.add_field(text("DUNE_QUERY_PARAMETERS", "Query parameters (JSON)", placeholder='{"1234567": {"days": 7}}',
-                        description="Optional parameters per query id."))
-    form.add_field(form_field.DropdownField(
-        "DUNE_PERFORMANCE", "Performance tier",
-        fields=[form_field.DropdownFieldParam(value="medium"), form_field.DropdownFieldParam(value="large")],
-        description="Dune engine size for executions (large costs more credits)."))
-    form.add_field(text("DUNE_MAX_RESULT_AGE_HOURS", "Reuse results younger than (hours)",
-                        description="Optional. Read a fresh enough existing result instead of executing."))
-    for key, label, default in (
-        ("DUNE_WRITE_RPM", "Execute requests per minute", "15"),
-        ("DUNE_READ_RPM", "Read requests per minute", "40"),
-        ("DUNE_PAGE_SIZE", "Rows per results page", "32000"),
-        ("DUNE_MIN_POLL_INTERVAL_SECONDS", "Shortest poll interval (s)", "1"),
-        ("DUNE_MAX_POLL_INTERVAL_SECONDS", "Longest poll interval (s)", "10"),
-        ("DUNE_EXECUTION_TIMEOUT_SECONDS", "Execution timeout (s)", "1800"),
-        ("DUNE_CHECKPOINT_ROWS", "Checkpoint every N rows", "10000"),
-        ("DUNE_BASE_URL", "Dune API base URL", "https://api.dune.com"),
-    ):
-        form.add_field(text(key, label, placeholder=default, description=f"Optional, default {default}."))
+    for spec in SETTINGS_TABLE:
+        form.add_field(_field(spec))
     form.add_test(label="Settings are valid", func=check_settings)
     form.add_test(label="Dune accepts the API key", func=check_api_key)
-    form.add_test(label="Every query id exists", func=check_query_ids)
+    form.add_test(label="Every query exists, with the columns the catalogue names", func=check_query_ids)
     return form
+
+
+def _field(spec: SettingSpec) -> Any:
+    if spec.key == "DUNE_API_KEY":
+        return form_field.TextField(spec.key, spec.label, form_field.TextField.password, required=True,
+                                    description=spec.description)
+    if spec.key == "DUNE_PERFORMANCE":
+        tiers = [form_field.DropdownFieldParam(value=tier) for tier in PERFORMANCE_TIERS]
+        return form_field.DropdownField(spec.key, spec.label, fields=tiers, description=spec.description)
+    default = f" Default {spec.default}." if spec.default else ""
+    return form_field.TextField(spec.key, spec.label, placeholder=_EXAMPLES.get(spec.key, spec.default),
+                                description=spec.description + default)
 
 
 def check_settings(configuration: dict[str, Any]) -> Any:
@@ -90,20 +91,42 @@ async def _probe_key(settings: Settings) -> list[str]:
 
 
 async def _probe_queries(settings: Settings) -> list[str]:
+    """Each saved query exists; each catalogue entry's key and columns are in its latest result, if it has one.
+
+    Raw SQL entries cannot be checked without executing them (which costs credits), so they are not."""
     async with DuneClient(settings.client_settings()) as client:
-        answers = await asyncio.gather(*(_probe_query(client, settings, qid) for qid in settings.query_ids))
-    return [problem for problem in answers if problem]
+        probes = [_probe_query(client, qid, settings.parameters_for(qid), f"query {qid}")
+                  for qid in settings.query_ids]
+        probes += [_probe_entry(client, entry) for entry in settings.entries if entry.query_id is not None]
+        answers = await asyncio.gather(*probes)
+    return [problem for problem, _ in answers if problem]
 
 
-async def _probe_query(client: DuneClient, settings: Settings, query_id: int) -> str:
+async def _probe_entry(client: DuneClient, entry: Entry) -> tuple[str, list[str] | None]:
+    assert entry.query_id is not None
+    where = f"DUNE_QUERIES {entry.label}, query {entry.query_id}"
+    problem, names = await _probe_query(client, entry.query_id, dict(entry.parameters), where)
+    if problem or names is None:
+        return problem, names
+    for key, wanted in (("primary_key", entry.primary_key), ("columns", entry.columns or ())):
+        missing = [name for name in wanted if name not in names]
+        if missing:
+            return (f"{where}: {key!r} names column {missing[0]!r}, which its latest result does not have "
+                    f"(it has {', '.join(names)})"), names
+    return "", names
+
+
+async def _probe_query(client: DuneClient, query_id: int, parameters: dict[str, Any],
+                       where: str) -> tuple[str, list[str] | None]:
+    """A problem ("" when none) and the columns of the latest result (None when there is none yet)."""
     try:
-        await client.latest_result(query_id, parameters=settings.parameters_for(query_id), limit=1)
+        page = await client.latest_result(query_id, parameters=parameters, limit=1)
     except NotFoundError as exc:
         if "no execution found" in exc.detail.lower():
-            return ""  # the query exists; it has just never run with these parameters
-        return f"query {query_id} does not exist or is private to another account"
+            return "", None  # the query exists; it has just never run with these parameters
+        return f"{where} does not exist or is private to another account", None
     except ForbiddenError:
-        return f"query {query_id} is archived, unsaved or not visible to this API key"
+        return f"{where} is archived, unsaved or not visible to this API key", None
     except AuthenticationError:
-        return "Dune rejected the API key (DUNE_API_KEY)"
-    return ""
+        return "Dune rejected the API key (DUNE_API_KEY)", None
+    return "", list(page.metadata.column_names) if page.metadata else []

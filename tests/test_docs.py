@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
 
 from devtools.sdk import PROJECT_ROOT
+from dune_async.client import ClientSettings
+from dune_async.defaults import SETTINGS_TABLE
 from dune_async.settings import Settings
 from dune_async.setup_form import configuration_form
 
@@ -21,28 +22,28 @@ def readme_settings() -> dict[str, str]:
 
 def test_every_setting_is_documented_in_the_readme_and_configuration_json() -> None:
     documented = readme_settings()
-    assert set(documented) == set(PLACEHOLDERS), "README table and configuration.json list different settings"
-    assert set(PLACEHOLDERS) <= {field.name for field in configuration_form()._fields}
+    keys = {spec.key for spec in SETTINGS_TABLE}
+    assert set(documented) == keys, "README table and the settings table list different settings"
+    assert set(PLACEHOLDERS) == keys, "configuration.json and the settings table list different settings"
+    assert keys <= {field.name for field in configuration_form()._fields}
     assert all(isinstance(value, str) for value in PLACEHOLDERS.values()), "configuration.json values are strings"
 
 
 def test_documented_defaults_are_the_real_defaults() -> None:
     minimal = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1"})
     documented = readme_settings()
-    settings_by_key = {
-        "DUNE_BASE_URL": minimal.base_url, "DUNE_PERFORMANCE": minimal.performance,
-        "DUNE_WRITE_RPM": minimal.write_rpm, "DUNE_READ_RPM": minimal.read_rpm,
-        "DUNE_PAGE_SIZE": minimal.page_size, "DUNE_MIN_POLL_INTERVAL_SECONDS": minimal.min_poll_seconds,
-        "DUNE_MAX_POLL_INTERVAL_SECONDS": minimal.max_poll_seconds,
-        "DUNE_EXECUTION_TIMEOUT_SECONDS": minimal.execution_timeout_seconds,
-        "DUNE_CHECKPOINT_ROWS": minimal.checkpoint_rows,
-    }
-    assert len(settings_by_key) + 4 == len(fields(Settings))  # + key, ids, parameters, max result age
-    for key, value in settings_by_key.items():
-        shown = documented[key].strip("`")
-        assert shown == f"{value:g}" if isinstance(value, float) else shown == str(value), key
-        placeholder = PLACEHOLDERS[key]
-        assert Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1", key: placeholder}) == minimal, key
+    for spec in SETTINGS_TABLE:
+        if spec.required or spec.key in ("DUNE_API_KEY", "DUNE_QUERY_IDS"):
+            continue
+        if spec.default:
+            assert documented[spec.key].strip("`") == spec.default, spec.key
+        # The default written out, the placeholder and nothing at all configure the same sync.
+        for value in (spec.default, PLACEHOLDERS[spec.key]):
+            again = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1", spec.key: value})
+            assert again == minimal, spec.key
+    client = ClientSettings(api_key="k")
+    assert (client.write_rpm, client.read_rpm, client.page_size, client.base_url) == (
+        minimal.write_rpm, minimal.read_rpm, minimal.page_size, minimal.base_url), "the client shares the defaults"
 
 
 def test_configuration_json_holds_placeholders_only() -> None:
