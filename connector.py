@@ -7,15 +7,16 @@ from fivetran_connector_sdk import Connector
 from fivetran_connector_sdk import Logging as log
 from fivetran_connector_sdk import Operations as op
 
+from dune_async.discovery import destination_schema
 from dune_async.logbridge import sdk_logging
 from dune_async.setup_form import configuration_form
 from dune_async.sync import run_sync
-from dune_async.tables import SCHEMA
 
 
 def schema(configuration: dict) -> list:
-    """The two destination tables: `dune_query_result` and `dune_query_execution`."""
-    return SCHEMA
+    """`dune_query_result`, `dune_query_execution`, and a typed table per catalogue entry."""
+    with sdk_logging(log):
+        return destination_schema(configuration)
 
 
 def update(configuration: dict, state: dict) -> None:

@@ -1,4 +1,9 @@
-"""The destination tables: their schema, and how a Dune row or execution becomes a table row."""
+"""The destination tables: their schema, and how an execution becomes a `dune_query_execution` row.
+
+`SCHEMA` holds the connector's own tables; `typed_table` declares a catalogue entry's table from the column
+names and types of the query's latest result (Dune's `column_types`, mapped by `types`), so that a column's
+type never depends on the values of its first rows.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dune_async.catalogue import EXECUTION_TABLE, RESULT_TABLE
+from dune_async.catalogue import EXECUTION_TABLE, RESULT_TABLE, Entry
 from dune_async.events import Origin, Outcome
-from dune_async.models import ExecutionStatus
+from dune_async.models import ExecutionStatus, ResultMetadata
+from dune_async.types import fivetran_columns
 
 SCHEMA: list[dict[str, Any]] = [
     {
@@ -49,6 +55,17 @@ SCHEMA: list[dict[str, Any]] = [
         },
     },
 ]
+
+
+def typed_table(entry: Entry, metadata: ResultMetadata | None) -> dict[str, Any]:
+    """The declaration of an entry's table; without metadata only the key and the connector's columns."""
+    columns: dict[str, Any] = {}
+    if metadata is not None and metadata.column_names and len(metadata.column_types) == len(metadata.column_names):
+        declared = fivetran_columns(metadata.column_names, metadata.column_types)
+        wanted = entry.columns or tuple(metadata.column_names)
+        columns = {name: declared[name] for name in wanted if name in declared}
+    columns.update({"_dune_execution_id": "STRING", "_dune_row": "LONG"})
+    return {"table": entry.table, "primary_key": list(entry.table_key), "columns": columns}
 
 
 @dataclass(frozen=True)
