@@ -20,7 +20,7 @@ from aiohttp import web
 from dune_async.emulator import errors
 from dune_async.emulator.counters import DROPPED, Counters
 from dune_async.emulator.errors import ApiError
-from dune_async.emulator.executions import Execution, ExecutionStore, execution_object, is_well_formed
+from dune_async.emulator.executions import Execution, ExecutionStore, is_well_formed, status_object
 from dune_async.emulator.faults import Fault, FaultInjector, FaultKind
 from dune_async.emulator.limits import Bucket, Policy, RateLimiter
 from dune_async.emulator.results import Answer, PageContext, PageRequest, json_body, results_answer
@@ -77,7 +77,7 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
 
 
 def error_response(error: ApiError) -> web.Response:
-    return json_response(error.status, {"error": error.message}, error.headers)
+    return json_response(error.status, error.body, error.headers)
 
 
 # --- the gate ----------------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def _execution(request: web.Request) -> Execution:
         raise errors.invalid_execution_id(raw)
     execution = _backend(request).store.get(raw)
     if execution is None:
-        raise errors.unknown_execution()
+        raise errors.unknown_execution(raw)
     return execution
 
 
@@ -209,9 +209,9 @@ async def _request_body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:
-        raise ApiError(400, "invalid request body: not JSON") from None
+        raise errors.invalid_body() from None
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid request body: expected a JSON object")
+        raise errors.invalid_body()
     return body
 
 
@@ -240,10 +240,10 @@ async def execute(request: web.Request) -> web.Response:
         raise ApiError(403, "Not allowed to execute query. Query is archived, unsaved or not enough permissions.")
     given = body.get("query_parameters") or {}
     if not isinstance(given, dict):
-        raise ApiError(400, "invalid request body: query_parameters must be an object")
+        raise errors.invalid_body()
     parameters = merged_parameters(spec, given)
     if spec.credits_exhausted:
-        raise ApiError(402, "This API request would exceed your configured credits limit for this billing cycle.")
+        raise errors.billing_cycle_limit()
     backend = _backend(request)
     execution = backend.store.create(spec, parameters, performance)
     backend.counters.execution_created(spec.query_id)
@@ -253,7 +253,7 @@ async def execute(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     execution = _execution(request)
     now = _backend(request).store.clock()
-    return json_response(200, execution_object(execution, now, with_metadata=True))
+    return json_response(200, status_object(execution, now))
 
 
 async def cancel(request: web.Request) -> web.Response:

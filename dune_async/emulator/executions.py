@@ -26,7 +26,14 @@ NS = 1_000_000_000
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 EXECUTION_ID = re.compile(r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
 TIMEOUT_ERROR = ErrorSpec(type="FAILED_TYPE_EXECUTION_FAILED",
-                          message="Query execution timed out after 30 minutes", line=0, column=0)
+                          message="Query execution timed out after 30 minutes", line=None, column=None)
+# What a truncated result answers when read without allow_partial_results (recorded, troubleshooting docs 2024).
+RESULT_SIZE_EXCEEDED = ErrorSpec(
+    type="FAILED_TYPE_RESULT_SIZE_EXCEEDED",
+    message="Result is too large and was truncated to 1.0GiB. Set allow_partial_results=true query parameter to "
+            "get the partial result.",
+    line=None, column=None,
+)
 
 Clock = Callable[[], int]  # wall clock, integer nanoseconds since the epoch
 
@@ -70,10 +77,14 @@ def parameter_key(parameters: Mapping[str, object]) -> str:
 
 
 def format_time(ns: int, digits: int) -> str:
-    """RFC 3339 UTC with `digits` fractional digits; Dune sends anything from 0 to 9."""
+    """RFC 3339 UTC cut to `digits` fractional digits, trailing zeros dropped as Go's RFC3339Nano does.
+
+    The recordings show it: `2024-03-16T22:27:39.13562Z` (5 digits) next to `...41.588467Z`.
+    """
     seconds, fraction = divmod(ns, NS)
     text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{text}.{fraction // 10 ** (9 - digits):0{digits}d}Z" if digits else f"{text}Z"
+    digits_text = f"{fraction // 10 ** (9 - digits):0{digits}d}".rstrip("0") if digits else ""
+    return f"{text}.{digits_text}Z" if digits_text else f"{text}Z"
 
 
 class UlidFactory:
@@ -109,6 +120,7 @@ class Execution:
     cancelled_ns: int | None = None
     expired_ns: int | None = None
     origin: str = "executed"
+    sql: str | None = None
     _rows: RowSource | None = field(default=None, repr=False)
     _total_bytes: int | None = field(default=None, repr=False)
 
@@ -131,6 +143,16 @@ class Execution:
     @property
     def expires_ns(self) -> int:
         return self.ended_ns + int(self.spec.expires_after_seconds * NS)
+
+    @property
+    def failed_before_start(self) -> bool:
+        """Failed while planning (e.g. a column that does not resolve): never started, nothing billed."""
+        return self.spec.fails_before_start and self.outcome_state is State.FAILED and not self.timed_out
+
+    @property
+    def stamp_digits(self) -> int:
+        """Fraction digits of the start and end times: 6 or 9, both seen in recordings; fixed per execution."""
+        return 9 if CROCKFORD.index(self.execution_id[-1].upper()) % 2 else 6
 
     @property
     def outcome_state(self) -> State:
@@ -167,6 +189,8 @@ class Execution:
         """Credits billed: nothing until it finishes, nothing if cancelled before it started; large costs 2x."""
         if not state.finished or (state is State.CANCELLED and self.cancelled_ns <= self.started_ns):
             return 0.0
+        if state is State.FAILED and self.failed_before_start:
+            return 0.0  # status_failed_2025_docs: FAILED, no start, 0 credits
         return self.spec.execution_cost_credits * (2 if self.performance == "large" else 1)
 
     def queue_position(self, now: int) -> int:
@@ -201,35 +225,66 @@ class ExecutionInfo:
     origin: str
 
 
-def execution_object(execution: Execution, now: int, *, with_metadata: bool) -> dict[str, Any]:
-    """The execution object of the status and results endpoints, with exactly the fields its state has."""
+def status_object(execution: Execution, now: int) -> dict[str, Any]:
+    """GET /execution/{id}/status: the execution object with its credits, and result_metadata when COMPLETED."""
     state = execution.state(now)
-    body: dict[str, Any] = {
-        "execution_id": execution.execution_id,
-        "query_id": execution.query_id,
+    body = _execution_fields(execution, state, now)
+    body["execution_cost_credits"] = execution.cost(state)
+    if state is State.FAILED:
+        body["error"] = _error(execution)
+    if state is State.COMPLETED:
+        body["result_metadata"] = result_metadata(execution, execution.spec.columns, execution.total_rows)
+    return body
+
+
+def results_object(execution: Execution, now: int, *, allow_partial: bool) -> dict[str, Any]:
+    """The execution part of a results answer; no credits there (no recording of a results body has them).
+
+    A COMPLETED_PARTIAL execution read without `allow_partial_results` is reported FAILED with
+    FAILED_TYPE_RESULT_SIZE_EXCEEDED, as recorded; with it, it keeps its own state (unconfirmed: no recording).
+    """
+    state = reported_results_state(execution, now, allow_partial=allow_partial)
+    body = _execution_fields(execution, state, now)
+    if state is State.FAILED:
+        body["error"] = _error_object(RESULT_SIZE_EXCEEDED) if execution.state(now) is not State.FAILED \
+            else _error(execution)
+    return body
+
+
+def reported_results_state(execution: Execution, now: int, *, allow_partial: bool) -> State:
+    state = execution.state(now)
+    if state is State.COMPLETED_PARTIAL and not allow_partial:
+        return State.FAILED
+    return state
+
+
+def _execution_fields(execution: Execution, state: State, now: int) -> dict[str, Any]:
+    """The fields status and results share, exactly those the state has."""
+    body: dict[str, Any] = {"execution_id": execution.execution_id}
+    if execution.sql is None:  # an ad-hoc SQL execution has no saved query (see README)
+        body["query_id"] = execution.query_id
+    body.update({
         "is_execution_finished": state.finished,
         "state": state.value,
-        "submitted_at": format_time(execution.submitted_ns, 9),
-        "expires_at": format_time(execution.expires_ns, 9),
-    }
+        "submitted_at": format_time(execution.submitted_ns, 6),
+        "expires_at": format_time(execution.expires_ns, 6),
+    })
+    digits = execution.stamp_digits
     if started := _started_ns(execution, state):
-        body["execution_started_at"] = format_time(started, 6)
-    if state.finished:
-        body["execution_ended_at"] = format_time(_ended_ns(execution, state), 9)
+        body["execution_started_at"] = format_time(started, digits)
+    if state.finished and started is not None:  # a cancel before the start has no end either (ts-dune-client e2e)
+        body["execution_ended_at"] = format_time(_ended_ns(execution, state), digits)
     if state is State.CANCELLED:
         body["cancelled_at"] = format_time(execution.cancelled_ns or now, 6)
     if state is State.PENDING:
         body["queue_position"] = execution.queue_position(now)
-    body["execution_cost_credits"] = execution.cost(state)
-    if state is State.FAILED:
-        body["error"] = _error(execution)
-    if with_metadata and state is State.COMPLETED:
-        body["result_metadata"] = result_metadata(execution, execution.spec.columns, execution.total_rows)
     return body
 
 
 def _started_ns(execution: Execution, state: State) -> int | None:
     if state is State.PENDING:
+        return None
+    if state is State.FAILED and execution.failed_before_start:
         return None
     if state is State.CANCELLED and execution.cancelled_ns <= execution.started_ns:
         return None
@@ -247,8 +302,15 @@ def _ended_ns(execution: Execution, state: State) -> int:
 
 
 def _error(execution: Execution) -> dict[str, Any]:
-    error = TIMEOUT_ERROR if execution.timed_out else execution.spec.error
-    return {"type": error.type, "message": error.message, "metadata": {"line": error.line, "column": error.column}}
+    return _error_object(TIMEOUT_ERROR if execution.timed_out else execution.spec.error)
+
+
+def _error_object(error: ErrorSpec) -> dict[str, Any]:
+    """Dune's error object; `metadata` (line, column) only for errors that point into the SQL, as recorded."""
+    body: dict[str, Any] = {"type": error.type, "message": error.message}
+    if error.line is not None or error.column is not None:
+        body["metadata"] = {"line": error.line or 0, "column": error.column or 0}
+    return body
 
 
 def result_metadata(execution: Execution, columns: Sequence[ColumnSpec], count: int) -> dict[str, Any]:

@@ -17,8 +17,14 @@ from typing import Any
 from multidict import MultiDict, MultiMapping
 from yarl import URL
 
-from dune_async.emulator.errors import ApiError
-from dune_async.emulator.executions import Execution, State, execution_object, result_metadata
+from dune_async.emulator.errors import ApiError, csv_not_completed
+from dune_async.emulator.executions import (
+    Execution,
+    State,
+    reported_results_state,
+    result_metadata,
+    results_object,
+)
 from dune_async.emulator.scenario import ColumnSpec
 
 DATAPOINT_CAP = 250_000
@@ -124,13 +130,12 @@ class PageContext:
 
 def results_answer(execution: Execution, context: PageContext) -> Answer:
     """The 200 answer of GET /execution/{id}/results (or /results/csv), or an ApiError."""
-    state = execution.state(context.now)
-    readable = state is State.COMPLETED or (state is State.COMPLETED_PARTIAL and context.request.allow_partial)
-    if state is State.COMPLETED_PARTIAL and not readable:
-        raise ApiError(400, "This query result is partial (too large); add allow_partial_results=true to read it")
+    allow_partial = context.request.allow_partial
+    state = reported_results_state(execution, context.now, allow_partial=allow_partial)
+    readable = state in (State.COMPLETED, State.COMPLETED_PARTIAL)
     if context.csv and not readable:
-        raise ApiError(400, f"No result to download: the execution is {state.value}")
-    body = execution_object(execution, context.now, with_metadata=False)
+        raise csv_not_completed(state.value)
+    body = results_object(execution, context.now, allow_partial=allow_partial)
     if not readable:
         return Answer(json_body(body))
     columns = selected_columns(execution, context.request.columns)

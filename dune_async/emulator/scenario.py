@@ -37,12 +37,12 @@ class ColumnSpec:
 
 @dataclass
 class ErrorSpec:
-    """The `error` object a FAILED execution reports."""
+    """The `error` object a FAILED execution reports; `metadata` {line, column} is left out when both are None."""
 
     type: str = "FAILED_TYPE_EXECUTION_FAILED"
     message: str = "line 3:8: mismatched input 'form'. Expecting: ',', 'EXCEPT', 'FROM', 'GROUP', 'LIMIT'"
-    line: int = 3
-    column: int = 8
+    line: int | None = 3
+    column: int | None = 8
 
 
 def default_columns() -> list[ColumnSpec]:
@@ -75,6 +75,7 @@ class QuerySpec:
     expires_after_seconds: float = DEFAULT_EXPIRY_SECONDS
     latest_result_age_seconds: float | None = None
     error: ErrorSpec = field(default_factory=ErrorSpec)
+    fails_before_start: bool = False
 
     def __post_init__(self) -> None:
         self.query_id = int(self.query_id)
