@@ -380,6 +380,8 @@ SCENARIO_QUERIES = [
     QuerySpec(6, forbidden=True),
     QuerySpec(7, outcome=Outcome.FAILED),
 ]
+SLOW_SQL = "SELECT * FROM dex.trades"
+SCENARIO_SQL = {SLOW_SQL: QuerySpec(0, queue_seconds=100, execution_seconds=100)}
 
 
 class Reproduction:
@@ -409,12 +411,20 @@ class Reproduction:
             return await api.call("GET", "/query/1/results", params=self.paging(body))
         return await api.call("GET", f"/execution/{await self.in_state(body)}/results", params=self.paging(body))
 
+    async def start_slow(self, body: dict[str, Any]) -> str:
+        """The slow query, or the slow ad-hoc SQL when the recording has no query id (POST /sql/execute)."""
+        if "query_id" in body:
+            return await self.api.execute(2)
+        reply = await self.api.call("POST", "/sql/execute", json={"sql": SLOW_SQL, "performance": "medium"})
+        assert reply.status == 200, reply.text
+        return str(reply.body["execution_id"])
+
     async def in_state(self, body: dict[str, Any]) -> str:
         state = body["state"]
         if state == "QUERY_STATE_PENDING":
-            return await self.api.execute(2)
+            return await self.start_slow(body)
         if state == "QUERY_STATE_EXECUTING":
-            execution_id = await self.api.execute(2)
+            execution_id = await self.start_slow(body)
             self.clock.advance(150)
             return execution_id
         if state == "QUERY_STATE_CANCELLED":
@@ -473,8 +483,6 @@ def emulator_cases() -> list[Any]:
         marks = list(param.marks)
         if fixture is not None and is_per_request_limit(fixture):
             marks.append(pytest.mark.xfail(strict=True, reason="the emulator has no per-request credit cap yet"))
-        if fixture is not None and fixture.name == "status_executing_2025_docs":
-            marks.append(pytest.mark.xfail(strict=True, reason="an ad-hoc SQL execution: not emulated yet"))
         cases.append(pytest.param(fixture, marks=marks, id=param.id))
     return cases
 
@@ -482,7 +490,7 @@ def emulator_cases() -> list[Any]:
 @pytest.mark.parametrize("fixture", emulator_cases())
 async def test_the_emulator_answers_the_same_shape(fixture: Fixture) -> None:
     clock = FakeClock()
-    async with running(unlimited(*SCENARIO_QUERIES), clock=clock) as (_, api):
+    async with running(unlimited(*SCENARIO_QUERIES, sql=SCENARIO_SQL), clock=clock) as (_, api):
         reproduction = Reproduction(api, clock, fixture)
         reply = await (reproduction.success() if 200 <= fixture.status < 300 else reproduction.failure())
     assert reply.status == fixture.status, reply.text

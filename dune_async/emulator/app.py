@@ -24,7 +24,7 @@ from dune_async.emulator.executions import Execution, ExecutionStore, is_well_fo
 from dune_async.emulator.faults import Fault, FaultInjector, FaultKind
 from dune_async.emulator.limits import Bucket, Policy, RateLimiter
 from dune_async.emulator.results import Answer, PageContext, PageRequest, json_body, results_answer
-from dune_async.emulator.scenario import QuerySpec, Scenario
+from dune_async.emulator.scenario import QuerySpec, Scenario, sql_key
 
 API = "/api/v1"
 log = logging.getLogger(__name__)
@@ -87,8 +87,11 @@ def route_name(request: web.Request) -> str:
     return request.match_info.route.name or "unknown"
 
 
+EXECUTE_ROUTES = ("execute", "sql_execute")
+
+
 def bucket_of(route: str) -> Bucket:
-    return Bucket.WRITE if route == "execute" else Bucket.READ
+    return Bucket.WRITE if route in EXECUTE_ROUTES else Bucket.READ
 
 
 def presented_key(request: web.Request) -> str:
@@ -141,7 +144,7 @@ async def _with_faults(request: web.Request, handler: Handler, backend: Backend,
         return await _handle(request, handler)
     if fault.kind is FaultKind.DROP:
         return _drop(request)
-    if route == "execute" and backend.scenario.fault_execute_after_create:
+    if route in EXECUTE_ROUTES and backend.scenario.fault_execute_after_create:
         # The execution exists and is billed, but the client only sees a gateway error.
         await _handle(request, handler)
         fault = Fault(FaultKind.ERROR, 502)
@@ -250,6 +253,24 @@ async def execute(request: web.Request) -> web.Response:
     return json_response(200, {"execution_id": execution.execution_id, "state": "QUERY_STATE_PENDING"})
 
 
+async def sql_execute(request: web.Request) -> web.Response:
+    """POST /sql/execute: an ad-hoc SQL text the scenario knows; anything else is Dune's syntax error."""
+    body = await _request_body(request)
+    text = body.get("sql")
+    if not isinstance(text, str) or not text.strip():
+        raise errors.invalid_body()
+    performance = _performance(body)
+    backend = _backend(request)
+    spec = backend.scenario.sql.get(sql_key(text))
+    if spec is None:
+        raise errors.sql_syntax_error(text)
+    if spec.credits_exhausted:
+        raise errors.billing_cycle_limit()
+    execution = backend.store.create(spec, {}, performance, sql=sql_key(text))
+    backend.counters.sql_execution_created()
+    return json_response(200, {"execution_id": execution.execution_id, "state": "QUERY_STATE_PENDING"})
+
+
 async def status(request: web.Request) -> web.Response:
     execution = _execution(request)
     now = _backend(request).store.clock()
@@ -308,6 +329,7 @@ def _answer_response(answer: Answer) -> web.Response:
 
 ROUTES: list[tuple[str, str, Handler, str]] = [
     ("POST", "/query/{query_id}/execute", execute, "execute"),
+    ("POST", "/sql/execute", sql_execute, "sql_execute"),
     ("GET", "/execution/{execution_id}/status", status, "status"),
     ("GET", "/execution/{execution_id}/results", results, "results"),
     ("GET", "/execution/{execution_id}/results/csv", results_csv, "results_csv"),

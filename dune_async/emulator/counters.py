@@ -20,6 +20,7 @@ DROPPED = 0  # the status logged for a connection closed without an answer
 class Counters:
     requests_by_route: Counter[str] = field(default_factory=Counter)
     executions_per_query: Counter[int] = field(default_factory=Counter)
+    sql_executions: int = 0
     rate_limited: int = 0
     peak_concurrent_requests: int = 0
     in_flight: int = 0
@@ -47,6 +48,10 @@ class Counters:
     def execution_created(self, query_id: int) -> None:
         with self._lock:
             self.executions_per_query[query_id] += 1
+
+    def sql_execution_created(self) -> None:
+        with self._lock:
+            self.sql_executions += 1
 
     def served_rows(self, count: int) -> None:
         with self._lock:

@@ -66,3 +66,10 @@ def csv_not_completed(state: str) -> ApiError:
     """The recorded 409 of /results/csv for an execution without a COMPLETED result."""
     return ApiError(409, "Query state is not QUERY_STATE_COMPLETED, cannot provide CSV Result",
                     extra={"errorDetails": None, "state": state})
+
+
+def sql_syntax_error(text: str) -> ApiError:
+    """What the emulator answers for SQL it does not know; worded like the spec's QueryResultError example."""
+    words = text.split()
+    first = words[0] if words else ""
+    return ApiError(400, f"Error: Line 1:1: mismatched input '{first}'")

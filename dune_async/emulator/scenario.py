@@ -124,9 +124,11 @@ class Scenario:
     fault_routes: set[str] | None = None
     fault_execute_after_create: bool = False
     seed: int = 0
+    sql: dict[str, QuerySpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.queries = _normalise_queries(self.queries)
+        self.sql = _normalise_sql(self.sql)
         if self.fault_routes is not None:
             self.fault_routes = set(self.fault_routes)
         self.fault_5xx_statuses = [int(s) for s in self.fault_5xx_statuses]
@@ -175,6 +177,33 @@ def _normalise_queries(queries: Mapping[Any, Any] | Iterable[Any]) -> dict[int, 
     else:
         specs = [_query(value) for value in queries]
     return {spec.query_id: spec for spec in specs}
+
+
+def sql_key(text: str) -> str:
+    """SQL texts match exactly once the whitespace around them is stripped."""
+    return text.strip()
+
+
+def _normalise_sql(entries: Mapping[str, Any] | Iterable[Any]) -> dict[str, QuerySpec]:
+    """`{sql text: result spec}` or `[{"sql": text, ...result spec}]`; a result spec is a QuerySpec without id.
+
+    Every SQL result has query id 0 inside the emulator; bodies leave `query_id` out (see README).
+    """
+    pairs: list[tuple[str, Any]]
+    if isinstance(entries, Mapping):
+        pairs = list(entries.items())
+    else:
+        pairs = []
+        for entry in entries:
+            data = dict(entry)
+            pairs.append((str(data.pop("sql")), data))
+    specs = {}
+    for text, value in pairs:
+        if isinstance(value, QuerySpec):
+            specs[sql_key(text)] = value
+        else:
+            specs[sql_key(text)] = QuerySpec.from_dict({"query_id": 0, **dict(value)})
+    return specs
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
