@@ -283,3 +283,24 @@ async def test_csv_of_an_execution_without_a_completed_result_is_the_recorded_40
         "error": "Query state is not QUERY_STATE_COMPLETED, cannot provide CSV Result",
         "errorDetails": None, "state": "QUERY_STATE_EXECUTING"}
     assert cancelled_csv.status == 409 and cancelled_csv.body["state"] == "QUERY_STATE_CANCELLED"
+
+
+async def test_columns_on_latest_results_and_csv_keep_the_selection_in_next_links() -> None:
+    clock = FakeClock()
+    async with running(unlimited(QuerySpec(1, rows=12)), clock=clock) as (_, api):
+        execution_id = await finished_execution(api, clock, 1)
+        whole = await api.results(execution_id, limit=5)
+        latest = await api.call("GET", "/query/1/results", params={"limit": "5", "columns": "label,n"})
+        following = await api.call("GET", latest.body["next_uri"])
+        csv_page = await api.call("GET", "/query/1/results/csv", params={"limit": "5", "columns": "n"})
+        unknown = await api.call("GET", "/query/1/results", params={"columns": "n,missing"})
+    meta = latest.body["result"]["metadata"]
+    assert meta["column_names"] == ["n", "label"] and meta["column_types"] == ["bigint", "varchar"]
+    assert meta["datapoint_count"] == 10
+    assert 0 < meta["result_set_bytes"] < whole.body["result"]["metadata"]["result_set_bytes"]
+    assert [set(r) for r in latest.body["result"]["rows"]] == [{"n", "label"}] * 5
+    assert URL(latest.body["next_uri"]).query["columns"] == "label,n"
+    assert [r["n"] for r in following.body["result"]["rows"]] == [5, 6, 7, 8, 9]
+    assert set(following.body["result"]["rows"][0]) == {"n", "label"}
+    assert csv_page.text.splitlines()[0] == "n" and "columns=n" in csv_page.headers["x-dune-next-uri"]
+    assert (unknown.status, unknown.body) == (400, {"error": "columns not found in the result: missing"})
