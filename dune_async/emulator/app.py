@@ -235,6 +235,15 @@ def merged_parameters(spec: QuerySpec, given: dict[str, object]) -> dict[str, ob
     return {**spec.parameters, **given}
 
 
+def _check_cursor(spec: QuerySpec, parameters: dict[str, object]) -> None:
+    if spec.cursor is None:
+        return
+    try:
+        spec.cursor.threshold(parameters[spec.cursor.parameter])
+    except ValueError as error:
+        raise errors.invalid_parameter(spec.cursor.parameter, str(error)) from None
+
+
 async def execute(request: web.Request) -> web.Response:
     spec = _query_spec(request)
     body = await _request_body(request)
@@ -245,6 +254,7 @@ async def execute(request: web.Request) -> web.Response:
     if not isinstance(given, dict):
         raise errors.invalid_body()
     parameters = merged_parameters(spec, given)
+    _check_cursor(spec, parameters)
     if spec.credits_exhausted:
         raise errors.billing_cycle_limit()
     backend = _backend(request)

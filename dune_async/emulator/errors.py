@@ -39,6 +39,11 @@ def unknown_parameters(names: list[str]) -> ApiError:
 INTERNAL_ERROR = "An internal error occurred"  # Dune's spelling since 2025; 'occured' before
 
 
+def invalid_parameter(name: str, reason: str) -> ApiError:
+    """Worded like the recorded `unknown parameters (name)`; Dune's text for a bad value is not recorded."""
+    return ApiError(400, f"invalid parameters ({name}: {reason})")
+
+
 def internal() -> ApiError:
     return ApiError(500, INTERNAL_ERROR)
 

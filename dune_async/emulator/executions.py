@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dune_async.emulator.rows import RowSource
+from dune_async.emulator.rows import IndexValue, RowSource, cursor_column, first_index_at_or_after, key_column
 from dune_async.emulator.scenario import THIRTY_MINUTES, ColumnSpec, ErrorSpec, Outcome, QuerySpec
 
 NS = 1_000_000_000
@@ -121,6 +121,7 @@ class Execution:
     expired_ns: int | None = None
     origin: str = "executed"
     sql: str | None = None
+    ordinal: int = 0
     _rows: RowSource | None = field(default=None, repr=False)
     _total_bytes: int | None = field(default=None, repr=False)
 
@@ -172,13 +173,45 @@ class Execution:
     @property
     def row_source(self) -> RowSource:
         if self._rows is None:
-            key = parameter_key(self.parameters) if self.sql is None else f"sql:{self.sql}"
-            self._rows = RowSource(self.query_id, key, self.spec.columns)
+            self._rows = RowSource(self.query_id, self._row_key(), self.spec.columns, self._fixed_columns())
         return self._rows
+
+    def _row_key(self) -> str:
+        """What the values depend on: the parameters, except a cursor (a row is the same whatever the cursor)."""
+        if self.sql is not None:
+            return f"sql:{self.sql}"
+        cursor = self.spec.cursor
+        values = {k: v for k, v in self.parameters.items() if cursor is None or k != cursor.parameter}
+        return parameter_key(values)
+
+    def _fixed_columns(self) -> dict[str, tuple[str, IndexValue]]:
+        cursor = self.spec.cursor
+        if cursor is None:
+            return {}
+        types = {c.name: c.type for c in self.spec.columns}
+        fixed = {cursor.column: ("cursor", cursor_column(types[cursor.column]))}
+        if cursor.key_column is not None:
+            fixed[cursor.key_column] = ("key", key_column(types[cursor.key_column], self.query_id))
+        return fixed
+
+    @property
+    def first_row(self) -> int:
+        """The first logical row served: past the rows below the cursor, if the query has one."""
+        cursor = self.spec.cursor
+        if cursor is None:
+            return 0
+        column_type = next(c.type for c in self.spec.columns if c.name == cursor.column)
+        threshold = cursor.threshold(self.parameters[cursor.parameter])
+        return min(first_index_at_or_after(column_type, threshold), self.spec.rows_for(self.ordinal))
 
     @property
     def total_rows(self) -> int:
-        return self.spec.kept_rows
+        return self.spec.kept_rows_for(self.spec.rows_for(self.ordinal) - self.first_row)
+
+    def rows(self, start: int, stop: int) -> list[tuple[object, ...]]:
+        """Rows start..stop-1 of this execution's result (logical rows shifted by the cursor)."""
+        first = self.first_row
+        return self.row_source.rows(first + start, first + stop)
 
     def had_result(self, now: int) -> bool:
         """It finished with rows (perhaps expired since); not if cancelled, failed or expired before the end."""
@@ -201,7 +234,7 @@ class Execution:
     def total_result_bytes(self) -> int:
         """Bytes of the whole result, estimated from a sample of rows so it is stable across pages."""
         if self._total_bytes is None:
-            sample = self.row_source.rows(0, min(self.total_rows, 200))
+            sample = self.rows(0, min(self.total_rows, 200))
             names = [c.name for c in self.spec.columns]
             encoded = json.dumps([dict(zip(names, row, strict=True)) for row in sample], ensure_ascii=False)
             per_row = len(encoded.encode()) / max(len(sample), 1)
@@ -348,8 +381,10 @@ class ExecutionStore:
         now = self.clock()
         submitted = now if submitted_ns is None else submitted_ns
         waiting = sum(1 for e in self._by_id.values() if e.state(now) is State.PENDING)
+        ordinal = sum(1 for e in self._by_id.values() if (e.query_id, e.sql) == (spec.query_id, sql))
         execution = Execution(self._ids.new(submitted), dataclasses.replace(spec), dict(parameters), performance,
-                              submitted, queue_position_at_submit=waiting + 1, origin=origin, sql=sql)
+                              submitted, queue_position_at_submit=waiting + 1, origin=origin, sql=sql,
+                              ordinal=ordinal)
         self._by_id[execution.execution_id] = execution
         return execution
 

@@ -143,7 +143,7 @@ def results_answer(execution: Execution, context: PageContext) -> Answer:
     size = page_size(context.request, total, len(columns), context.max_page_rows)
     start = min(context.request.offset, total)
     stop = min(start + size, total)
-    rows = execution.row_source.rows(start, stop)
+    rows = execution.rows(start, stop)
     more = stop < total
     path = f"/api/v1/execution/{execution.execution_id}/results" + ("/csv" if context.csv else "")
     link = next_uri(context.url, path, context.query, size, stop) if more else None
