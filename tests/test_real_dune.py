@@ -461,6 +461,10 @@ class Reproduction:
         if status == 401:
             api.key = "wrong"
             return await api.call("GET", f"/execution/{EXECUTION_ID}/status")
+        if status == 402 and "per request" in text:
+            execution_id = await self.finished(1)
+            api.emulator.scenario.max_credits_per_request = 0.000_001
+            return await api.call("GET", f"/execution/{execution_id}/results")
         if status == 402:
             return await api.call("POST", "/query/5/execute")
         if status == 403:
@@ -481,8 +485,6 @@ def emulator_cases() -> list[Any]:
     for param in FIXTURE_PARAMS:
         fixture = param.values[0]
         marks = list(param.marks)
-        if fixture is not None and is_per_request_limit(fixture):
-            marks.append(pytest.mark.xfail(strict=True, reason="the emulator has no per-request credit cap yet"))
         cases.append(pytest.param(fixture, marks=marks, id=param.id))
     return cases
 

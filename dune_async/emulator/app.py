@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from dune_async.emulator import errors
+from dune_async.emulator.billing import Billing
 from dune_async.emulator.counters import DROPPED, Counters
 from dune_async.emulator.errors import ApiError
 from dune_async.emulator.executions import Execution, ExecutionStore, is_well_formed, status_object
@@ -47,9 +48,12 @@ class Backend:
     counters: Counters = field(default_factory=Counters)
     seeded: set[int] = field(default_factory=set)
     faults: FaultInjector = field(init=False)
+    billing: Billing = field(init=False)
 
     def __post_init__(self) -> None:
         self.faults = FaultInjector(self.scenario.seed)
+        self.billing = Billing(self.store)
+        self.counters.set_billing(self.billing.snapshot)
 
     def seed_latest_results(self) -> None:
         """Create the 'already finished' executions the scenario asks for (once per query)."""
@@ -59,7 +63,7 @@ class Backend:
     def seed_query(self, spec: QuerySpec) -> None:
         if spec.latest_result_age_seconds is not None and spec.query_id not in self.seeded:
             self.seeded.add(spec.query_id)
-            self.store.seed_latest(spec)
+            self.store.seed_latest(spec, self.scenario.price(spec, "medium"))
 
     def policy(self, bucket: Bucket) -> Policy | None:
         rpm = self.scenario.write_rpm if bucket is Bucket.WRITE else self.scenario.read_rpm
@@ -258,7 +262,9 @@ async def execute(request: web.Request) -> web.Response:
     if spec.credits_exhausted:
         raise errors.billing_cycle_limit()
     backend = _backend(request)
-    execution = backend.store.create(spec, parameters, performance)
+    price = backend.scenario.price(spec, performance)
+    backend.billing.check_execute(backend.scenario, price)
+    execution = backend.store.create(spec, parameters, performance, price=price)
     backend.counters.execution_created(spec.query_id)
     return json_response(200, {"execution_id": execution.execution_id, "state": "QUERY_STATE_PENDING"})
 
@@ -276,9 +282,17 @@ async def sql_execute(request: web.Request) -> web.Response:
         raise errors.sql_syntax_error(text)
     if spec.credits_exhausted:
         raise errors.billing_cycle_limit()
-    execution = backend.store.create(spec, {}, performance, sql=sql_key(text))
+    price = backend.scenario.price(spec, performance)
+    backend.billing.check_execute(backend.scenario, price)
+    execution = backend.store.create(spec, {}, performance, sql=sql_key(text), price=price)
     backend.counters.sql_execution_created()
     return json_response(200, {"execution_id": execution.execution_id, "state": "QUERY_STATE_PENDING"})
+
+
+async def usage(request: web.Request) -> web.Response:
+    """POST /usage: the account's credits and bytes this billing period (free, read bucket)."""
+    backend = _backend(request)
+    return json_response(200, backend.billing.usage(backend.scenario, await _request_body(request)))
 
 
 async def status(request: web.Request) -> web.Response:
@@ -328,6 +342,7 @@ async def _page(request: web.Request, execution: Execution, *, csv: bool) -> web
         answer = await asyncio.to_thread(results_answer, execution, context)
     else:
         answer = results_answer(execution, context)
+    backend.billing.charge_export(backend.scenario, execution.execution_id, answer.row_bytes)
     backend.counters.served_rows(answer.rows)
     return _answer_response(answer)
 
@@ -346,6 +361,7 @@ ROUTES: list[tuple[str, str, Handler, str]] = [
     ("GET", "/query/{query_id}/results", query_results, "query_results"),
     ("GET", "/query/{query_id}/results/csv", query_results_csv, "query_results_csv"),
     ("POST", "/execution/{execution_id}/cancel", cancel, "cancel"),
+    ("POST", "/usage", usage, "usage"),
 ]
 
 

@@ -10,6 +10,7 @@ import copy
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -30,6 +31,8 @@ class Counters:
     # (time.monotonic(), route, bucket, status); status 0 for a dropped connection.
     request_log: list[tuple[float, str, str, int]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Set by the emulator: the billing view (see billing.py), added to snapshots as "billing".
+    _billing: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def request_started(self, route: str) -> None:
         with self._lock:
@@ -64,7 +67,13 @@ class Counters:
     def snapshot(self) -> dict[str, Any]:
         """A deep copy as a plain dict (the Counters inside stay Counters, so a missing key reads 0)."""
         with self._lock:
-            return {f.name: copy.copy(getattr(self, f.name)) for f in fields(self) if not f.name.startswith("_")}
+            view = {f.name: copy.copy(getattr(self, f.name)) for f in fields(self) if not f.name.startswith("_")}
+        if self._billing is not None:
+            view["billing"] = self._billing()
+        return view
+
+    def set_billing(self, source: Callable[[], dict[str, Any]]) -> None:
+        self._billing = source
 
     def reset(self) -> None:
         with self._lock:

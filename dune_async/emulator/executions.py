@@ -122,6 +122,7 @@ class Execution:
     origin: str = "executed"
     sql: str | None = None
     ordinal: int = 0
+    price: float = 10.0
     _rows: RowSource | None = field(default=None, repr=False)
     _total_bytes: int | None = field(default=None, repr=False)
 
@@ -225,7 +226,7 @@ class Execution:
             return 0.0
         if state is State.FAILED and self.failed_before_start:
             return 0.0  # status_failed_2025_docs: FAILED, no start, 0 credits
-        return self.spec.execution_cost_credits * (2 if self.performance == "large" else 1)
+        return self.price
 
     def queue_position(self, now: int) -> int:
         remaining = max(self.started_ns - now, 0) / max(self.started_ns - self.submitted_ns, 1)
@@ -377,23 +378,24 @@ class ExecutionStore:
         self._ids = UlidFactory()
 
     def create(self, spec: QuerySpec, parameters: Mapping[str, object], performance: str = "medium", *,
-               submitted_ns: int | None = None, origin: str = "executed", sql: str | None = None) -> Execution:
+               submitted_ns: int | None = None, origin: str = "executed", sql: str | None = None,
+               price: float = 10.0) -> Execution:
         now = self.clock()
         submitted = now if submitted_ns is None else submitted_ns
         waiting = sum(1 for e in self._by_id.values() if e.state(now) is State.PENDING)
         ordinal = sum(1 for e in self._by_id.values() if (e.query_id, e.sql) == (spec.query_id, sql))
         execution = Execution(self._ids.new(submitted), dataclasses.replace(spec), dict(parameters), performance,
                               submitted, queue_position_at_submit=waiting + 1, origin=origin, sql=sql,
-                              ordinal=ordinal)
+                              ordinal=ordinal, price=price)
         self._by_id[execution.execution_id] = execution
         return execution
 
-    def seed_latest(self, spec: QuerySpec) -> Execution:
+    def seed_latest(self, spec: QuerySpec, price: float) -> Execution:
         """A COMPLETED execution with default parameters that ended `latest_result_age_seconds` ago."""
         assert spec.latest_result_age_seconds is not None
         took = spec.queue_seconds + min(spec.execution_seconds, THIRTY_MINUTES)
         submitted = self.clock() - int((spec.latest_result_age_seconds + took) * NS)
-        return self.create(spec, spec.parameters, submitted_ns=submitted, origin="seeded")
+        return self.create(spec, spec.parameters, submitted_ns=submitted, origin="seeded", price=price)
 
     def get(self, execution_id: str) -> Execution | None:
         return self._by_id.get(execution_id.upper())

@@ -135,7 +135,7 @@ class QuerySpec:
     parameters: dict[str, object] = field(default_factory=dict)
     credits_exhausted: bool = False
     forbidden: bool = False
-    execution_cost_credits: float = 10.0
+    execution_cost_credits: float | None = None
     expires_after_seconds: float = DEFAULT_EXPIRY_SECONDS
     latest_result_age_seconds: float | None = None
     error: ErrorSpec = field(default_factory=ErrorSpec)
@@ -216,6 +216,12 @@ class Scenario:
     fault_execute_after_create: bool = False
     seed: int = 0
     sql: dict[str, QuerySpec] = field(default_factory=dict)
+    execution_credits: dict[str, float] = field(default_factory=lambda: {"medium": 10.0, "large": 20.0})
+    export_credits_per_mb: float = 20.0
+    max_credits_per_request: float | None = None
+    credit_limit: float | None = None
+    credits_included: float = 2_500.0
+    bytes_allowed: int = 1_000_000_000
 
     def __post_init__(self) -> None:
         self.queries = _normalise_queries(self.queries)
@@ -229,6 +235,15 @@ class Scenario:
             raise ValueError("max_page_rows must be >= 1")
         if self.window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
+        self.execution_credits = {str(k): float(v) for k, v in self.execution_credits.items()}
+        if set(self.execution_credits) != {"medium", "large"}:
+            raise ValueError("execution_credits needs a price for exactly medium and large")
+
+    def price(self, spec: QuerySpec, performance: str) -> float:
+        """Credits an execution costs once it ends: the query's own cost (doubled for large), else the tier's."""
+        if spec.execution_cost_credits is not None:
+            return spec.execution_cost_credits * (2 if performance == "large" else 1)
+        return self.execution_credits[performance]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
