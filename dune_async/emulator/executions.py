@@ -1,8 +1,10 @@
 """Executions: their ids, their life by the wall clock, and the execution object the API shows for them.
 
 Owns the lifecycle (PENDING for the query's queue time, EXECUTING for its execution time, then its outcome;
-CANCELLED on cancel; EXPIRED past `expires_at` or on demand) and the field-presence rules of the execution
-object. State is computed from the clock on every read, never stored, so nothing needs a timer task.
+CANCELLED on cancel; EXPIRED past `expires_at` or on demand), the rows and price each execution has, and the
+field-presence rules of the execution object as the status and results endpoints show it (they differ: see
+`status_object` and `results_object`). State is computed from the clock on every read, never stored, so
+nothing needs a timer task.
 """
 
 from __future__ import annotations
@@ -282,8 +284,8 @@ def results_object(execution: Execution, now: int, *, allow_partial: bool) -> di
     state = reported_results_state(execution, now, allow_partial=allow_partial)
     body = _execution_fields(execution, state, now)
     if state is State.FAILED:
-        body["error"] = _error_object(RESULT_SIZE_EXCEEDED) if execution.state(now) is not State.FAILED \
-            else _error(execution)
+        truncated = execution.state(now) is State.COMPLETED_PARTIAL
+        body["error"] = _error_object(RESULT_SIZE_EXCEEDED) if truncated else _error(execution)
     return body
 
 
