@@ -35,12 +35,16 @@ async def test_wrong_or_missing_key_is_401() -> None:
 @pytest.mark.parametrize(("method", "path", "status", "error"), [
     ("POST", "/query/999/execute", 404, "Query not found"),
     ("GET", "/query/999/results", 404, "Query not found"),
-    ("POST", "/query/99999999999/execute", 500, "An internal error occured"),
+    ("POST", "/query/99999999999/execute", 500, "An internal error occurred"),
     ("GET", "/execution/not-an-id/status", 400, "The requested execution ID (ID: not-an-id) is invalid."),
     ("GET", "/execution/not-an-id/results", 400, "The requested execution ID (ID: not-an-id) is invalid."),
     ("POST", "/execution/not-an-id/cancel", 400, "The requested execution ID (ID: not-an-id) is invalid."),
-    ("GET", "/execution/01ARZ3NDEKTSV4RRFFQ69G5FAV/status", 404, "Execution not found"),
-    ("GET", "/execution/01ARZ3NDEKTSV4RRFFQ69G5FAV/results", 404, "Execution not found"),
+    ("GET", "/execution/01ARZ3NDEKTSV4RRFFQ69G5FAV/status", 404,
+     "The requested execution ID (ID 01ARZ3NDEKTSV4RRFFQ69G5FAV) was not found."),
+    ("GET", "/execution/01ARZ3NDEKTSV4RRFFQ69G5FAV/results", 404,
+     "The requested execution ID (ID 01ARZ3NDEKTSV4RRFFQ69G5FAV) was not found."),
+    ("POST", "/execution/01ARZ3NDEKTSV4RRFFQ69G5FAV/cancel", 404,
+     "The requested execution ID (ID 01ARZ3NDEKTSV4RRFFQ69G5FAV) was not found."),
     ("POST", "/query/abc/execute", 400, "The requested query ID (ID: abc) is invalid."),
     ("GET", "/no/such/route", 404, "Not found"),
     ("DELETE", "/query/1/execute", 405, "Method not allowed"),
@@ -58,7 +62,8 @@ async def test_error_bodies(method: str, path: str, status: int, error: str) -> 
     (QuerySpec(1, parameters={"days": 7}), {"query_parameters": {"nope": 1}}, 400, "unknown parameters (nope)"),
     (QuerySpec(1), {"query_parameters": {"b": 1, "a": 2}}, 400, "unknown parameters (a, b)"),
     (QuerySpec(1), {"performance": "huge"}, 400, "performance"),
-    (QuerySpec(1, credits_exhausted=True), {}, 402, "credits"),
+    (QuerySpec(1, credits_exhausted=True), {}, 402, "configured limits per billing cycle"),
+    (QuerySpec(1), {"query_parameters": [1]}, 400, "Invalid request body payload"),
     (QuerySpec(1, forbidden=True), {}, 403, "Not allowed"),
 ])
 async def test_execute_refusals(spec: QuerySpec, body: dict[str, object], status: int, words: str) -> None:
@@ -77,7 +82,7 @@ async def test_execute_body_is_optional_and_parameters_merge_over_defaults() -> 
         bad = await api.call("POST", "/query/1/execute", data=b"{not json", headers={"Content-Type": "application/json"})
         executions = emulator.executions
     assert [e.parameters for e in executions] == [{"days": 7, "chain": "ethereum"}, {"days": "30", "chain": "ethereum"}]
-    assert bad.status == 400 and "error" in bad.body
+    assert (bad.status, bad.body) == (400, {"error": "Invalid request body payload"})
 
 
 # --- paging ------------------------------------------------------------------------------------------
@@ -263,4 +268,39 @@ async def test_an_emulator_bug_still_answers_a_json_500(monkeypatch: pytest.Monk
     async with running(unlimited(QuerySpec(1, rows=3)), clock=clock) as (_, api):
         execution_id = await finished_execution(api, clock, 1)
         reply = await api.results(execution_id)
-    assert (reply.status, reply.body) == (500, {"error": "An internal error occured"})
+    assert (reply.status, reply.body) == (500, {"error": "An internal error occurred"})
+
+
+async def test_csv_of_an_execution_without_a_completed_result_is_the_recorded_409() -> None:
+    clock = FakeClock()
+    spec = QuerySpec(1, rows=5, execution_seconds=10)
+    async with running(unlimited(spec), clock=clock) as (_, api):
+        execution_id = await api.execute(1)
+        running_csv = await api.call("GET", f"/execution/{execution_id}/results/csv")
+        await api.call("POST", f"/execution/{execution_id}/cancel")
+        cancelled_csv = await api.call("GET", f"/execution/{execution_id}/results/csv")
+    assert running_csv.status == 409 and running_csv.body == {
+        "error": "Query state is not QUERY_STATE_COMPLETED, cannot provide CSV Result",
+        "errorDetails": None, "state": "QUERY_STATE_EXECUTING"}
+    assert cancelled_csv.status == 409 and cancelled_csv.body["state"] == "QUERY_STATE_CANCELLED"
+
+
+async def test_columns_on_latest_results_and_csv_keep_the_selection_in_next_links() -> None:
+    clock = FakeClock()
+    async with running(unlimited(QuerySpec(1, rows=12)), clock=clock) as (_, api):
+        execution_id = await finished_execution(api, clock, 1)
+        whole = await api.results(execution_id, limit=5)
+        latest = await api.call("GET", "/query/1/results", params={"limit": "5", "columns": "label,n"})
+        following = await api.call("GET", latest.body["next_uri"])
+        csv_page = await api.call("GET", "/query/1/results/csv", params={"limit": "5", "columns": "n"})
+        unknown = await api.call("GET", "/query/1/results", params={"columns": "n,missing"})
+    meta = latest.body["result"]["metadata"]
+    assert meta["column_names"] == ["n", "label"] and meta["column_types"] == ["bigint", "varchar"]
+    assert meta["datapoint_count"] == 10
+    assert 0 < meta["result_set_bytes"] < whole.body["result"]["metadata"]["result_set_bytes"]
+    assert [set(r) for r in latest.body["result"]["rows"]] == [{"n", "label"}] * 5
+    assert URL(latest.body["next_uri"]).query["columns"] == "label,n"
+    assert [r["n"] for r in following.body["result"]["rows"]] == [5, 6, 7, 8, 9]
+    assert set(following.body["result"]["rows"][0]) == {"n", "label"}
+    assert csv_page.text.splitlines()[0] == "n" and "columns=n" in csv_page.headers["x-dune-next-uri"]
+    assert (unknown.status, unknown.body) == (400, {"error": "columns not found in the result: missing"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import pytest
 
@@ -10,9 +11,10 @@ from dune_async.emulator import ErrorSpec, Outcome, QuerySpec
 from dune_async.emulator.executions import UlidFactory, format_time
 from tests.test_emulator_support import NS, FakeClock, finished_execution, running, unlimited
 
-RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.(\d{6}|\d{9})Z")
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d{1,9}))?Z")
 ALWAYS = {"execution_id", "query_id", "state", "is_execution_finished", "submitted_at", "expires_at",
           "execution_cost_credits"}
+RESULTS_ALWAYS = ALWAYS - {"execution_cost_credits"}
 
 
 def keys(body: dict[str, object]) -> set[str]:
@@ -50,14 +52,27 @@ async def test_pending_then_executing_then_completed_with_exact_fields() -> None
         assert metadata["datapoint_count"] == 7 * len(spec.columns)
 
 
-async def test_timestamps_are_rfc3339_utc_with_six_and_nine_digits() -> None:
-    clock = FakeClock()
-    async with running(unlimited(QuerySpec(1)), clock=clock) as (_, api):
-        body = await api.status(await finished_execution(api, clock, 1))
-    stamps = [body[k] for k in ("submitted_at", "expires_at", "execution_started_at", "execution_ended_at")]
-    assert all(RFC3339.fullmatch(s) for s in stamps), stamps
-    assert {len(RFC3339.fullmatch(s).group(1)) for s in stamps} == {6, 9}
-    assert stamps[0] <= stamps[2] <= stamps[3] < stamps[1]
+def digits(stamp: str) -> int:
+    match = RFC3339.fullmatch(stamp)
+    assert match, stamp
+    return len(match.group(1) or "")
+
+
+async def test_timestamps_have_six_digits_and_start_end_six_or_nine_as_recorded() -> None:
+    clock = FakeClock(1_700_000_000 * NS + 123_456_789)
+    async with running(unlimited(QuerySpec(1, queue_seconds=0.000_000_321)), clock=clock) as (_, api):
+        bodies = [await api.status(await finished_execution(api, clock, 1)) for _ in range(12)]
+    for body in bodies:
+        assert digits(body["submitted_at"]) <= 6 and digits(body["expires_at"]) <= 6
+        start, end = body["execution_started_at"], body["execution_ended_at"]
+        assert digits(start) <= 9 and digits(end) <= 9
+        assert parse(body["submitted_at"]) <= parse(start) <= parse(end) < parse(body["expires_at"])
+    assert {digits(b["execution_started_at"]) > 6 for b in bodies} == {True, False}, "both forms are served"
+
+
+def parse(stamp: str) -> datetime:
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole).replace(microsecond=int((fraction + "000000")[:6]))
 
 
 async def test_failed_has_error_object_and_no_result() -> None:
@@ -75,6 +90,28 @@ async def test_failed_has_error_object_and_no_result() -> None:
                                "metadata": {"line": 2, "column": 5}}
     assert status["execution_cost_credits"] == 10.0, "failed executions are billed"
     assert results.status == 200 and "result" not in results.body and results.body["error"] == status["error"]
+    assert keys(results.body) == RESULTS_ALWAYS | {"execution_started_at", "execution_ended_at", "error"}
+
+
+async def test_failed_before_start_has_no_start_or_end_and_costs_nothing() -> None:
+    clock = FakeClock()
+    error = ErrorSpec(message="line 1:8: Column 'x' cannot be resolved", line=1, column=8)
+    spec = QuerySpec(4, outcome=Outcome.FAILED, error=error, fails_before_start=True)
+    async with running(unlimited(spec), clock=clock) as (_, api):
+        status = await api.status(await finished_execution(api, clock, 4))
+    assert keys(status) == ALWAYS | {"error"}, "as recorded in status_failed_2025_docs"
+    assert status["execution_cost_credits"] == 0
+    assert status["error"]["metadata"] == {"line": 1, "column": 8}
+
+
+async def test_results_bodies_carry_no_credits() -> None:
+    clock = FakeClock()
+    async with running(unlimited(QuerySpec(1, rows=3)), clock=clock) as (_, api):
+        execution_id = await finished_execution(api, clock, 1)
+        results = await api.results(execution_id)
+        latest = await api.call("GET", "/query/1/results")
+    for body in (results.body, latest.body):
+        assert keys(body) == RESULTS_ALWAYS | {"execution_started_at", "execution_ended_at", "result"}
 
 
 async def test_results_while_running_answer_the_state_without_result() -> None:
@@ -113,6 +150,7 @@ async def test_cancel_while_pending_never_started_and_costs_nothing() -> None:
         await api.call("POST", f"/execution/{execution_id}/cancel")
         status = await api.status(execution_id)
     assert "execution_started_at" not in status and "queue_position" not in status
+    assert "execution_ended_at" not in status and "cancelled_at" in status
     assert status["execution_cost_credits"] == 0.0
 
 
@@ -170,7 +208,12 @@ async def test_completed_partial_is_readable_only_with_allow_partial_results() -
         page = await api.results(execution_id, allow_partial_results="true")
     assert status["state"] == "QUERY_STATE_COMPLETED_PARTIAL" and status["is_execution_finished"] is True
     assert "result_metadata" not in status and "execution_ended_at" in status
-    assert refused.status == 400 and "allow_partial_results" in refused.body["error"]
+    assert refused.status == 200 and refused.body["state"] == "QUERY_STATE_FAILED"
+    assert keys(refused.body) == RESULTS_ALWAYS | {"execution_started_at", "execution_ended_at", "error"}
+    assert refused.body["error"] == {
+        "type": "FAILED_TYPE_RESULT_SIZE_EXCEEDED",
+        "message": "Result is too large and was truncated to 1.0GiB. Set allow_partial_results=true query "
+                   "parameter to get the partial result."}
     assert [r["n"] for r in rows] == list(range(20))
     assert page.body["state"] == "QUERY_STATE_COMPLETED_PARTIAL"
     assert page.body["result"]["metadata"]["total_row_count"] == 20
@@ -221,3 +264,5 @@ def test_format_time() -> None:
     assert format_time(ns, 9) == "2022-08-29T06:33:24.916543331Z"
     assert format_time(ns, 6) == "2022-08-29T06:33:24.916543Z"
     assert format_time(ns, 0) == "2022-08-29T06:33:24Z"
+    assert format_time(1_661_754_804 * NS + 588_470_000, 6) == "2022-08-29T06:33:24.58847Z", "zeros cut, like Go"
+    assert format_time(1_661_754_804 * NS, 9) == "2022-08-29T06:33:24Z"

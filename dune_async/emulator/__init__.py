@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dune_async.emulator.counters import Counters
 from dune_async.emulator.executions import ExecutionInfo
-from dune_async.emulator.scenario import ColumnSpec, ErrorSpec, Outcome, QuerySpec, Scenario
+from dune_async.emulator.scenario import ColumnSpec, CursorSpec, ErrorSpec, Outcome, QuerySpec, Scenario
 from dune_async.emulator.server import Emulator, EmulatorThread
 
 __all__ = [
     "ColumnSpec",
     "Counters",
+    "CursorSpec",
     "Emulator",
     "EmulatorThread",
     "ErrorSpec",

@@ -20,6 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--scenario", help="a scenario JSON file (default: the built-in demo, queries 1001-1005)")
+    parser.add_argument("--features", action="store_true",
+                        help="the demo plus queries 2001-2003 and an ad-hoc SQL text (see README)")
     parser.add_argument("--api-key", default="demo")
     parser.add_argument("--write-rpm", type=int, help="executes per window; 0 = unlimited")
     parser.add_argument("--read-rpm", type=int, help="other requests per window; 0 = unlimited")
@@ -28,7 +30,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_scenario(args: argparse.Namespace) -> Scenario:
-    scenario = Scenario.from_json_file(args.scenario) if args.scenario else Scenario.default()
+    if args.scenario:
+        scenario = Scenario.from_json_file(args.scenario)
+    else:
+        scenario = Scenario.features() if args.features else Scenario.default()
     if args.write_rpm is not None:
         scenario.write_rpm = args.write_rpm or None
     if args.read_rpm is not None:

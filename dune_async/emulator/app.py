@@ -18,13 +18,14 @@ from typing import Any
 from aiohttp import web
 
 from dune_async.emulator import errors
+from dune_async.emulator.billing import Billing
 from dune_async.emulator.counters import DROPPED, Counters
 from dune_async.emulator.errors import ApiError
-from dune_async.emulator.executions import Execution, ExecutionStore, execution_object, is_well_formed
+from dune_async.emulator.executions import Execution, ExecutionStore, is_well_formed, status_object
 from dune_async.emulator.faults import Fault, FaultInjector, FaultKind
 from dune_async.emulator.limits import Bucket, Policy, RateLimiter
 from dune_async.emulator.results import Answer, PageContext, PageRequest, json_body, results_answer
-from dune_async.emulator.scenario import QuerySpec, Scenario
+from dune_async.emulator.scenario import QuerySpec, Scenario, sql_key
 
 API = "/api/v1"
 log = logging.getLogger(__name__)
@@ -47,9 +48,12 @@ class Backend:
     counters: Counters = field(default_factory=Counters)
     seeded: set[int] = field(default_factory=set)
     faults: FaultInjector = field(init=False)
+    billing: Billing = field(init=False)
 
     def __post_init__(self) -> None:
         self.faults = FaultInjector(self.scenario.seed)
+        self.billing = Billing(self.store)
+        self.counters.set_billing(self.billing.snapshot)
 
     def seed_latest_results(self) -> None:
         """Create the 'already finished' executions the scenario asks for (once per query)."""
@@ -59,7 +63,7 @@ class Backend:
     def seed_query(self, spec: QuerySpec) -> None:
         if spec.latest_result_age_seconds is not None and spec.query_id not in self.seeded:
             self.seeded.add(spec.query_id)
-            self.store.seed_latest(spec)
+            self.store.seed_latest(spec, self.scenario.price(spec, "medium"))
 
     def policy(self, bucket: Bucket) -> Policy | None:
         rpm = self.scenario.write_rpm if bucket is Bucket.WRITE else self.scenario.read_rpm
@@ -77,7 +81,7 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
 
 
 def error_response(error: ApiError) -> web.Response:
-    return json_response(error.status, {"error": error.message}, error.headers)
+    return json_response(error.status, error.body, error.headers)
 
 
 # --- the gate ----------------------------------------------------------------------------------------
@@ -87,8 +91,11 @@ def route_name(request: web.Request) -> str:
     return request.match_info.route.name or "unknown"
 
 
+EXECUTE_ROUTES = ("execute", "sql_execute")
+
+
 def bucket_of(route: str) -> Bucket:
-    return Bucket.WRITE if route == "execute" else Bucket.READ
+    return Bucket.WRITE if route in EXECUTE_ROUTES else Bucket.READ
 
 
 def presented_key(request: web.Request) -> str:
@@ -141,7 +148,7 @@ async def _with_faults(request: web.Request, handler: Handler, backend: Backend,
         return await _handle(request, handler)
     if fault.kind is FaultKind.DROP:
         return _drop(request)
-    if route == "execute" and backend.scenario.fault_execute_after_create:
+    if route in EXECUTE_ROUTES and backend.scenario.fault_execute_after_create:
         # The execution exists and is billed, but the client only sees a gateway error.
         await _handle(request, handler)
         fault = Fault(FaultKind.ERROR, 502)
@@ -198,7 +205,7 @@ def _execution(request: web.Request) -> Execution:
         raise errors.invalid_execution_id(raw)
     execution = _backend(request).store.get(raw)
     if execution is None:
-        raise errors.unknown_execution()
+        raise errors.unknown_execution(raw)
     return execution
 
 
@@ -209,9 +216,9 @@ async def _request_body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:
-        raise ApiError(400, "invalid request body: not JSON") from None
+        raise errors.invalid_body() from None
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid request body: expected a JSON object")
+        raise errors.invalid_body()
     return body
 
 
@@ -232,6 +239,15 @@ def merged_parameters(spec: QuerySpec, given: dict[str, object]) -> dict[str, ob
     return {**spec.parameters, **given}
 
 
+def _check_cursor(spec: QuerySpec, parameters: dict[str, object]) -> None:
+    if spec.cursor is None:
+        return
+    try:
+        spec.cursor.threshold(parameters[spec.cursor.parameter])
+    except ValueError as error:
+        raise errors.invalid_parameter(spec.cursor.parameter, str(error)) from None
+
+
 async def execute(request: web.Request) -> web.Response:
     spec = _query_spec(request)
     body = await _request_body(request)
@@ -240,20 +256,49 @@ async def execute(request: web.Request) -> web.Response:
         raise ApiError(403, "Not allowed to execute query. Query is archived, unsaved or not enough permissions.")
     given = body.get("query_parameters") or {}
     if not isinstance(given, dict):
-        raise ApiError(400, "invalid request body: query_parameters must be an object")
+        raise errors.invalid_body()
     parameters = merged_parameters(spec, given)
+    _check_cursor(spec, parameters)
     if spec.credits_exhausted:
-        raise ApiError(402, "This API request would exceed your configured credits limit for this billing cycle.")
+        raise errors.billing_cycle_limit()
     backend = _backend(request)
-    execution = backend.store.create(spec, parameters, performance)
+    price = backend.scenario.price(spec, performance)
+    backend.billing.check_execute(backend.scenario, price)
+    execution = backend.store.create(spec, parameters, performance, price=price)
     backend.counters.execution_created(spec.query_id)
     return json_response(200, {"execution_id": execution.execution_id, "state": "QUERY_STATE_PENDING"})
+
+
+async def sql_execute(request: web.Request) -> web.Response:
+    """POST /sql/execute: an ad-hoc SQL text the scenario knows; anything else is Dune's syntax error."""
+    body = await _request_body(request)
+    text = body.get("sql")
+    if not isinstance(text, str) or not text.strip():
+        raise errors.invalid_body()
+    performance = _performance(body)
+    backend = _backend(request)
+    spec = backend.scenario.sql.get(sql_key(text))
+    if spec is None:
+        raise errors.sql_syntax_error(text)
+    if spec.credits_exhausted:
+        raise errors.billing_cycle_limit()
+    price = backend.scenario.price(spec, performance)
+    backend.billing.check_execute(backend.scenario, price)
+    execution = backend.store.create(spec, {}, performance, sql=sql_key(text), price=price)
+    backend.counters.sql_execution_created()
+    return json_response(200, {"execution_id": execution.execution_id, "state": "QUERY_STATE_PENDING"})
+
+
+async def usage(request: web.Request) -> web.Response:
+    """POST /usage: the account's credits and bytes this billing period (free, read bucket)."""
+    backend = _backend(request)
+    return json_response(200, backend.billing.usage(backend.scenario, await _request_body(request)))
 
 
 async def status(request: web.Request) -> web.Response:
     execution = _execution(request)
     now = _backend(request).store.clock()
-    return json_response(200, execution_object(execution, now, with_metadata=True))
+    return json_response(200, status_object(execution, now))
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -297,6 +342,7 @@ async def _page(request: web.Request, execution: Execution, *, csv: bool) -> web
         answer = await asyncio.to_thread(results_answer, execution, context)
     else:
         answer = results_answer(execution, context)
+    backend.billing.charge_export(backend.scenario, execution.execution_id, answer.row_bytes)
     backend.counters.served_rows(answer.rows)
     return _answer_response(answer)
 
@@ -308,12 +354,14 @@ def _answer_response(answer: Answer) -> web.Response:
 
 ROUTES: list[tuple[str, str, Handler, str]] = [
     ("POST", "/query/{query_id}/execute", execute, "execute"),
+    ("POST", "/sql/execute", sql_execute, "sql_execute"),
     ("GET", "/execution/{execution_id}/status", status, "status"),
     ("GET", "/execution/{execution_id}/results", results, "results"),
     ("GET", "/execution/{execution_id}/results/csv", results_csv, "results_csv"),
     ("GET", "/query/{query_id}/results", query_results, "query_results"),
     ("GET", "/query/{query_id}/results/csv", query_results_csv, "query_results_csv"),
     ("POST", "/execution/{execution_id}/cancel", cancel, "cancel"),
+    ("POST", "/usage", usage, "usage"),
 ]
 
 

@@ -10,6 +10,7 @@ import copy
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -20,6 +21,7 @@ DROPPED = 0  # the status logged for a connection closed without an answer
 class Counters:
     requests_by_route: Counter[str] = field(default_factory=Counter)
     executions_per_query: Counter[int] = field(default_factory=Counter)
+    sql_executions: int = 0
     rate_limited: int = 0
     peak_concurrent_requests: int = 0
     in_flight: int = 0
@@ -29,6 +31,8 @@ class Counters:
     # (time.monotonic(), route, bucket, status); status 0 for a dropped connection.
     request_log: list[tuple[float, str, str, int]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Set by the emulator: the billing view (see billing.py), added to snapshots as "billing".
+    _billing: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def request_started(self, route: str) -> None:
         with self._lock:
@@ -48,6 +52,10 @@ class Counters:
         with self._lock:
             self.executions_per_query[query_id] += 1
 
+    def sql_execution_created(self) -> None:
+        with self._lock:
+            self.sql_executions += 1
+
     def served_rows(self, count: int) -> None:
         with self._lock:
             self.rows_served += count
@@ -59,7 +67,13 @@ class Counters:
     def snapshot(self) -> dict[str, Any]:
         """A deep copy as a plain dict (the Counters inside stay Counters, so a missing key reads 0)."""
         with self._lock:
-            return {f.name: copy.copy(getattr(self, f.name)) for f in fields(self) if not f.name.startswith("_")}
+            view = {f.name: copy.copy(getattr(self, f.name)) for f in fields(self) if not f.name.startswith("_")}
+        if self._billing is not None:
+            view["billing"] = self._billing()
+        return view
+
+    def set_billing(self, source: Callable[[], dict[str, Any]]) -> None:
+        self._billing = source
 
     def reset(self) -> None:
         with self._lock:

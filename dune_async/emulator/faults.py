@@ -11,10 +11,11 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
+from dune_async.emulator.errors import INTERNAL_ERROR
 from dune_async.emulator.scenario import Scenario
 
 SERVER_ERRORS = {
-    500: "An internal error occured",
+    500: INTERNAL_ERROR,
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",

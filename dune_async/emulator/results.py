@@ -17,11 +17,18 @@ from typing import Any
 from multidict import MultiDict, MultiMapping
 from yarl import URL
 
-from dune_async.emulator.errors import ApiError
-from dune_async.emulator.executions import Execution, State, execution_object, result_metadata
+from dune_async.emulator.errors import ApiError, csv_not_completed
+from dune_async.emulator.executions import (
+    Execution,
+    State,
+    reported_results_state,
+    result_metadata,
+    results_object,
+)
 from dune_async.emulator.scenario import ColumnSpec
 
 DATAPOINT_CAP = 250_000
+ROWS_MARK = "\u0000rows\u0000"  # a placeholder no generated cell can equal; replaced by the serialised rows
 # Paging parameters replaced in next_uri; the key is dropped so it is never copied into a URL.
 REPLACED = {"limit", "offset", "api_key"}
 
@@ -59,6 +66,7 @@ class Answer:
     rows: int = 0
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    row_bytes: int = 0  # bytes of the rows alone (JSON array or CSV lines without the header): what is billed
 
 
 def _integer(query: MultiMapping[str], name: str, *, minimum: int) -> int | None:
@@ -124,13 +132,12 @@ class PageContext:
 
 def results_answer(execution: Execution, context: PageContext) -> Answer:
     """The 200 answer of GET /execution/{id}/results (or /results/csv), or an ApiError."""
-    state = execution.state(context.now)
-    readable = state is State.COMPLETED or (state is State.COMPLETED_PARTIAL and context.request.allow_partial)
-    if state is State.COMPLETED_PARTIAL and not readable:
-        raise ApiError(400, "This query result is partial (too large); add allow_partial_results=true to read it")
+    allow_partial = context.request.allow_partial
+    state = reported_results_state(execution, context.now, allow_partial=allow_partial)
+    readable = state in (State.COMPLETED, State.COMPLETED_PARTIAL)
     if context.csv and not readable:
-        raise ApiError(400, f"No result to download: the execution is {state.value}")
-    body = execution_object(execution, context.now, with_metadata=False)
+        raise csv_not_completed(state.value)
+    body = results_object(execution, context.now, allow_partial=allow_partial)
     if not readable:
         return Answer(json_body(body))
     columns = selected_columns(execution, context.request.columns)
@@ -138,18 +145,21 @@ def results_answer(execution: Execution, context: PageContext) -> Answer:
     size = page_size(context.request, total, len(columns), context.max_page_rows)
     start = min(context.request.offset, total)
     stop = min(start + size, total)
-    rows = execution.row_source.rows(start, stop)
+    rows = execution.rows(start, stop)
     more = stop < total
     path = f"/api/v1/execution/{execution.execution_id}/results" + ("/csv" if context.csv else "")
     link = next_uri(context.url, path, context.query, size, stop) if more else None
     if context.csv:
         headers = {"x-dune-next-offset": str(stop), "x-dune-next-uri": link} if link else {}
-        return Answer(_csv(columns, rows), len(rows), "text/csv", headers)
-    body["result"] = {"rows": _records(columns, rows, len(execution.spec.columns)), "metadata": result_metadata(execution, [c for _, c in columns], len(rows))}
+        text, header_bytes = _csv(columns, rows)
+        return Answer(text, len(rows), "text/csv", headers, len(text) - header_bytes)
+    rows_json = json_body(_records(columns, rows, len(execution.spec.columns)))  # type: ignore[arg-type]
+    body["result"] = {"rows": ROWS_MARK, "metadata": result_metadata(execution, [c for _, c in columns], len(rows))}
     if link:
         body["next_offset"] = stop
         body["next_uri"] = link
-    return Answer(json_body(body), len(rows))
+    # The rows are serialised once, and spliced in, so their byte count (billed) costs nothing extra.
+    return Answer(json_body(body).replace(json_body(ROWS_MARK), rows_json, 1), len(rows), row_bytes=len(rows_json))
 
 
 def _records(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...]], width: int) -> list[dict[str, object]]:
@@ -170,12 +180,14 @@ def _csv_cell(value: object) -> object:
     return value
 
 
-def _csv(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...]]) -> bytes:
+def _csv(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...]]) -> tuple[bytes, int]:
+    """The CSV text and the byte length of its header line."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([c.name for _, c in columns])
+    header = len(out.getvalue().encode())
     writer.writerows([_csv_cell(row[i]) for i, _ in columns] for row in rows)
-    return out.getvalue().encode()
+    return out.getvalue().encode(), header
 
 
 def json_body(body: Mapping[str, Any]) -> bytes:

@@ -14,7 +14,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -240,6 +240,57 @@ def _split_top_level(inner: str) -> tuple[str, str]:
     raise ValueError(f"map type needs a key and a value type: map({inner})")
 
 
+# --- cursor and key columns --------------------------------------------------------------------------
+
+CURSOR_FIRST_BLOCK = 18_000_000
+CURSOR_BLOCK_STEP = 3
+CURSOR_SECONDS_STEP = 12
+INTEGER_TYPES = ("bigint", "integer", "int")
+CURSOR_TIMESTAMP = "timestamp with time zone"
+KEY_TYPES = (*INTEGER_TYPES, "varchar", "varbinary")
+
+IndexValue = Callable[[int], Value]  # row index -> the value, the same in every execution
+
+
+def _normal(type_string: str) -> str:
+    return " ".join(type_string.lower().split())
+
+
+def is_cursor_type(type_string: str) -> bool:
+    return _normal(type_string) in (*INTEGER_TYPES, CURSOR_TIMESTAMP)
+
+
+def cursor_column(type_string: str) -> IndexValue:
+    """A value rising strictly with the row: a block number, or a time 12 s per row from 2021-01-01."""
+    if _normal(type_string) in INTEGER_TYPES:
+        return lambda index: CURSOR_FIRST_BLOCK + CURSOR_BLOCK_STEP * index
+    return lambda index: f"{_day(index * CURSOR_SECONDS_STEP // 86_400)} " \
+                         f"{_clock(index * CURSOR_SECONDS_STEP % 86_400 * 1000)} UTC"
+
+
+def first_index_at_or_after(type_string: str, threshold: float) -> int:
+    """The first row whose cursor value is >= threshold (a number, or seconds since 2021-01-01 UTC)."""
+    step = CURSOR_BLOCK_STEP if _normal(type_string) in INTEGER_TYPES else CURSOR_SECONDS_STEP
+    base = CURSOR_FIRST_BLOCK if _normal(type_string) in INTEGER_TYPES else 0
+    return max(0, -int((base - threshold) // step))  # ceil((threshold - base) / step)
+
+
+def cursor_epoch_seconds(moment: datetime) -> float:
+    return (moment - EPOCH).total_seconds()
+
+
+def key_column(type_string: str, query_id: int) -> IndexValue:
+    """A value unique per logical row: the row number, `row-<n>`, or a 32-byte hash of (query, row)."""
+    kind = _normal(type_string)
+    if kind in INTEGER_TYPES:
+        return lambda index: index
+    if kind == "varchar":
+        return lambda index: f"row-{index}"
+    if kind == "varbinary":
+        return lambda index: "0x" + hashlib.blake2b(f"{query_id}|{index}".encode(), digest_size=32).hexdigest()
+    raise ValueError(f"a key column must be one of {', '.join(KEY_TYPES)}, not {type_string!r}")
+
+
 # --- row sources -------------------------------------------------------------------------------------
 
 
@@ -252,13 +303,17 @@ def seed_for(query_id: int, parameter_key: str) -> int:
 class RowSource:
     """The rows of one (query, parameters, columns): cell values as tuples in column order."""
 
-    def __init__(self, query_id: int, parameter_key: str, columns: Sequence[ColumnSpec]) -> None:
+    def __init__(self, query_id: int, parameter_key: str, columns: Sequence[ColumnSpec],
+                 fixed: Mapping[str, tuple[str, IndexValue]] | None = None) -> None:
+        """`fixed` names columns whose value depends on the row index alone: {name: (role, value of index)}."""
         self.columns = list(columns)
         self._seed = seed_for(query_id, parameter_key)
         self._generators = [generator_for(c.type) for c in self.columns]
         self._salts = [mix(self._seed ^ (GOLDEN * (i + 1) & M64)) for i in range(len(self.columns))]
-        self._first_counts = self.columns[0].type.lower() in ("bigint", "integer", "int")
-        self._cache_key = (self._seed, tuple(c.type for c in self.columns))
+        self._first_counts = self.columns[0].type.lower() in INTEGER_TYPES
+        self._fixed = dict(fixed or {})
+        roles = tuple(sorted((name, role) for name, (role, _) in self._fixed.items()))
+        self._cache_key = (self._seed, tuple(c.type for c in self.columns), roles)
 
     def rows(self, start: int, stop: int) -> list[tuple[Value, ...]]:
         """Rows start..stop-1, served from whole cached blocks."""
@@ -288,6 +343,9 @@ class RowSource:
         row_hashes = [mix(self._seed + i) for i in indexes]
         columns: list[list[Value]] = []
         for position, (generate, salt) in enumerate(zip(self._generators, self._salts, strict=True)):
+            if (fixed := self._fixed.get(self.columns[position].name)) is not None:
+                columns.append([fixed[1](i) for i in indexes])
+                continue
             hashes = [((row_hash ^ salt) * GOLDEN) & M64 for row_hash in row_hashes]
             hashes = [h ^ (h >> 29) for h in hashes]
             if position == 0 and self._first_counts:

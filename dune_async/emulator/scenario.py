@@ -7,15 +7,24 @@ queries becomes a dict, strings become enums) and the built-in demo scenario (qu
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dune_async.emulator.rows import generator_for
+from dune_async.emulator.rows import (
+    CURSOR_TIMESTAMP,
+    cursor_epoch_seconds,
+    generator_for,
+    is_cursor_type,
+    key_column,
+)
 
 THIRTY_MINUTES = 30 * 60.0
+TIMESTAMP_TEXT = re.compile(r"\d{4}-\d\d-\d\d( \d\d:\d\d:\d\d(\.\d{1,6})?)?( UTC)?")
 DEFAULT_EXPIRY_SECONDS = 90 * 86400.0
 
 
@@ -37,12 +46,67 @@ class ColumnSpec:
 
 @dataclass
 class ErrorSpec:
-    """The `error` object a FAILED execution reports."""
+    """The `error` object a FAILED execution reports; `metadata` {line, column} is left out when both are None."""
 
     type: str = "FAILED_TYPE_EXECUTION_FAILED"
     message: str = "line 3:8: mismatched input 'form'. Expecting: ',', 'EXCEPT', 'FROM', 'GROUP', 'LIMIT'"
-    line: int = 3
-    column: int = 8
+    line: int | None = 3
+    column: int | None = 8
+
+
+@dataclass
+class CursorSpec:
+    """An incremental query: rows whose `column` is >= the value of query parameter `parameter` are returned.
+
+    `column` (bigint/integer, or timestamp with time zone) rises with the row; `key_column`, if named, is unique
+    per logical row (integer, varchar or varbinary). Both are the same for a row in every execution.
+    """
+
+    parameter: str
+    column: str
+    key_column: str | None = None
+
+    @property
+    def is_numeric(self) -> bool:
+        return self._numeric
+
+    def bind(self, columns: list[ColumnSpec], query_id: int) -> None:
+        """Check the named columns against the query's; remembers the cursor column's kind."""
+        by_name = {c.name: c for c in columns}
+        column = by_name.get(self.column)
+        if column is None or not is_cursor_type(column.type):
+            raise ValueError(f"query {query_id}: cursor column {self.column!r} must be one of the query's columns, "
+                             "of type bigint, integer or timestamp with time zone")
+        self._numeric = " ".join(column.type.lower().split()) != CURSOR_TIMESTAMP
+        if self.key_column is not None:
+            key = by_name.get(self.key_column)
+            if key is None:
+                raise ValueError(f"query {query_id}: key column {self.key_column!r} is not one of its columns")
+            key_column(key.type, query_id)  # an unsupported type fails here
+
+    @property
+    def default(self) -> object:
+        """The value that selects every row."""
+        return 0 if self._numeric else "2021-01-01 00:00:00"
+
+    def threshold(self, value: object) -> float:
+        """The parameter's value as a number (or seconds since 2021-01-01 UTC); ValueError when unparsable.
+
+        Numbers arrive as JSON numbers (or numeric text, as `params.` filters do); timestamps as
+        `YYYY-MM-DD HH:MM:SS` text (a fraction, a trailing ` UTC` or a bare date are accepted too).
+        """
+        if self._numeric:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            try:
+                return float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise ValueError("expected a number") from None
+        if not isinstance(value, str) or not TIMESTAMP_TEXT.fullmatch(value.strip()):
+            raise ValueError("expected a timestamp like 2024-03-05 20:47:49")
+        text = value.strip().removesuffix(" UTC")
+        moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return cursor_epoch_seconds(moment)
 
 
 def default_columns() -> list[ColumnSpec]:
@@ -71,10 +135,14 @@ class QuerySpec:
     parameters: dict[str, object] = field(default_factory=dict)
     credits_exhausted: bool = False
     forbidden: bool = False
-    execution_cost_credits: float = 10.0
+    execution_cost_credits: float | None = None
     expires_after_seconds: float = DEFAULT_EXPIRY_SECONDS
     latest_result_age_seconds: float | None = None
     error: ErrorSpec = field(default_factory=ErrorSpec)
+    fails_before_start: bool = False
+    rows_per_execution: list[int] | None = None
+    growth_per_execution: int = 0
+    cursor: CursorSpec | None = None
 
     def __post_init__(self) -> None:
         self.query_id = int(self.query_id)
@@ -82,21 +150,45 @@ class QuerySpec:
         self.columns = [_column(c) for c in self.columns]
         if isinstance(self.error, Mapping):
             self.error = ErrorSpec(**self.error)
+        if isinstance(self.cursor, Mapping):
+            self.cursor = CursorSpec(**self.cursor)
+        self._check_changing_rows()
         if not self.columns:
             raise ValueError(f"query {self.query_id}: a result needs at least one column")
         for column in self.columns:
             generator_for(column.type)  # an unknown type fails here, not as a 500 on the first page
         if self.rows < 0:
             raise ValueError(f"query {self.query_id}: rows must be >= 0")
+        if self.cursor is not None:
+            self.cursor.bind(self.columns, self.query_id)
+            self.parameters = {self.cursor.parameter: self.cursor.default, **self.parameters}
+
+    def _check_changing_rows(self) -> None:
+        if self.rows_per_execution is not None:
+            self.rows_per_execution = [int(n) for n in self.rows_per_execution]
+            if not self.rows_per_execution or min(self.rows_per_execution) < 0:
+                raise ValueError(f"query {self.query_id}: rows_per_execution needs counts >= 0")
+            if self.growth_per_execution:
+                raise ValueError(f"query {self.query_id}: rows_per_execution or growth_per_execution, not both")
+
+    def rows_for(self, ordinal: int) -> int:
+        """Rows of the query's `ordinal`-th execution (0-based), before any truncation or cursor."""
+        if self.rows_per_execution is not None:
+            return self.rows_per_execution[min(ordinal, len(self.rows_per_execution) - 1)]
+        return max(0, self.rows + ordinal * self.growth_per_execution)
+
+    def kept_rows_for(self, available: int) -> int:
+        """Rows a finished execution holds out of `available`: all, or the truncated share if COMPLETED_PARTIAL."""
+        if self.outcome is not Outcome.COMPLETED_PARTIAL:
+            return available
+        if self.partial_rows is None:
+            return available // 2
+        return min(self.partial_rows, available)
 
     @property
     def kept_rows(self) -> int:
-        """Rows a finished execution holds: all of them, or the truncated share when COMPLETED_PARTIAL."""
-        if self.outcome is not Outcome.COMPLETED_PARTIAL:
-            return self.rows
-        if self.partial_rows is None:
-            return self.rows // 2
-        return min(self.partial_rows, self.rows)
+        """Rows the first execution holds."""
+        return self.kept_rows_for(self.rows_for(0))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuerySpec:
@@ -123,9 +215,17 @@ class Scenario:
     fault_routes: set[str] | None = None
     fault_execute_after_create: bool = False
     seed: int = 0
+    sql: dict[str, QuerySpec] = field(default_factory=dict)
+    execution_credits: dict[str, float] = field(default_factory=lambda: {"medium": 10.0, "large": 20.0})
+    export_credits_per_mb: float = 20.0
+    max_credits_per_request: float | None = None
+    credit_limit: float | None = None
+    credits_included: float = 2_500.0
+    bytes_allowed: int = 1_000_000_000
 
     def __post_init__(self) -> None:
         self.queries = _normalise_queries(self.queries)
+        self.sql = _normalise_sql(self.sql)
         if self.fault_routes is not None:
             self.fault_routes = set(self.fault_routes)
         self.fault_5xx_statuses = [int(s) for s in self.fault_5xx_statuses]
@@ -135,6 +235,15 @@ class Scenario:
             raise ValueError("max_page_rows must be >= 1")
         if self.window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
+        self.execution_credits = {str(k): float(v) for k, v in self.execution_credits.items()}
+        if set(self.execution_credits) != {"medium", "large"}:
+            raise ValueError("execution_credits needs a price for exactly medium and large")
+
+    def price(self, spec: QuerySpec, performance: str) -> float:
+        """Credits an execution costs once it ends: the query's own cost (doubled for large), else the tier's."""
+        if spec.execution_cost_credits is not None:
+            return spec.execution_cost_credits * (2 if performance == "large" else 1)
+        return self.execution_credits[performance]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
@@ -148,6 +257,10 @@ class Scenario:
     @classmethod
     def default(cls) -> Scenario:
         return default_scenario()
+
+    @classmethod
+    def features(cls) -> Scenario:
+        return features_scenario()
 
 
 def _column(value: ColumnSpec | Mapping[str, Any] | Iterable[str]) -> ColumnSpec:
@@ -174,6 +287,33 @@ def _normalise_queries(queries: Mapping[Any, Any] | Iterable[Any]) -> dict[int, 
     else:
         specs = [_query(value) for value in queries]
     return {spec.query_id: spec for spec in specs}
+
+
+def sql_key(text: str) -> str:
+    """SQL texts match exactly once the whitespace around them is stripped."""
+    return text.strip()
+
+
+def _normalise_sql(entries: Mapping[str, Any] | Iterable[Any]) -> dict[str, QuerySpec]:
+    """`{sql text: result spec}` or `[{"sql": text, ...result spec}]`; a result spec is a QuerySpec without id.
+
+    Every SQL result has query id 0 inside the emulator; bodies leave `query_id` out (see README).
+    """
+    pairs: list[tuple[str, Any]]
+    if isinstance(entries, Mapping):
+        pairs = list(entries.items())
+    else:
+        pairs = []
+        for entry in entries:
+            data = dict(entry)
+            pairs.append((str(data.pop("sql")), data))
+    specs = {}
+    for text, value in pairs:
+        if isinstance(value, QuerySpec):
+            specs[sql_key(text)] = value
+        else:
+            specs[sql_key(text)] = QuerySpec.from_dict({"query_id": 0, **dict(value)})
+    return specs
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,3 +365,28 @@ def default_scenario() -> Scenario:
         write_rpm=70,
         read_rpm=200,
     )
+
+
+FEATURE_SQL = "SELECT block_number, tx_hash, amount FROM ethereum.transactions ORDER BY block_number LIMIT 100"
+
+
+def features_scenario() -> Scenario:
+    """The demo plus queries 2001-2003 and one ad-hoc SQL text, for the features the demo does not show.
+
+    2001: 100, then 60, then 140 rows (replace and history modes); 2002: an incremental query on a block
+    number cursor (`since_block`) with a unique `tx_hash`, 10 rows more each execution; 2003: the same on a
+    timestamp cursor (`since_time`).
+    """
+    scenario = default_scenario()
+    chain = [ColumnSpec("tx_hash", "varbinary"), ColumnSpec("block_number", "bigint"),
+             ColumnSpec("block_time", "timestamp with time zone"), ColumnSpec("amount", "double")]
+    extra = [
+        QuerySpec(2001, rows_per_execution=[100, 60, 140], execution_seconds=0.5),
+        QuerySpec(2002, rows=200, growth_per_execution=10, columns=chain, execution_seconds=0.5,
+                  cursor=CursorSpec("since_block", "block_number", key_column="tx_hash")),
+        QuerySpec(2003, rows=200, growth_per_execution=10, columns=chain, execution_seconds=0.5,
+                  cursor=CursorSpec("since_time", "block_time", key_column="tx_hash")),
+    ]
+    scenario.queries.update({spec.query_id: spec for spec in extra})
+    scenario.sql = {FEATURE_SQL: QuerySpec(0, rows=100, columns=chain[:2] + chain[3:], execution_seconds=0.5)}
+    return scenario
