@@ -125,7 +125,9 @@ def _entry(index: int, item: Any, default_performance: str, default_max_age: flo
         index=index, table=table, query_id=query_id, sql=sql.strip() if sql else None, mode=mode,
         primary_key=primary_key or (), parameters=_parameters(where, item.get("parameters")),
         performance=_performance(where, item.get("performance", default_performance)),
-        columns=columns, max_result_age_hours=_max_age(where, item.get("max_result_age_hours", default_max_age)),
+        columns=columns,
+        max_result_age_hours=None if sql is not None else _max_age(where, item.get("max_result_age_hours",
+                                                                                  default_max_age)),
     )
 
 

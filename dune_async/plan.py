@@ -106,7 +106,7 @@ def _requests(settings: Settings) -> list[QueryPlan]:
             key=entry.table, query_id=entry.query_id, parameters=dict(entry.parameters),
             performance=entry.performance, fingerprint=fingerprint(entry.parameters, entry.performance, **source),
             sql=entry.sql, columns=entry.columns,
-            max_result_age_hours=entry.max_result_age_hours if entry.sql is None else None,
+            max_result_age_hours=entry.max_result_age_hours,
             targets=(Target(entry.table, entry.table, entry),),
         ))
     return requests

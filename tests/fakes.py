@@ -195,6 +195,9 @@ class FakeOperations:
     """Records what a connector hands to Fivetran; `committed` is what survives a crash."""
 
     upserts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    deletes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    log: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # upserts and deletes, in order
+    committed_log: int = 0
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     committed_upserts: int = 0
     fail_after_upserts: int | None = None
@@ -204,11 +207,31 @@ class FakeOperations:
         if self.fail_after_upserts is not None and len(self.upserts) >= self.fail_after_upserts:
             raise RuntimeError("destination write failed")
         self.upserts.append((table, data))
+        self.log.append(("upsert", table, data))
+
+    def delete(self, table: str, keys: dict[str, Any]) -> None:
+        self.deletes.append((table, keys))
+        self.log.append(("delete", table, keys))
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         self.checkpoints.append(copy.deepcopy(state))
         self.committed_upserts = len(self.upserts)
+        self.committed_log = len(self.log)
         self.rows_at_checkpoint.append(len(self.rows()))
 
     def rows(self, table: str = "dune_query_result") -> list[dict[str, Any]]:
         return [data for name, data in self.upserts if name == table]
+
+    def live(self, table: str, key: tuple[str, ...], *,
+             committed: bool = False) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """What the destination holds (upserts and deletes applied in order), by primary key; with `committed`,
+        only what survives a crash now (everything up to the last checkpoint)."""
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for kind, name, data in self.log[: self.committed_log] if committed else self.log:
+            if name != table:
+                continue
+            if kind == "upsert":
+                rows[tuple(data[column] for column in key)] = data
+            else:
+                rows.pop(tuple(data[column] for column in key), None)
+        return rows

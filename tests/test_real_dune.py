@@ -246,29 +246,13 @@ def is_per_request_limit(fixture: Fixture) -> bool:
     return fixture.status == 402 and "per request" in fixture.error_text
 
 
-def client_cases() -> list[Any]:
-    cases = []
-    for param in FIXTURE_PARAMS:
-        fixture = param.values[0]
-        marks = list(param.marks)
-        if fixture is not None and is_per_request_limit(fixture):
-            marks.append(pytest.mark.xfail(strict=False, reason="the client does not yet lower its page size and "
-                                                                "retry on a per-request 402"))
-        if fixture is not None and is_result_size_exceeded(fixture):
-            marks.append(pytest.mark.xfail(strict=False, reason="the client does not yet re-read a FAILED/"
-                                                                "RESULT_SIZE_EXCEEDED result with "
-                                                                "allow_partial_results=true"))
-        cases.append(pytest.param(fixture, marks=marks, id=param.id))
-    return cases
-
-
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retry, "BASE_SECONDS", 0.001)
     monkeypatch.setattr(retry, "CAP_SECONDS", 0.002)
 
 
-@pytest.mark.parametrize("fixture", client_cases())
+@pytest.mark.parametrize("fixture", FIXTURE_PARAMS)
 async def test_the_client_reads_the_recording(fixture: Fixture, fast_retries: None) -> None:
     if fixture.is_csv:
         pytest.skip("CSV: the client has no CSV call")
