@@ -180,15 +180,16 @@ def test_a_killed_sync_resumes_without_executing_again(project: Path, sdk_home: 
 
 
 def wait_for_committed_rows(project: Path, query: str, *, at_least: int, process: subprocess.Popen[str],
-                            timeout: float = 120) -> int:
+                            timeout: float = 120, execution_other_than: str | None = None) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, (project / "debug.log").read_text()[-3000:]
         try:
-            offset = sdk.state(project).get("queries", {}).get(query, {}).get("offset", 0)
+            progress = sdk.state(project).get("queries", {}).get(query, {})
         except ValueError:
-            offset = 0  # caught the state file mid-write
-        if offset >= at_least:
+            progress = {}  # caught the state file mid-write
+        offset = progress.get("offset", 0)
+        if offset >= at_least and progress.get("execution_id") != execution_other_than:
             return offset
         time.sleep(0.05)
     raise AssertionError("the sync never committed enough rows to be killed halfway")

@@ -204,10 +204,11 @@ SCALARS: dict[str, Generator] = {
     "timestamp with time zone": _timestamp_tz,
     "timestamp": _timestamp,
     "date": _date,
+    "json": lambda i, h: {"n": i, "even": h % 2 == 0},
 }
 
 _DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
-_VARCHAR_N = re.compile(r"varchar\(\d+\)")
+_VARCHAR_N = re.compile(r"(var)?char\(\d+\)")
 _TIMESTAMP_P = re.compile(r"timestamp\(\d\)( with time zone)?")
 
 
