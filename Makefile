@@ -25,18 +25,22 @@ demo: install
 bench: install
 	$(BIN)/python -m bench
 
-# The folder to deploy: the connector and its runtime needs only (no tests, benchmarks or dev tools, whose
-# imports would make `fivetran deploy` ask to add pytest and friends to requirements.txt).
+# The folder to deploy: the connector and its runtime needs only (no tests, benchmarks, dev tools or the Dune
+# emulator, whose imports would make `fivetran deploy` ask to add pytest and friends to requirements.txt).
+# `make dist DIST=<dir>` builds elsewhere (the tests build into a temporary folder).
+DIST ?= dist/connector
+
 dist:
 	# Replace the code, keep the local runner's files/ (warehouse and state) between builds.
-	rm -rf dist/connector/connector.py dist/connector/requirements.txt dist/connector/dune_async
-	mkdir -p dist/connector
-	cp -R connector.py requirements.txt dune_async dist/connector/
-	find dist/connector -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf $(DIST)/connector.py $(DIST)/requirements.txt $(DIST)/dune_async
+	mkdir -p $(DIST)
+	cp -R connector.py requirements.txt dune_async $(DIST)/
+	rm -rf $(DIST)/dune_async/emulator
+	find $(DIST) -name __pycache__ -prune -exec rm -rf {} +
 	# Your settings, if you keep them in the git-ignored configuration.local.json (the SDK never uploads this file).
-	if [ -f configuration.local.json ]; then cp configuration.local.json dist/connector/configuration.json; \
-	else cp configuration.json dist/connector/configuration.json; fi
-	@echo "dist/connector is ready to deploy (see README: Getting started)"
+	if [ -f configuration.local.json ]; then cp configuration.local.json $(DIST)/configuration.json; \
+	else cp configuration.json $(DIST)/configuration.json; fi
+	@echo "$(DIST) is ready to deploy (see README: Getting started)"
 
 clean:
 	rm -rf $(VENV) files dist .sdk-home .pytest_cache .ruff_cache bench/.work

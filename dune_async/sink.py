@@ -46,6 +46,7 @@ class QueryReport:
     """One plan's line in the closing summary."""
 
     label: str
+    query_id: int | None = None  # None for raw SQL
     tables: tuple[str, ...] = ()
     outcome: str = Outcome.ABORTED.value
     state: str = ""
@@ -80,7 +81,7 @@ class Sink:
         self._failed: dict[str, str] = {}  # target key -> why it cannot take this execution's rows
         self._origins: dict[str, Origin] = {}
         self._snapshots: dict[str, ExecutionStatus] = {}
-        self.reports = {plan.key: QueryReport(plan.label, plan.tables) for plan in plans}
+        self.reports = {plan.key: QueryReport(plan.label, plan.query_id, plan.tables) for plan in plans}
         self._started = time.monotonic()
 
     def handle(self, event: Event) -> None:

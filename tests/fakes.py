@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dune_async.errors import DuneError, NotFoundError
-from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage
+from dune_async.errors import DuneError, ExecutionNotReadableError, NotFoundError
+from dune_async.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResultPage
 
 _ids = itertools.count(1)
 
@@ -31,6 +31,7 @@ class FakeQuery:
     status_error: DuneError | None = None  # raised by status once the execution exists
     page_error: DuneError | None = None  # raised when reading the second page
     credits: float = 10.0
+    expire_after_pages: int | None = None  # the execution EXPIRES once this many of its pages were read
 
 
 @dataclass
@@ -43,13 +44,14 @@ class FakeExecution:
     state: str = "QUERY_STATE_PENDING"
     ended_at: datetime | None = None
     cancelled: bool = False
+    submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(seconds=1))
+    pages_read: int = 0
 
     def as_dict(self, query: FakeQuery) -> dict[str, Any]:
-        now = datetime.now(UTC)
         data: dict[str, Any] = {
             "execution_id": self.execution_id, "query_id": self.query_id, "state": self.state,
             "is_execution_finished": self.state not in ("QUERY_STATE_PENDING", "QUERY_STATE_EXECUTING"),
-            "submitted_at": (now - timedelta(seconds=1)).isoformat(), "execution_cost_credits": query.credits,
+            "submitted_at": self.submitted_at.isoformat(), "execution_cost_credits": query.credits,
         }
         if self.ended_at:
             data["execution_ended_at"] = self.ended_at.isoformat()
@@ -74,6 +76,7 @@ class FakeDune:
         self.cancelled: list[str] = []
         self.status_log: list[tuple[float, str]] = []
         self.page_requests: list[tuple[str, int, bool]] = []
+        self.performances: dict[str, str] = {}  # execution id -> the tier it was executed at
 
     async def __aenter__(self) -> FakeDune:
         return self
@@ -87,11 +90,15 @@ class FakeDune:
         return self
 
     def add_execution(self, query_id: int, *, state: str = "QUERY_STATE_COMPLETED", polls: int = 0,
-                      ended_ago: timedelta = timedelta(0), parameters: dict[str, Any] | None = None) -> str:
+                      ended_ago: timedelta = timedelta(0), parameters: dict[str, Any] | None = None,
+                      submitted_ago: timedelta = timedelta(seconds=1)) -> str:
+        """An execution that exists before the sync (bound by an earlier one, or Dune's latest result)."""
         execution_id = new_execution_id()
+        running = state in ("QUERY_STATE_PENDING", "QUERY_STATE_EXECUTING")
         self.executions[execution_id] = FakeExecution(
             execution_id, query_id, parameters or {}, polls, self.queries[query_id].final, state,
-            ended_at=datetime.now(UTC) - ended_ago if state != "QUERY_STATE_PENDING" else None)
+            ended_at=None if running else datetime.now(UTC) - ended_ago,
+            submitted_at=datetime.now(UTC) - submitted_ago)
         return execution_id
 
     async def _pause(self) -> None:
@@ -110,6 +117,7 @@ class FakeDune:
         execution_id = new_execution_id()
         self.executions[execution_id] = FakeExecution(execution_id, query_id, dict(parameters or {}),
                                                       query.polls, query.final)
+        self.performances[execution_id] = performance
         return ExecutionHandle(execution_id=execution_id, state=ExecutionStatus.from_dict(
             {"execution_id": execution_id, "state": "QUERY_STATE_PENDING"}).state)
 
@@ -132,7 +140,9 @@ class FakeDune:
     async def cancel(self, execution_id: str, *, query_id: int | None = None) -> bool:
         self.calls["cancel"] += 1
         execution = self._execution(execution_id)
-        execution.cancelled, execution.state = True, "QUERY_STATE_CANCELLED"
+        if execution.state in ("QUERY_STATE_PENDING", "QUERY_STATE_EXECUTING"):  # Dune cancels running ones only
+            execution.cancelled, execution.state = True, "QUERY_STATE_CANCELLED"
+            execution.ended_at = datetime.now(UTC)
         self.cancelled.append(execution_id)
         return True
 
@@ -155,6 +165,7 @@ class FakeDune:
     async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = False,
                     column_count: int | None = None, query_id: int | None = None,
                     columns: Any = None) -> AsyncIterator[ResultPage]:
+        """Like `DuneClient.pages`: a page whose execution state has no rows raises `ExecutionNotReadableError`."""
         self.page_requests.append((execution_id, offset, allow_partial))
         execution = self._execution(execution_id)
         query = self.queries[execution.query_id]
@@ -165,20 +176,29 @@ class FakeDune:
             if not first and query.page_error is not None:
                 raise query.page_error
             first = False
+            if query.expire_after_pages is not None and execution.pages_read >= query.expire_after_pages:
+                execution.state = "QUERY_STATE_EXPIRED"
             page = self._page(execution, offset, self.page_rows)
+            if not page.execution.state.has_rows:
+                raise ExecutionNotReadableError(f"the execution is {page.execution.state.short}, its rows cannot "
+                                                "be read", state=page.execution.state, execution_id=execution_id)
+            execution.pages_read += 1
             yield page
             if page.is_last:
                 return
             offset = page.next_offset or 0
 
     def _page(self, execution: FakeExecution, offset: int, limit: int) -> ResultPage:
+        """A results page as Dune sends it: the metadata is under `result`, never `result_metadata`."""
         query = self.queries[execution.query_id]
         data = execution.as_dict(query)
-        if execution.state in ("QUERY_STATE_COMPLETED", "QUERY_STATE_COMPLETED_PARTIAL"):
+        data.pop("result_metadata", None)
+        if ExecutionState.parse(execution.state).has_rows:
             end = min(offset + limit, query.rows)
             rows = [{"n": i, "query": execution.query_id} for i in range(offset, end)]
-            data["result"] = {"rows": rows, "metadata": {"column_names": ["n", "query"], "row_count": len(rows),
-                                                         "total_row_count": query.rows}}
+            data["result"] = {"rows": rows, "metadata": {"column_names": ["n", "query"],
+                                                         "column_types": ["bigint", "integer"],
+                                                         "row_count": len(rows), "total_row_count": query.rows}}
             if end < query.rows:
                 data["next_offset"] = end
         return ResultPage.from_dict(data, offset=offset)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from dune_async.channel import END, ChannelClosedError, PageChannel
+from dune_async.events import ExecutionStarted, Origin
 
 
 async def test_producers_wait_for_a_page_slot_until_the_writer_frees_one() -> None:
@@ -82,3 +83,27 @@ def test_writer_thread_and_loop_thread_hand_over_many_pages() -> None:
             channel.page_done()
     thread.join(5)
     assert received == list(range(200)) and channel.peak_pages <= 2
+
+
+async def test_an_urgent_event_overtakes_the_pages_already_queued() -> None:
+    channel = PageChannel(page_capacity=3)
+    for n in range(3):
+        (await channel.reserve()).send(f"page-{n}")
+    channel.send("query done")  # an ordinary event keeps its place behind the pages
+    channel.send(ExecutionStarted("2", "01B", Origin.EXECUTED), urgent=True)
+    items = [channel.get(1)[0] for _ in range(5)]
+    assert items[0] == ExecutionStarted("2", "01B", Origin.EXECUTED)
+    assert items[1:] == ["page-0", "page-1", "page-2", "query done"]
+
+
+def test_a_page_written_after_the_producer_loop_closed_does_not_fail() -> None:
+    """The orchestrator's loop may end while the writer still writes its last page."""
+    channel = PageChannel(page_capacity=1)
+
+    async def produce() -> None:
+        (await channel.reserve()).send("last page")
+
+    asyncio.run(produce())  # the loop is closed now
+    item, holds = channel.get(1)
+    assert (item, holds) == ("last page", True)
+    channel.page_done()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,16 @@ from dune_async.errors import (
     DuneUnavailableError,
     ExecuteOutcomeUnknownError,
 )
-from dune_async.events import ExecutionStarted, Origin, Outcome, QueryDone, RowsPage, SyncAborted
+from dune_async.events import (
+    ExecutionStarted,
+    ExecutionUpdated,
+    Origin,
+    Outcome,
+    QueryDone,
+    RowsPage,
+    SyncAborted,
+)
+from dune_async.models import ExecutionState, ExecutionStatus
 from dune_async.orchestrator import Orchestrator, Timing
 from dune_async.plan import Action, QueryPlan
 from tests.fakes import FakeDune, FakeQuery
@@ -35,6 +45,13 @@ def resume(query_id: int, execution_id: str, offset: int = 0, **kwargs: object) 
 
 async def run(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, capacity: int = 3,
               writer_delay: float = 0.0) -> tuple[list[object], PageChannel]:
+    events, channel, _ = await run_orchestrator(dune, plans, timing, capacity=capacity, writer_delay=writer_delay)
+    return events, channel
+
+
+async def run_orchestrator(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, capacity: int = 3,
+                           writer_delay: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                           ) -> tuple[list[object], PageChannel, Orchestrator]:
     channel = PageChannel(capacity)
     events: list[object] = []
 
@@ -49,8 +66,9 @@ async def run(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, 
             if holds_slot:
                 channel.page_done()
 
-    await asyncio.gather(Orchestrator(dune, channel, plans, timing).run(), asyncio.to_thread(drain))
-    return events, channel
+    orchestrator = Orchestrator(dune, channel, plans, timing, clock=clock)
+    await asyncio.gather(orchestrator.run(), asyncio.to_thread(drain))
+    return events, channel, orchestrator
 
 
 def outcomes(events: list[object]) -> dict[int, Outcome]:
@@ -104,11 +122,44 @@ async def test_all_pending_executions_are_polled_in_one_round() -> None:
 async def test_poll_interval_grows_while_nothing_changes() -> None:
     dune = FakeDune({1: FakeQuery(rows=1, polls=12)})
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.16, poll_growth=2.0)
-    await run(dune, [plan(1)], timing)
-    times = [t for t, _ in dune.status_log]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert gaps[-1] >= 0.12 > gaps[1], gaps  # grew towards the maximum
-    assert max(gaps) < 0.5
+    _, _, orchestrator = await run_orchestrator(dune, [plan(1)], timing)
+    intervals = orchestrator.poll_intervals
+    # Poll 1 sees the first status (a change); from then on it only says EXECUTING until poll 12.
+    assert len(intervals) == 12
+    assert intervals[:6] == pytest.approx([0.01, 0.01, 0.02, 0.04, 0.08, 0.16])
+    assert intervals[6:] == pytest.approx([0.16] * 6), "capped at the maximum"
+
+
+def scripted_status(dune: FakeDune, states: list[str]) -> list[str]:
+    """Makes the n-th status call of every execution answer `states[n]` (then the last one); returns the log."""
+    asked: dict[str, int] = {}
+    answered: list[str] = []
+    original = dune.status
+
+    async def status(execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
+        real = await original(execution_id, query_id=query_id)
+        n = asked[execution_id] = asked.get(execution_id, 0) + 1
+        state = states[min(n, len(states)) - 1]
+        answered.append(state)
+        if state == "QUERY_STATE_COMPLETED":
+            return real
+        return ExecutionStatus.from_dict({"execution_id": execution_id, "query_id": query_id, "state": state})
+
+    dune.status = status  # type: ignore[method-assign]
+    return answered
+
+
+async def test_poll_interval_returns_to_the_minimum_after_a_state_change() -> None:
+    dune = FakeDune({1: FakeQuery(rows=1, polls=10)})  # the fake's own execution completes at poll 10 too
+    states = ["QUERY_STATE_PENDING"] * 5 + ["QUERY_STATE_EXECUTING"] * 4 + ["QUERY_STATE_COMPLETED"]
+    scripted_status(dune, states)
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=1.0, poll_growth=2.0)
+    _, _, orchestrator = await run_orchestrator(dune, [plan(1)], timing)
+    intervals = orchestrator.poll_intervals
+    assert len(intervals) == 10
+    # Polls 2-5 repeat PENDING: the wait grows; poll 6 says EXECUTING: the next wait is the minimum again.
+    assert intervals[:6] == pytest.approx([0.01, 0.01, 0.02, 0.04, 0.08, 0.16])
+    assert intervals[6:] == pytest.approx([0.01, 0.02, 0.04, 0.08])
 
 
 async def test_failed_cancelled_expired_and_missing_queries_do_not_stop_the_others() -> None:
@@ -235,7 +286,8 @@ async def test_already_synced_latest_result_downloads_nothing() -> None:
     dune = FakeDune({1: FakeQuery(rows=2)})
     latest = dune.add_execution(1, ended_ago=timedelta(minutes=1))
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1, synced_execution_id=latest)], timing)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1,
+                                      synced_execution_id=latest)], timing)
     assert outcomes(events) == {1: Outcome.UNCHANGED}
     assert dune.calls["execute"] == 0 and dune.calls["results"] == 0
     assert not [e for e in events if isinstance(e, (RowsPage, ExecutionStarted))]
@@ -282,3 +334,129 @@ async def test_what_an_interrupted_sync_completed_is_not_run_again() -> None:
     assert not any(request[0] == done_before for request in dune.page_requests)
     done = next(e for e in events if isinstance(e, QueryDone) and e.key == "1")
     assert done.execution_id == done_before
+
+
+async def test_a_partial_result_is_resumed_from_the_committed_offset_with_allow_partial() -> None:
+    dune = FakeDune({1: FakeQuery(rows=7)}, page_rows=3)
+    execution_id = dune.add_execution(1, state="QUERY_STATE_COMPLETED_PARTIAL")
+    events, _ = await run(dune, [resume(1, execution_id, 4)])
+    assert dune.executes[1] == 0
+    assert dune.page_requests == [(execution_id, 4, True)]
+    assert rows_of(events, 1) == [4, 5, 6]
+    assert outcomes(events) == {1: Outcome.PARTIAL}
+
+
+class SteppedClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_resumed_execution_older_than_the_timeout_is_cancelled_at_once() -> None:
+    """Its timeout counts from its submission, not from this sync's first look at it."""
+    dune = FakeDune({1: FakeQuery(rows=2)})
+    old = dune.add_execution(1, state="QUERY_STATE_EXECUTING", polls=10_000, submitted_ago=timedelta(hours=2))
+    clock = SteppedClock()
+    original = dune.status
+
+    async def status(execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
+        clock.now += 60  # every look costs a minute of the orchestrator's clock: waiting would time it out too
+        return await original(execution_id, query_id=query_id)
+
+    dune.status = status  # type: ignore[method-assign]
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, execution_timeout_seconds=1800)
+    events, _, orchestrator = await run_orchestrator(dune, [resume(1, old)], timing, clock=clock)
+    assert outcomes(events) == {1: Outcome.TIMED_OUT}
+    assert dune.cancelled == [old] and dune.executes[1] == 0
+    assert orchestrator.poll_rounds == 0, "timed out before its first poll round, not after 30 more minutes"
+
+
+async def test_one_slow_status_call_does_not_hold_the_others() -> None:
+    """X's status call hangs (a status call in backoff); Y is polled, read and done meanwhile; X times out."""
+    dune = FakeDune({1: FakeQuery(rows=2, polls=10_000), 2: FakeQuery(rows=3, polls=3)})
+    original = dune.status
+    order: list[str] = []
+    hanging = 0
+
+    async def status(execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
+        nonlocal hanging
+        if query_id == 1 and not dune.executions[execution_id].cancelled:
+            hanging += 1
+            try:
+                await asyncio.sleep(10)  # far past X's timeout; only cancelling it ends it early
+            except asyncio.CancelledError:
+                order.append("X's stuck call cancelled")
+                raise
+            order.append("X's stuck call returned")
+        return await original(execution_id, query_id=query_id)
+
+    dune.status = status  # type: ignore[method-assign]
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.05, execution_timeout_seconds=0.5)
+    events, _ = await run(dune, [plan(1), plan(2)], timing)
+    assert outcomes(events) == {1: Outcome.TIMED_OUT, 2: Outcome.SYNCED}
+    assert rows_of(events, 2) == [0, 1, 2]
+    assert order == ["X's stuck call cancelled"], "X's timeout did not wait for its status call"
+    assert hanging == 1, "a call still in flight is not asked again"
+    done = [e.key for e in events if isinstance(e, QueryDone)]
+    assert done == ["2", "1"]
+
+
+@pytest.mark.parametrize("error", [AuthenticationError("invalid API Key"), CreditsExhaustedError("limit")])
+async def test_abort_cancels_only_the_executions_this_sync_started(error: Exception) -> None:
+    dune = FakeDune({1: FakeQuery(rows=2), 2: FakeQuery(rows=2, polls=10_000),
+                     3: FakeQuery(rows=2, polls=10_000, status_error=error)})  # type: ignore[arg-type]
+    resumed = dune.add_execution(1, state="QUERY_STATE_EXECUTING", polls=10_000)
+    events, _ = await run(dune, [resume(1, resumed, 0), plan(2), plan(3)])
+    started = {e.key: e.execution_id for e in events if isinstance(e, ExecutionStarted)}
+    assert set(dune.cancelled) == {started["2"], started["3"]}, "the resumed execution must keep running"
+    assert dune.executions[resumed].state == "QUERY_STATE_EXECUTING"
+    done = {e.key: e for e in events if isinstance(e, QueryDone)}
+    assert {key: d.outcome for key, d in done.items()} == dict.fromkeys(("1", "2", "3"), Outcome.ABORTED)
+    assert not done["1"].started_here and done["2"].started_here and done["3"].started_here
+    assert done["1"].execution_id == resumed
+    aborts = [e for e in events if isinstance(e, SyncAborted)]
+    assert len(aborts) == 1 and aborts[0].error is error
+    assert isinstance(events[-1], SyncAborted), "the abort comes after every query's last word"
+
+
+def last_update(events: list[object], execution_id: str) -> ExecutionStatus:
+    return [e.status for e in events if isinstance(e, ExecutionUpdated) and e.status.execution_id == execution_id][-1]
+
+
+async def test_timed_out_and_aborted_executions_are_recorded_cancelled() -> None:
+    dune = FakeDune({1: FakeQuery(polls=10_000), 2: FakeQuery(rows=1)})
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02, execution_timeout_seconds=0.2)
+    events, _ = await run(dune, [plan(1), plan(2)], timing)
+    (timed_out,) = dune.cancelled
+    assert last_update(events, timed_out).state is ExecutionState.CANCELLED
+
+    dune = FakeDune({1: FakeQuery(polls=10_000), 2: FakeQuery(polls=10_000),
+                     3: FakeQuery(execute_error=CreditsExhaustedError("limit"))})
+    events, _ = await run(dune, [plan(1), plan(2), plan(3)])
+    assert len(dune.cancelled) == 2
+    for execution_id in dune.cancelled:
+        assert last_update(events, execution_id).state is ExecutionState.CANCELLED
+
+
+async def test_a_reused_result_keeps_the_metadata_of_its_results_page() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3)})
+    latest = dune.add_execution(1, ended_ago=timedelta(minutes=5))
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
+    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1)], timing)
+    metadata = last_update(events, latest).result_metadata
+    assert metadata is not None
+    assert metadata.column_names == ["n", "query"] and metadata.column_types == ["bigint", "integer"]
+    assert metadata.total_row_count == 3
+
+
+async def test_an_execution_expiring_while_read_ends_expired_with_its_rows_so_far() -> None:
+    dune = FakeDune({1: FakeQuery(rows=6, expire_after_pages=1), 2: FakeQuery(rows=2)}, page_rows=2)
+    events, _ = await run(dune, [plan(1), plan(2)])
+    assert outcomes(events) == {1: Outcome.EXPIRED, 2: Outcome.SYNCED}
+    assert rows_of(events, 1) == [0, 1]
+    done = next(e for e in events if isinstance(e, QueryDone) and e.key == "1")
+    assert "EXPIRED" in done.message
