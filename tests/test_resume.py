@@ -155,7 +155,8 @@ def test_an_execution_id_is_checkpointed_before_the_pages_queued_ahead_of_it() -
     b_execution = next(e for e in dune.executions.values() if e.query_id == 2).execution_id
     last = op.checkpoints[-1]
     assert last["queries"].get("2", {}).get("execution_id") == b_execution, "B's id was queued behind A's pages"
-    assert last["queries"]["1"]["offset"] == op.rows_at_checkpoint[-1] == 2, "A's first page, written before B"
+    # B's id may overtake even A's first page; either way the committed offset counts the committed rows.
+    assert last["queries"]["1"]["offset"] == op.rows_at_checkpoint[-1] in (0, 2)
     plans = {p.query_id: p for p in plan_queries(Settings.from_configuration(fake_configuration([1, 2])),
                                                   SyncState.from_dict(last))}
     assert (plans[2].action, plans[2].execution_id) == (Action.RESUME, b_execution)
