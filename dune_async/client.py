@@ -244,15 +244,18 @@ class DuneClient:
         """
         if columns:
             column_count = len(columns)
+        ceiling: int | None = None  # this read's own last halving, so it shrinks even if others raced the cap
         while True:
             limit = self.page_limit(column_count)
+            if ceiling is not None:
+                limit = min(limit, ceiling)
             call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results",
                          params=_result_params(limit, offset, columns), query_id=query_id,
                          execution_id=execution_id)
             try:
                 data = await self._call(call, self.read_bucket)
             except RequestLimitError as refused:
-                self._lower_page_cap(limit, refused)
+                ceiling = self._lower_page_cap(limit, refused)
                 continue  # the same offset, smaller
             page = ResultPage.from_dict(data, offset=offset)
             _require_rows(page, call)
@@ -278,8 +281,9 @@ class DuneClient:
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
-    def _lower_page_cap(self, limit: int, refused: RequestLimitError) -> None:
-        """After a per-request 402 for a page of `limit` rows: halves `page_cap`, or gives up at the floor."""
+    def _lower_page_cap(self, limit: int, refused: RequestLimitError) -> int:
+        """After a per-request 402 for a page of `limit` rows: halves `page_cap` and returns the half, or gives
+        up at the floor."""
         self.stats.request_limited += 1
         where = {"endpoint": refused.endpoint, "query_id": refused.query_id, "execution_id": refused.execution_id}
         if limit <= MIN_PAGE_ROWS:
@@ -293,6 +297,7 @@ class DuneClient:
             self._page_cap = smaller
             logger.info("Dune's per-request credit limit refused a page of %d rows (%s); asking for %d rows a "
                         "page from now on", limit, refused.endpoint, smaller)
+        return smaller
 
     def _next_offset(self, page: ResultPage, call: _Call) -> int | None:
         following = page.next_offset
