@@ -36,7 +36,7 @@ from dune_async.errors import (
     http_error_type,
 )
 from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage, UsageReport
-from dune_async.ratelimit import RateBucket
+from dune_async.ratelimit import REAL_CLOCK, Clock, RateBucket
 from dune_async.retry import (
     RETRYABLE_STATUSES,
     TransientError,
@@ -73,6 +73,8 @@ class ClientSettings:
     max_tries: int = 8
     max_retry_seconds: float = 300.0
     window_seconds: float = 60.0
+    clock: Clock = field(default=REAL_CLOCK, repr=False, compare=False)
+    """Time for the rate buckets (tests inject a virtual one); retry waits and timeouts stay on real time."""
 
 
 @dataclass
@@ -118,10 +120,11 @@ class DuneClient:
         self.settings = settings
         self.base_url = checked_base_url(settings.base_url)
         self._origin = _origin(self.base_url)
-        self.write_bucket = RateBucket("write", settings.write_rpm, window_seconds=settings.window_seconds)
+        self.write_bucket = RateBucket("write", settings.write_rpm, window_seconds=settings.window_seconds,
+                                       clock=settings.clock)
         # Executes are one per query: they may all go at once. Polls never stop: reads are spaced evenly.
         self.read_bucket = RateBucket("read", settings.read_rpm, window_seconds=settings.window_seconds,
-                                      burst=False)
+                                      burst=False, clock=settings.clock)
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
         self._page_cap: int | None = None
