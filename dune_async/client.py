@@ -4,6 +4,14 @@ It owns the HTTP conversation and nothing else: which queries to run, when to po
 belong to the orchestrator. Every request goes through `_call`, in this order: a slot among its bucket's
 requests in flight, then the rate bucket (last, so the request leaves right after its slot), then `backoff`
 around the attempt. The API key lives in the session headers only: no message, log line or repr built here contains it.
+
+Endpoints: `execute` (saved query) and `execute_sql` (raw SQL) start executions in the write bucket and are
+never sent twice once Dune may have received them; `status`, `cancel`, `pages`, `latest_result` and `usage`
+are reads. Results reads always send `allow_partial_results=true`, so a result Dune cut for size (COMPLETED_PARTIAL,
+or FAILED with FAILED_TYPE_RESULT_SIZE_EXCEEDED) streams the rows it kept, and may name `columns`. Pages hold at
+most 250,000 datapoints; a page refused by the account's per-request credit limit (402 `RequestLimitError`)
+is asked again at half the size down to MIN_PAGE_ROWS, and that size is kept for the rest of the client's life
+(`page_cap`). The rate buckets read time from `ClientSettings.clock` (real unless a test injects one).
 """
 
 from __future__ import annotations
