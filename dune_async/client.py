@@ -4,6 +4,14 @@ It owns the HTTP conversation and nothing else: which queries to run, when to po
 belong to the orchestrator. Every request goes through `_call`, in this order: a slot among its bucket's
 requests in flight, then the rate bucket (last, so the request leaves right after its slot), then `backoff`
 around the attempt. The API key lives in the session headers only: no message, log line or repr built here contains it.
+
+Endpoints: `execute` (saved query) and `execute_sql` (raw SQL) start executions in the write bucket and are
+never sent twice once Dune may have received them; `status`, `cancel`, `pages`, `latest_result` and `usage`
+are reads. Results reads always send `allow_partial_results=true`, so a result Dune cut for size (COMPLETED_PARTIAL,
+or FAILED with FAILED_TYPE_RESULT_SIZE_EXCEEDED) streams the rows it kept, and may name `columns`. Pages hold at
+most 250,000 datapoints; a page refused by the account's per-request credit limit (402 `RequestLimitError`)
+is asked again at half the size down to MIN_PAGE_ROWS, and that size is kept for the rest of the client's life
+(`page_cap`). The rate buckets read time from `ClientSettings.clock` (real unless a test injects one).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from dune_async.errors import (
     http_error_type,
 )
 from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage, UsageReport
-from dune_async.ratelimit import RateBucket
+from dune_async.ratelimit import REAL_CLOCK, Clock, RateBucket
 from dune_async.retry import (
     RETRYABLE_STATUSES,
     TransientError,
@@ -74,6 +82,8 @@ class ClientSettings:
     max_tries: int = 8
     max_retry_seconds: float = 300.0
     window_seconds: float = 60.0
+    clock: Clock = field(default=REAL_CLOCK, repr=False, compare=False)
+    """Time for the rate buckets (tests inject a virtual one); retry waits and timeouts stay on real time."""
 
 
 @dataclass
@@ -119,10 +129,11 @@ class DuneClient:
         self.settings = settings
         self.base_url = checked_base_url(settings.base_url)
         self._origin = _origin(self.base_url)
-        self.write_bucket = RateBucket("write", settings.write_rpm, window_seconds=settings.window_seconds)
+        self.write_bucket = RateBucket("write", settings.write_rpm, window_seconds=settings.window_seconds,
+                                       clock=settings.clock)
         # Executes are one per query: they may all go at once. Polls never stop: reads are spaced evenly.
         self.read_bucket = RateBucket("read", settings.read_rpm, window_seconds=settings.window_seconds,
-                                      burst=False)
+                                      burst=False, clock=settings.clock)
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
         self._page_cap: int | None = None
@@ -245,15 +256,18 @@ class DuneClient:
         """
         if columns:
             column_count = len(columns)
+        ceiling: int | None = None  # this read's own last halving, so it shrinks even if others raced the cap
         while True:
             limit = self.page_limit(column_count)
+            if ceiling is not None:
+                limit = min(limit, ceiling)
             call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results",
                          params=_result_params(limit, offset, columns), query_id=query_id,
                          execution_id=execution_id)
             try:
                 data = await self._call(call, self.read_bucket)
             except RequestLimitError as refused:
-                self._lower_page_cap(limit, refused)
+                ceiling = self._lower_page_cap(limit, refused)
                 continue  # the same offset, smaller
             page = ResultPage.from_dict(data, offset=offset)
             _require_rows(page, call)
@@ -279,8 +293,9 @@ class DuneClient:
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 
-    def _lower_page_cap(self, limit: int, refused: RequestLimitError) -> None:
-        """After a per-request 402 for a page of `limit` rows: halves `page_cap`, or gives up at the floor."""
+    def _lower_page_cap(self, limit: int, refused: RequestLimitError) -> int:
+        """After a per-request 402 for a page of `limit` rows: halves `page_cap` and returns the half, or gives
+        up at the floor."""
         self.stats.request_limited += 1
         where = {"endpoint": refused.endpoint, "query_id": refused.query_id, "execution_id": refused.execution_id}
         if limit <= MIN_PAGE_ROWS:
@@ -294,6 +309,7 @@ class DuneClient:
             self._page_cap = smaller
             logger.info("Dune's per-request credit limit refused a page of %d rows (%s); asking for %d rows a "
                         "page from now on", limit, refused.endpoint, smaller)
+        return smaller
 
     def _next_offset(self, page: ResultPage, call: _Call) -> int | None:
         following = page.next_offset

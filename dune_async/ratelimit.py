@@ -2,12 +2,10 @@
 
 Dune counts requests per API key in two buckets (write: execute; read: everything else), N per 60 seconds.
 A bursting bucket (write) lets up to N requests go at once, so 30 executes on a plan allowing 70 a minute all
-leave immediately, and never more than N in any sliding window:
-
-- aiolimiter's leaky bucket (capacity N, drained over the window) admits the burst and queues the rest in
-  order. On its own it would let 2N into one sliding window: a full burst, then N more as it drains.
-- a log of the last N send times closes that gap: a request waits until the one N places before it was sent
-  a whole window (plus 1 % for network jitter) ago.
+leave immediately, and never more than N in any sliding window: a log of the last N send times makes a
+request wait until the one N places before it was sent a whole window (plus 1 % for network jitter) ago, and
+one lock hands the slots out first come, first served. (A leaky bucket such as aiolimiter's is not needed on
+top: on its own it would let 2N into one sliding window, and the log is exact.)
 
 A smooth bucket (read) sends one request every window / N instead: polls never stop, so a burst would spend
 the whole allowance on one round of polls and leave the result pages waiting for the next window.
@@ -15,6 +13,9 @@ the whole allowance on one round of polls and leave the result pages waiting for
 A 429 means our idea of the window and Dune's disagree (another client may share the key): `pause()` holds
 back every task of the bucket until Retry-After has passed, then, for one window, lets them go one every
 window / N instead of bursting into the limit again.
+
+Time comes from a `Clock` (`now()` and `sleep()`), the real monotonic clock unless one is injected, so tests
+can run the time rules on virtual time that a loaded machine cannot stretch.
 """
 
 from __future__ import annotations
@@ -23,27 +24,50 @@ import asyncio
 import math
 import time
 from collections import deque
-
-from aiolimiter import AsyncLimiter
+from typing import Protocol
 
 JITTER_MARGIN = 0.01
 """Share added to the window, so that arrival jitter cannot put N+1 requests in one of Dune's windows."""
+
+
+class Clock(Protocol):
+    """Where a bucket reads the time and waits: seconds on a monotonic scale."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """The real clock: `time.monotonic()` and `asyncio.sleep()`."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "MonotonicClock()"
+
+
+REAL_CLOCK: Clock = MonotonicClock()
 
 
 class RateBucket:
     """Paces the requests of one Dune rate bucket, shared by every task of a sync.
 
     `per_minute=None` (or 0) means unlimited; pauses after a 429 still apply. `burst=False` spaces every
-    request evenly.
+    request evenly. `clock` gives the time and the waits (the real monotonic clock by default).
     """
 
     def __init__(self, name: str, per_minute: int | None, *, window_seconds: float = 60.0,
-                 burst: bool = True) -> None:
+                 burst: bool = True, clock: Clock = REAL_CLOCK) -> None:
         self.name = name
         self.per_minute = per_minute or None
         self.window_seconds = window_seconds
+        self.clock = clock
         self._span = window_seconds * (1 + JITTER_MARGIN)
-        self._limiter = AsyncLimiter(per_minute, window_seconds) if per_minute else None
         self._sent: deque[float] = deque(maxlen=per_minute or 1)
         self._turn = asyncio.Lock()
         self._resume_at = 0.0
@@ -60,18 +84,16 @@ class RateBucket:
 
     async def acquire(self) -> None:
         """Waits for this bucket's next slot (and out any pause); call it right before sending."""
-        if self._limiter is not None:
-            await self._limiter.acquire()
         async with self._turn:  # first come, first sent
             while (delay := max(self.paused_for, self._window_delay())) > 0:
-                await asyncio.sleep(delay)  # a 429 may arrive meanwhile: check both again
-            if self._limiter is not None:
-                self._sent.append(time.monotonic())
+                await self.clock.sleep(delay)  # a 429 may arrive meanwhile: check both again
+            if self.per_minute is not None:
+                self._sent.append(self.clock.now())
         self.acquired += 1
 
     def pause(self, seconds: float) -> None:
         """Holds back every request of this bucket for `seconds` from now (a 429's Retry-After)."""
-        resume_at = time.monotonic() + max(0.0, seconds)
+        resume_at = self.clock.now() + max(0.0, seconds)
         if resume_at <= self._resume_at:
             return
         self._resume_at = resume_at
@@ -81,13 +103,13 @@ class RateBucket:
     @property
     def paused_for(self) -> float:
         """Seconds until the current pause ends, 0 when not paused."""
-        return max(0.0, self._resume_at - time.monotonic())
+        return max(0.0, self._resume_at - self.clock.now())
 
     def _window_delay(self) -> float:
         """Seconds until one more request fits in the sliding window (and, after a 429, the even spacing)."""
         if self.per_minute is None or not self._sent:
             return 0.0
-        now = time.monotonic()
+        now = self.clock.now()
         delay = self._sent[0] + self._span - now if len(self._sent) == self.per_minute else 0.0
         if now < self._smooth_until:
             delay = max(delay, self._sent[-1] + self.spacing_seconds - now)

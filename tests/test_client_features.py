@@ -313,9 +313,10 @@ async def test_concurrent_refusals_halve_once(mocked: aioresponses, caplog: pyte
     """Two results read at once, both refused at the same size: one halving each time, and the cap never rises
     back when a request sent before it was lowered is refused late."""
     caplog.set_level(logging.INFO, logger="dune_async.client")
-    script(mocked, "GET", RESULTS, refusing_server(max_rows=500, total=600))
+    calls = script(mocked, "GET", RESULTS, refusing_server(max_rows=500, total=600), delay=0.01)
     async with DuneClient(make_settings(page_size=2_000)) as client:
         first, second = await asyncio.gather(read_all(client), read_all(client))
+    assert [s.query["limit"] for s in calls.seen[:2]] == ["2000", "2000"], "the two reads did not overlap"
     assert len(first) == len(second) == 600
     assert client.page_cap == 500
     assert len([r for r in caplog.records if "per-request" in r.getMessage()]) == 2

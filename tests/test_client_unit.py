@@ -31,6 +31,7 @@ from dune_async.errors import (
     UnexpectedResponseError,
 )
 from dune_async.models import ExecutionState
+from tests.test_ratelimit import START, FakeClock
 
 KEY = "dune-KEY-7f3c9a1b2d4e6f80-do-not-leak"
 BASE = "https://api.dune.com"
@@ -143,16 +144,18 @@ class Script:
     `delay` makes every answer take that long, so concurrency can be observed.
     """
 
-    def __init__(self, *steps: Step, delay: float = 0.0) -> None:
+    def __init__(self, *steps: Step, delay: float = 0.0, clock: Any = None) -> None:
         assert steps
         self.steps = list(steps)
         self.delay = delay
+        self.clock = clock
+        """Whose time to record (a FakeClock shared with the client's buckets); the monotonic clock if None."""
         self.seen: list[Seen] = []
         self.in_flight = 0
         self.peak_in_flight = 0
 
     async def respond(self, url: URL, **kwargs: Any) -> CallbackResult:
-        self.seen.append(Seen(time.monotonic(), url, kwargs))
+        self.seen.append(Seen(self.clock.now() if self.clock else time.monotonic(), url, kwargs))
         step = self.steps[min(len(self.seen) - 1, len(self.steps) - 1)]
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -174,8 +177,8 @@ class Script:
 
 
 def script(mocked: aioresponses, method: str, pattern: re.Pattern[str], *steps: Step,
-           delay: float = 0.0) -> Script:
-    callback = Script(*steps, delay=delay)
+           delay: float = 0.0, clock: Any = None) -> Script:
+    callback = Script(*steps, delay=delay, clock=clock)
     mocked.add(pattern, method, callback=callback.respond, repeat=True)
     return callback
 
@@ -357,26 +360,30 @@ async def test_client_outside_async_with_is_an_error() -> None:
 
 async def test_write_and_read_buckets_are_counted_apart(mocked: aioresponses) -> None:
     """One request a 4 s window in each bucket: an execute does not use up the read bucket, nor the reverse."""
+    clock = FakeClock()
     script(mocked, "POST", EXECUTE, ok(handle_body()))
     script(mocked, "GET", STATUS, ok(execution()))
-    started = time.monotonic()
-    async with DuneClient(make_settings(write_rpm=1, read_rpm=1, window_seconds=4.0)) as client:
+    async with DuneClient(make_settings(write_rpm=1, read_rpm=1, window_seconds=4.0, clock=clock)) as client:
         await client.execute(QUERY_ID)
         await client.status(EXECUTION_ID)
-    assert time.monotonic() - started < 2.0  # one shared bucket would have waited ~4 s for the second request
+    assert clock.slept == []  # one shared bucket would have waited 4 s for the second request
+    assert client.write_bucket.clock is clock and client.read_bucket.clock is clock
     assert client.write_bucket is not client.read_bucket
     assert (client.write_bucket.acquired, client.read_bucket.acquired) == (1, 1)
 
 
 async def test_client_never_exceeds_the_read_rate(mocked: aioresponses) -> None:
     per_window, window = 8, 0.4
-    calls = script(mocked, "GET", STATUS, ok(execution()))
-    async with DuneClient(make_settings(read_rpm=per_window, window_seconds=window)) as client:
+    clock = FakeClock()
+    calls = script(mocked, "GET", STATUS, ok(execution()), clock=clock)
+    async with DuneClient(make_settings(read_rpm=per_window, window_seconds=window, clock=clock)) as client:
         await asyncio.gather(*(client.status(EXECUTION_ID) for _ in range(18)))
     times = sorted(calls.times)
     assert len(times) == 18
     for first, last in zip(times, times[per_window:], strict=False):
         assert last - first >= window
+    spacing = client.read_bucket.spacing_seconds  # the read bucket is smooth: exactly one request a spacing
+    assert times == [pytest.approx(times[0] + i * spacing) for i in range(18)]
 
 
 async def test_429_with_retry_after_pauses_the_whole_bucket(mocked: aioresponses) -> None:
@@ -456,20 +463,21 @@ async def test_max_in_flight_applies_to_each_bucket(mocked: aioresponses) -> Non
 
 async def test_a_busy_read_bucket_does_not_hold_back_writes(mocked: aioresponses) -> None:
     """Reads queued for their rate slots must not take every in-flight slot away from execute."""
-    script(mocked, "GET", STATUS, ok(execution()))
-    executes = script(mocked, "POST", EXECUTE, ok(handle_body()))
-    slow_reads = make_settings(read_rpm=2, window_seconds=2.0, max_in_flight=2)  # a read every ~1 s
+    clock = FakeClock()
+    reads = script(mocked, "GET", STATUS, ok(execution()), clock=clock)
+    executes = script(mocked, "POST", EXECUTE, ok(handle_body()), clock=clock)
+    slow_reads = make_settings(read_rpm=2, window_seconds=2.0, max_in_flight=2, clock=clock)  # a read a ~1 s
     async with DuneClient(slow_reads) as client:
         readers = [asyncio.create_task(client.status(EXECUTION_ID)) for _ in range(4)]
-        await asyncio.sleep(0.1)
-        started = time.monotonic()
+        await clock.sleep(0.1)
+        started = clock.now()
         await client.execute(QUERY_ID)
-        waited = time.monotonic() - started
+        waited = clock.now() - started
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-    assert len(executes.seen) == 1
-    assert waited < 0.8, f"execute waited {waited:.2f} s behind the read bucket"
+    assert len(executes.seen) == 1 and len(reads.seen) == 1  # the other readers hold both read slots, waiting
+    assert waited == 0.0, f"execute waited {waited:.2f} s behind the read bucket"
 
 
 # -- paging ----------------------------------------------------------------------------------------------------
@@ -719,11 +727,12 @@ async def test_the_key_never_leaks_even_when_dune_echoes_it(mocked: aioresponses
 
 async def test_executes_burst_and_reads_are_spaced(mocked: aioresponses) -> None:
     """All of a sync's executes may leave at once; polls and pages share the read allowance evenly."""
-    executes = script(mocked, "POST", EXECUTE, ok(handle_body()))
-    statuses = script(mocked, "GET", STATUS, ok(execution()))
-    async with DuneClient(make_settings(write_rpm=5, read_rpm=5, window_seconds=0.5)) as client:
+    clock = FakeClock()
+    executes = script(mocked, "POST", EXECUTE, ok(handle_body()), clock=clock)
+    statuses = script(mocked, "GET", STATUS, ok(execution()), clock=clock)
+    async with DuneClient(make_settings(write_rpm=5, read_rpm=5, window_seconds=0.5, clock=clock)) as client:
         await asyncio.gather(*(client.execute(QUERY_ID) for _ in range(5)),
                              *(client.status(EXECUTION_ID) for _ in range(3)))
-    assert max(executes.times) - min(executes.times) < 0.05, "executes within the limit were held back"
-    reads = sorted(statuses.times)
-    assert min(b - a for a, b in zip(reads, reads[1:], strict=False)) >= client.read_bucket.spacing_seconds - 0.005
+    assert executes.times == [START] * 5, "executes within the limit were held back"
+    spacing = client.read_bucket.spacing_seconds
+    assert sorted(statuses.times) == [pytest.approx(START + i * spacing) for i in range(3)]
