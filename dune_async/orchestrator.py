@@ -186,7 +186,7 @@ class Orchestrator:
             logger.info("%s: execution %s of an earlier sync is gone; starting afresh",
                         plan.label, plan.execution_id)
             return False
-        if status.state not in _RESUMABLE_STATES:
+        if status.state not in _RESUMABLE_STATES and not status.truncated:
             logger.info("%s: execution %s of an earlier sync is %s; starting afresh",
                         plan.label, status.execution_id, status.state.short)
             return False
@@ -322,7 +322,7 @@ class Orchestrator:
                 self._watch(run)
             return changed
         run.waiting_since = None
-        if status.state.has_rows:
+        if status.rows_readable:
             self._group.create_task(self._fetch(run))
         else:
             error = (status.error or {}).get("message", "")
@@ -354,14 +354,14 @@ class Orchestrator:
 
     async def _fetch(self, run: _Run) -> None:
         assert run.execution_id is not None and run.status is not None
-        partial = run.status.state is ExecutionState.COMPLETED_PARTIAL
+        partial = run.status.truncated
         if partial:
-            logger.warning("%s: Dune truncated the result (COMPLETED_PARTIAL); writing the rows it kept",
+            logger.warning("%s: Dune truncated the result (too large); writing the rows it kept, as partial",
                            run.plan.label)
         offset = run.plan.offset if run.resumed else 0
         metadata = run.status.result_metadata
         pages = self._client.pages(
-            run.execution_id, offset=offset, allow_partial=partial, query_id=run.query_id,
+            run.execution_id, offset=offset, query_id=run.query_id,
             column_count=len(metadata.column_names) if metadata and metadata.column_names else None,
             columns=run.plan.columns,
         ).__aiter__()

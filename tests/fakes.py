@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dune_async.errors import DuneError, ExecutionNotReadableError, NotFoundError
-from dune_async.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResultPage
+from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage
 
 _ids = itertools.count(1)
 
@@ -32,6 +32,7 @@ class FakeQuery:
     page_error: DuneError | None = None  # raised when reading the second page
     credits: float = 10.0
     expire_after_pages: int | None = None  # the execution EXPIRES once this many of its pages were read
+    error_type: str = "FAILED_TYPE_EXECUTION_FAILED"  # FAILED_TYPE_RESULT_SIZE_EXCEEDED: truncated, rows kept
 
 
 @dataclass
@@ -59,7 +60,7 @@ class FakeExecution:
             data["result_metadata"] = {"column_names": [f"c{i}" for i in range(query.columns)],
                                        "column_types": ["bigint"] * query.columns, "total_row_count": query.rows}
         if self.state == "QUERY_STATE_FAILED":
-            data["error"] = {"type": "FAILED_TYPE_EXECUTION_FAILED", "message": "line 1:8: syntax error"}
+            data["error"] = {"type": query.error_type, "message": "line 1:8: syntax error"}
         return data
 
 
@@ -162,7 +163,7 @@ class FakeDune:
         latest = max(finished, key=lambda e: e.ended_at or datetime.min.replace(tzinfo=UTC))
         return self._page(latest, 0, limit)
 
-    async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = False,
+    async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = True,
                     column_count: int | None = None, query_id: int | None = None,
                     columns: Any = None) -> AsyncIterator[ResultPage]:
         """Like `DuneClient.pages`: a page whose execution state has no rows raises `ExecutionNotReadableError`."""
@@ -179,7 +180,7 @@ class FakeDune:
             if query.expire_after_pages is not None and execution.pages_read >= query.expire_after_pages:
                 execution.state = "QUERY_STATE_EXPIRED"
             page = self._page(execution, offset, self.page_rows)
-            if not page.execution.state.has_rows:
+            if not page.execution.rows_readable:
                 raise ExecutionNotReadableError(f"the execution is {page.execution.state.short}, its rows cannot "
                                                 "be read", state=page.execution.state, execution_id=execution_id)
             execution.pages_read += 1
@@ -193,7 +194,7 @@ class FakeDune:
         query = self.queries[execution.query_id]
         data = execution.as_dict(query)
         data.pop("result_metadata", None)
-        if ExecutionState.parse(execution.state).has_rows:
+        if ExecutionStatus.from_dict(data).rows_readable:
             end = min(offset + limit, query.rows)
             rows = [{"n": i, "query": execution.query_id} for i in range(offset, end)]
             data["result"] = {"rows": rows, "metadata": {"column_names": ["n", "query"],

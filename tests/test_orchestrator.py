@@ -308,6 +308,15 @@ async def test_partial_results_are_read_with_allow_partial_and_flagged() -> None
     assert rows_of(events, 1) == [0, 1, 2]
 
 
+async def test_a_result_failed_for_its_size_is_synced_as_partial() -> None:
+    """Recorded: FAILED with FAILED_TYPE_RESULT_SIZE_EXCEEDED keeps rows readable with allow_partial_results."""
+    dune = FakeDune({1: FakeQuery(rows=3, final="QUERY_STATE_FAILED", error_type="FAILED_TYPE_RESULT_SIZE_EXCEEDED"),
+                     2: FakeQuery(rows=3, final="QUERY_STATE_FAILED")})
+    events, _ = await run(dune, [plan(1), plan(2)])
+    assert outcomes(events) == {1: Outcome.PARTIAL, 2: Outcome.FAILED}
+    assert rows_of(events, 1) == [0, 1, 2] and rows_of(events, 2) == []
+
+
 async def test_a_read_that_keeps_failing_leaves_the_query_resumable() -> None:
     dune = FakeDune({1: FakeQuery(rows=6, page_error=DuneUnavailableError("502 after retries", status=502)),
                      2: FakeQuery(rows=2)}, page_rows=2)
