@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dune_async.cursor import CursorSpec
+
 RESULT_TABLE = "dune_query_result"
 """The JSON table every query of DUNE_QUERY_IDS lands in."""
 EXECUTION_TABLE = "dune_query_execution"
@@ -27,7 +29,8 @@ PERFORMANCE_TIERS = ("medium", "large")
 
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _KEYS = frozenset({"query_id", "sql", "table", "mode", "primary_key", "parameters", "performance", "columns",
-                   "max_result_age_hours"})
+                   "max_result_age_hours", "cursor"})
+_CURSOR_KEYS = frozenset({"parameter", "column", "start", "lookback"})
 
 
 class Mode(StrEnum):
@@ -56,6 +59,7 @@ class Entry:
     performance: str = "medium"
     columns: tuple[str, ...] | None = None
     max_result_age_hours: float | None = None
+    cursor: CursorSpec | None = None
 
     @property
     def label(self) -> str:
@@ -118,16 +122,24 @@ def _entry(index: int, item: Any, default_performance: str, default_max_age: flo
         missing = sorted(set(primary_key) - set(columns))
         raise CatalogueError(f"{where}: 'primary_key' column {missing[0]!r} is not among 'columns'")
     if sql is not None:
-        for key in ("parameters", "max_result_age_hours"):
+        for key in ("parameters", "max_result_age_hours", "cursor"):
             if key in item:
                 raise CatalogueError(f"{where}: {key!r} is for saved queries (query_id) only")
+    cursor = _cursor(where, item.get("cursor"), mode, columns)
+    if cursor is not None:
+        if "max_result_age_hours" in item:
+            raise CatalogueError(f"{where}: 'max_result_age_hours' does not go with 'cursor' (a latest result was "
+                                 "computed for another cursor value)")
+        if cursor.parameter in (item.get("parameters") or {}):
+            raise CatalogueError(f"{where}: 'parameters' sets {cursor.parameter!r}, which the cursor sends")
     return Entry(
         index=index, table=table, query_id=query_id, sql=sql.strip() if sql else None, mode=mode,
         primary_key=primary_key or (), parameters=_parameters(where, item.get("parameters")),
         performance=_performance(where, item.get("performance", default_performance)),
         columns=columns,
-        max_result_age_hours=None if sql is not None else _max_age(where, item.get("max_result_age_hours",
-                                                                                  default_max_age)),
+        max_result_age_hours=None if sql is not None or cursor is not None
+        else _max_age(where, item.get("max_result_age_hours", default_max_age)),
+        cursor=cursor,
     )
 
 
@@ -170,6 +182,33 @@ def _names(where: str, key: str, raw: Any) -> tuple[str, ...] | None:
     if clash:
         raise CatalogueError(f"{where}: {key!r} may not name the connector's column {sorted(clash)[0]!r}")
     return tuple(raw)
+
+
+def _cursor(where: str, raw: Any, mode: Mode, columns: tuple[str, ...] | None) -> CursorSpec | None:
+    if raw is None:
+        return None
+    example = '{"parameter": "since", "column": "block_time", "start": "2024-01-01 00:00:00", "lookback": 3600}'
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{where}: 'cursor' must be a JSON object like {example}, got {raw!r}")
+    unknown = sorted(set(raw) - _CURSOR_KEYS)
+    if unknown:
+        raise CatalogueError(f"{where}: 'cursor' has unknown key {unknown[0]!r}; allowed: "
+                             f"{', '.join(sorted(_CURSOR_KEYS))}")
+    for key in ("parameter", "column"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise CatalogueError(f"{where}: 'cursor' needs {key!r}, a name, like {example}")
+    start = raw.get("start")
+    if not isinstance(start, (str, int, float)) or isinstance(start, bool) or start == "":
+        raise CatalogueError(f"{where}: 'cursor' needs 'start', the value of the first sync, got {start!r}")
+    lookback = raw.get("lookback", 0)
+    if not isinstance(lookback, (int, float)) or isinstance(lookback, bool) or not math.isfinite(lookback) \
+            or lookback < 0:
+        raise CatalogueError(f"{where}: 'cursor' 'lookback' must be a number ≥ 0, got {lookback!r}")
+    if mode is not Mode.MERGE:
+        raise CatalogueError(f"{where}: 'cursor' needs mode 'merge' (the lookback overlap is de-duplicated by key)")
+    if columns and raw["column"] not in columns:
+        raise CatalogueError(f"{where}: 'cursor' column {raw['column']!r} is not among 'columns'")
+    return CursorSpec(raw["parameter"], raw["column"], start, float(lookback))
 
 
 def _parameters(where: str, raw: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from dune_async.catalogue import RESULT_TABLE, Entry
+from dune_async.cursor import parameter_value
 from dune_async.events import Origin
 from dune_async.settings import Settings
 from dune_async.state import QueryProgress, SyncState, fingerprint
@@ -69,6 +70,8 @@ class QueryPlan:
     columns: tuple[str, ...] | None = None  # download only these result columns
     max_result_age_hours: float | None = None  # REUSE_OR_EXECUTE: how fresh a latest result must be
     targets: tuple[Target, ...] = ()
+    cursor_value: int | float | str | None = None  # the value an incremental entry's cursor parameter is sent
+    note: str = ""  # something the sync should tell the user about this plan
 
     @property
     def label(self) -> str:
@@ -85,11 +88,11 @@ class QueryPlan:
 def plan_queries(settings: Settings, state: SyncState) -> list[QueryPlan]:
     """What to do for each target, grouped into plans (call before `state.begin()`)."""
     decided = [_decide(request, state.get(request.key), state.interrupted_sync)
-               for request in _requests(settings)]
+               for request in _requests(settings, state)]
     return _grouped(decided)
 
 
-def _requests(settings: Settings) -> list[QueryPlan]:
+def _requests(settings: Settings, state: SyncState) -> list[QueryPlan]:
     """One undecided single-target plan per destination, JSON-table queries first."""
     requests = []
     for query_id in settings.query_ids:
@@ -102,14 +105,33 @@ def _requests(settings: Settings) -> list[QueryPlan]:
         ))
     for entry in settings.entries:
         source = {"sql": entry.sql} if entry.sql is not None else {}
+        parameters, cursor_value, note = _with_cursor(entry, state.get(entry.table))
         requests.append(QueryPlan(
-            key=entry.table, query_id=entry.query_id, parameters=dict(entry.parameters),
-            performance=entry.performance, fingerprint=fingerprint(entry.parameters, entry.performance, **source),
+            key=entry.table, query_id=entry.query_id, parameters=parameters,
+            performance=entry.performance, fingerprint=fingerprint(parameters, entry.performance, **source),
             sql=entry.sql, columns=entry.columns,
             max_result_age_hours=entry.max_result_age_hours,
             targets=(Target(entry.table, entry.table, entry),),
+            cursor_value=cursor_value, note=note,
         ))
     return requests
+
+
+def _with_cursor(entry: Entry, progress: QueryProgress) -> tuple[dict[str, Any], int | float | str | None, str]:
+    """The entry's parameters with its cursor's value: `start` at first, then the committed greatest value less
+    the lookback. The cursor moves only when an execution is completely written, so an interrupted sync's
+    execution is asked for with the same value again (and resumed, not run again)."""
+    spec = entry.cursor
+    if spec is None:
+        return dict(entry.parameters), None, ""
+    current, note = progress.cursor, ""
+    if current is not None and current.source != spec.source:
+        note = (f"{entry.label}: the cursor's parameter, column or start changed; the entry starts over from "
+                f"{spec.start!r}")
+        current = None
+    value = spec.start if current is None or current.value is None else parameter_value(current.value, current.kind,
+                                                                                        spec.lookback)
+    return {**entry.parameters, spec.parameter: value}, value, note
 
 
 def _decide(request: QueryPlan, progress: QueryProgress, interrupted_sync: int | None) -> QueryPlan:

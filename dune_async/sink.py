@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dune_async.cursor import greatest
 from dune_async.errors import AuthenticationError, CreditsExhaustedError
 from dune_async.events import (
     Event,
@@ -32,7 +33,7 @@ from dune_async.plan import QueryPlan, Target
 from dune_async.state import SyncState
 from dune_async.tables import EXECUTION_TABLE, ExecutionContext, SyncVerdict, execution_row
 from dune_async.types import DuneValueError
-from dune_async.writers import Operations, TargetError, Writer, writer_for
+from dune_async.writers import MergeWriter, Operations, TargetError, Writer, writer_for
 
 logger = logging.getLogger("dune_async.sink")
 
@@ -59,6 +60,7 @@ class QueryReport:
     resumed: bool = False
     started_here: bool = False
     message: str = ""
+    cursors: dict[str, tuple[str | None, str | None]] | None = None  # table -> (cursor before, cursor after)
 
 
 class Sink:
@@ -82,6 +84,9 @@ class Sink:
         self._origins: dict[str, Origin] = {}
         self._snapshots: dict[str, ExecutionStatus] = {}
         self.reports = {plan.key: QueryReport(plan.label, plan.query_id, plan.tables) for plan in plans}
+        for plan in plans:
+            cursors = {t.table: (self._cursor_value(t), None) for t in plan.targets if t.entry and t.entry.cursor}
+            self.reports[plan.key].cursors = cursors or None
         self._started = time.monotonic()
 
     def handle(self, event: Event) -> None:
@@ -128,7 +133,8 @@ class Sink:
         plan = self._plans[key]
         context = ExecutionContext(plan.query_id if plan.query_id is not None else status.query_id,
                                    self._origins.get(key, Origin.EXECUTED), dict(plan.parameters),
-                                   plan.performance, plan.tables)
+                                   plan.performance, plan.tables,
+                                   None if plan.cursor_value is None else str(plan.cursor_value))
         self._op.upsert(EXECUTION_TABLE, execution_row(status, context, _now(), verdict))
 
     def _live_targets(self, plan: QueryPlan, page: RowsPage) -> list[Target]:
@@ -158,6 +164,7 @@ class Sink:
             position += len(chunk)
             for target in targets:
                 self._state.advance(target.key, page.execution_id, position)
+                self._track_cursor(target)
             self._rows_since_checkpoint += len(chunk)
             self.reports[page.key].rows += len(chunk)
             if self._rows_since_checkpoint >= self._checkpoint_rows:
@@ -165,6 +172,22 @@ class Sink:
                 logger.info("%s: %d of %s rows committed", plan.label, position,
                             page.total_rows if page.total_rows is not None else "?")
         self.reports[page.key].total_rows = page.total_rows
+
+    def _track_cursor(self, target: Target) -> None:
+        """The greatest cursor value among the committed rows of the execution, kept with them in the state."""
+        writer = self._writers[target.key]
+        if not isinstance(writer, MergeWriter) or writer.cursor_kind is None or target.entry is None:
+            return
+        spec, kind = target.entry.cursor, writer.cursor_kind
+        assert spec is not None
+        current = self._state.get(target.key).cursor
+        pending = current.pending if current and current.source == spec.source and current.kind is kind else None
+        self._state.observe_cursor(target.key, spec.source, kind, greatest(pending, writer.cursor_high(), kind))
+
+    def _cursor_value(self, target: Target) -> str | None:
+        cursor = self._state.get(target.key).cursor
+        spec = target.entry.cursor if target.entry else None
+        return cursor.value if cursor and spec and cursor.source == spec.source else None
 
     def _fail_target(self, plan: QueryPlan, target: Target, error: Exception) -> None:
         message = str(error)
@@ -200,7 +223,21 @@ class Sink:
         if completing:
             live = self._writers[target.key].complete(done.execution_id or "", progress.offset, progress.live_rows)
             self._state.set_live_rows(target.key, live)
+            self._settle_cursor(target, done.outcome)
         self._state.finish(target.key, done.execution_id, done.outcome)
+
+    def _settle_cursor(self, target: Target, outcome: Outcome) -> None:
+        if target.entry is None or target.entry.cursor is None:
+            return
+        if outcome is Outcome.PARTIAL:
+            # Dune cut the result: rows past the cut may be older than its greatest value, so the cursor stays.
+            logger.warning("%s: the result was truncated, so the cursor does not move; narrow the query's window",
+                           target.entry.label)
+            return
+        self._state.settle_cursor(target.key)
+        report = next(r for r in self.reports.values() if r.cursors and target.table in r.cursors)
+        assert report.cursors is not None
+        report.cursors[target.table] = (report.cursors[target.table][0], self._cursor_value(target))
 
     def _report(self, done: QueryDone) -> None:
         report = self.reports[done.key]
@@ -238,6 +275,8 @@ class Sink:
                         "-" if r.credits is None else f"{r.credits:g}",
                         f", execution {r.execution_id}" if r.execution_id else "",
                         f" ({r.message})" if r.message and r.outcome not in ("SYNCED", "UNCHANGED") else "")
+            for table, (before, after) in (r.cursors or {}).items():
+                logger.info("    %s cursor: %s -> %s", table, before or "start", after or "unchanged")
 
 
 def _now() -> datetime:

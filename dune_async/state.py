@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dune_async.cursor import CursorKind, greatest
 from dune_async.events import Origin, Outcome
 
 logger = logging.getLogger("dune_async.state")
@@ -39,6 +40,35 @@ def fingerprint(parameters: Mapping[str, Any], performance: str, **source: Any) 
 
 
 @dataclass(frozen=True)
+class CursorState:
+    """An incremental entry's cursor: `value` counts only executions whose rows are all committed; `pending` is
+    the greatest value among the committed rows of the execution being synced."""
+
+    source: str  # the cursor settings it belongs to (`CursorSpec.source`)
+    kind: CursorKind
+    value: str | None = None
+    pending: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CursorState | None:
+        if not isinstance(data, dict) or not isinstance(data.get("source"), str):
+            return None
+        kind = _enum(CursorKind, data.get("kind"))
+        if kind is None:
+            return None
+        value, pending = data.get("value"), data.get("pending")
+        return cls(data["source"], kind, value if isinstance(value, str) else None,
+                   pending if isinstance(pending, str) else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "kind": self.kind.value, "value": self.value, "pending": self.pending}
+
+    def settled(self) -> CursorState:
+        """The execution's rows are all committed: its greatest value becomes the cursor."""
+        return replace(self, value=greatest(self.value, self.pending, self.kind), pending=None)
+
+
+@dataclass(frozen=True)
 class QueryProgress:
     """Where one key stands. `offset` rows of `execution_id` (positions 0…offset-1) are committed."""
 
@@ -50,6 +80,7 @@ class QueryProgress:
     origin: Origin = Origin.EXECUTED
     completed_by: int | None = None  # the sync that wrote its last row
     live_rows: int = 0  # row positions 0…live_rows-1 may be live in the target's table (replace mode's reach)
+    cursor: CursorState | None = None  # incremental entries only
 
     @classmethod
     def from_dict(cls, data: Any, *, legacy_sync_id: int | None = None) -> QueryProgress | None:
@@ -76,13 +107,14 @@ class QueryProgress:
             completed_by=completed_by if isinstance(completed_by, int) and not isinstance(completed_by, bool)
             else None,
             live_rows=_count(data.get("live_rows")),
+            cursor=CursorState.from_dict(data.get("cursor")),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"execution_id": self.execution_id, "offset": self.offset, "complete": self.complete,
                 "completed_by": self.completed_by, "fingerprint": self.fingerprint,
                 "outcome": self.outcome.value if self.outcome else None, "origin": self.origin.value,
-                "live_rows": self.live_rows}
+                "live_rows": self.live_rows, "cursor": self.cursor.to_dict() if self.cursor else None}
 
     def resumable(self, expected_fingerprint: str) -> bool:
         """An unfinished execution of the same parameters whose remaining rows may still be read."""
@@ -150,8 +182,9 @@ class SyncState:
         if current.execution_id == execution_id:
             self._queries[key] = replace(current, outcome=None)
             return
+        cursor = replace(current.cursor, pending=None) if current.cursor else None
         self._queries[key] = QueryProgress(execution_id, 0, False, fingerprint, None, origin,
-                                           live_rows=current.live_rows)
+                                           live_rows=current.live_rows, cursor=cursor)
 
     def advance(self, key: str, execution_id: str, offset: int) -> None:
         current = self.get(key)
@@ -162,6 +195,20 @@ class SyncState:
 
     def set_live_rows(self, key: str, live_rows: int) -> None:
         self._queries[key] = replace(self.get(key), live_rows=live_rows)
+
+    def observe_cursor(self, key: str, source: str, kind: CursorKind, pending: str | None) -> None:
+        """The greatest cursor value among the rows of the current execution committed so far.
+
+        A cursor of other settings (`source`) is dropped: the entry starts over from its `start`."""
+        current = self.get(key).cursor
+        if current is None or current.source != source or current.kind is not kind:
+            current = CursorState(source, kind)
+        self._queries[key] = replace(self.get(key), cursor=replace(current, pending=pending))
+
+    def settle_cursor(self, key: str) -> None:
+        progress = self.get(key)
+        if progress.cursor is not None:
+            self._queries[key] = replace(progress, cursor=progress.cursor.settled())
 
     def finish(self, key: str, execution_id: str | None, outcome: Outcome) -> None:
         """Records how the key ended. Completeness is only ever claimed for the execution the key is bound to."""
@@ -181,7 +228,7 @@ def _count(raw: Any) -> int:
     return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else 0
 
 
-def _enum(kind: type[Origin] | type[Outcome], raw: Any) -> Any:
+def _enum(kind: type[Origin] | type[Outcome] | type[CursorKind], raw: Any) -> Any:
     try:
         return kind(raw)
     except ValueError:

@@ -43,6 +43,9 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
     sink = Sink(operations, sync_state, plans, checkpoint_rows=settings.checkpoint_rows)
     worker = _OrchestratorThread(settings, plans, channel, client_factory)
     logger.info("syncing %d queries from %s", len(plans), settings.base_url)
+    for plan in plans:
+        if plan.note:
+            logger.warning("%s", plan.note)
     worker.start()
     try:
         _drain(channel, sink, worker)

@@ -48,6 +48,7 @@ SCHEMA: list[dict[str, Any]] = [
             "execution_cost_credits": "DOUBLE",
             "performance": "STRING",
             "query_parameters": "JSON",
+            "cursor_value": "STRING",
             "rows_synced": "LONG",
             "sync_outcome": "STRING",
             "is_complete": "BOOLEAN",
@@ -77,6 +78,7 @@ class ExecutionContext:
     parameters: dict[str, Any]
     performance: str
     tables: tuple[str, ...] = ()  # where its rows land
+    cursor_value: str | None = None  # the value an incremental entry's cursor parameter was sent
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def execution_row(status: ExecutionStatus, context: ExecutionContext, synced_at:
         "execution_cost_credits": status.execution_cost_credits,
         "performance": context.performance,
         "query_parameters": context.parameters,
+        "cursor_value": context.cursor_value,
         "rows_synced": verdict.rows_synced if verdict else None,
         "sync_outcome": verdict.outcome.value if verdict else None,
         "is_complete": verdict.is_complete if verdict else None,

@@ -10,7 +10,8 @@ the sink tells them where a page starts and when an execution is completely writ
   or the new execution, never an empty table, and costs one operation per new row plus one per old row the
   new result no longer has.
 - `MergeWriter`: key `primary_key`; never deletes. A null key value fails the target; duplicate keys within
-  one result are counted (the last one wins, as upserts do).
+  one result are counted (the last one wins, as upserts do). For an incremental entry it also finds the
+  greatest cursor column value of each page it writes (`cursor_high`).
 - `HistoryWriter`: key (`_dune_execution_id`, `_dune_row`): every execution's rows are kept.
 """
 
@@ -21,9 +22,11 @@ import logging
 from array import array
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from dune_async.catalogue import RESULT_TABLE, Entry, Mode
+from dune_async.cursor import CursorKind, canonical, kind_of
 from dune_async.models import ResultMetadata
 from dune_async.types import RowConverter, row_converter
 
@@ -137,12 +140,35 @@ class MergeWriter(TypedWriter):
         super().__init__(operations, entry)
         self._key_hashes: array[int] = array("q")  # 8 bytes a row: enough to count duplicates, not to hold keys
         self._hashed_execution: str | None = None
+        self.cursor_kind: CursorKind | None = None
+        self._high: Any = None  # the greatest converted cursor value since `cursor_high()` was last called
 
     def write(self, execution_id: str, offset: int, rows: Sequence[dict[str, Any]],
               metadata: ResultMetadata | None, synced_at: datetime) -> None:
         if execution_id != self._hashed_execution:
             self._key_hashes, self._hashed_execution = array("q"), execution_id
+        if self.entry.cursor is not None and self.cursor_kind is None:
+            self.cursor_kind = self._cursor_kind(metadata)
         super().write(execution_id, offset, rows, metadata, synced_at)
+
+    def cursor_high(self) -> str | None:
+        """The greatest cursor value of the rows written since the last call (None if none had one)."""
+        high, self._high = self._high, None
+        return None if high is None or self.cursor_kind is None else canonical(high, self.cursor_kind)
+
+    def _cursor_kind(self, metadata: ResultMetadata | None) -> CursorKind:
+        assert self.entry.cursor is not None
+        column = self.entry.cursor.column
+        names = metadata.column_names if metadata else []
+        if column not in names:
+            raise TargetError(f"{self.entry.label}: 'cursor' column {column!r} is not in the result (it has "
+                              f"{', '.join(names) or 'no column names'})")
+        dune_type = metadata.column_types[names.index(column)] if metadata and metadata.column_types else ""
+        kind = kind_of(dune_type)
+        if kind is None:
+            raise TargetError(f"{self.entry.label}: 'cursor' column {column!r} is {dune_type or 'of no known type'}; "
+                              "a cursor must be a number, a date or a timestamp")
+        return kind
 
     def _check(self, data: dict[str, Any]) -> None:
         values = []
@@ -154,6 +180,12 @@ class MergeWriter(TypedWriter):
             values.append(repr(value))
         digest = hashlib.blake2b("\x1f".join(values).encode(), digest_size=8).digest()
         self._key_hashes.append(int.from_bytes(digest, "big", signed=True))
+        if self.cursor_kind is not None:
+            value = data.get(self.entry.cursor.column)  # type: ignore[union-attr]
+            if isinstance(value, str):  # decimal and 256-bit numbers arrive as exact text
+                value = Decimal(value)
+            if value is not None and (self._high is None or value > self._high):
+                self._high = value
 
     def complete(self, execution_id: str, total_rows: int, live_rows: int) -> int:
         hashes = sorted(self._key_hashes)

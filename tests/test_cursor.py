@@ -1,0 +1,138 @@
+"""Incremental cursors: values kept exactly, sent as Dune expects, moved only by completely written executions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from dune_async.cursor import CursorKind, canonical, greatest, kind_of, parameter_value
+from dune_async.events import ExecutionStarted, ExecutionUpdated, Origin, Outcome, QueryDone, RowsPage
+from dune_async.models import ExecutionStatus, ResultMetadata
+from dune_async.plan import Action, plan_queries
+from dune_async.settings import Settings, SettingsError
+from dune_async.sink import Sink
+from dune_async.state import SyncState
+from tests.fakes import FakeOperations
+
+METADATA = ResultMetadata(column_names=["tx", "block", "at"],
+                          column_types=["varbinary", "bigint", "timestamp(3) with time zone"])
+
+
+def entry(**cursor: Any) -> dict[str, Any]:
+    return {"query_id": 9, "table": "trades", "mode": "merge", "primary_key": ["tx"],
+            "cursor": {"parameter": "since", "column": "block", "start": 100, **cursor}}
+
+
+def settings(*entries: dict[str, Any]) -> Settings:
+    return Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERIES": json.dumps(list(entries))})
+
+
+def rows(blocks: range) -> list[dict[str, Any]]:
+    return [{"tx": f"0x{b:04x}", "block": b, "at": f"2024-03-05 20:{b % 60:02d}:00.000 UTC"} for b in blocks]
+
+
+def sync(op: FakeOperations, state: SyncState, config: Settings, execution_id: str, pages: list[range], *,
+         finish: bool = True) -> dict[str, Any]:
+    """One sync of the one plan; returns the parameters it was planned with."""
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan], checkpoint_rows=3)
+    sink.handle(ExecutionStarted(plan.key, execution_id, Origin.EXECUTED, resumed=plan.action is Action.RESUME))
+    sink.handle(ExecutionUpdated(plan.key, ExecutionStatus.from_dict({"execution_id": execution_id,
+                                                                      "state": "QUERY_STATE_COMPLETED"})))
+    offset = plan.offset if plan.execution_id == execution_id else 0
+    for blocks in pages:
+        sink.handle(RowsPage(plan.key, execution_id, offset, rows(blocks), None, METADATA))
+        offset += len(blocks)
+    if finish:
+        sink.handle(QueryDone(plan.key, Outcome.SYNCED, execution_id, "COMPLETED", started_here=True))
+        sink.close()
+    return dict(plan.parameters)
+
+
+@pytest.mark.parametrize(("dune_type", "kind"), [
+    ("bigint", CursorKind.NUMBER), ("decimal(38, 0)", CursorKind.NUMBER), ("uint256", CursorKind.NUMBER),
+    ("double", CursorKind.NUMBER), ("date", CursorKind.DATE), ("timestamp(3)", CursorKind.TIMESTAMP),
+    ("timestamp(3) with time zone", CursorKind.TIMESTAMP), ("varchar", None), ("boolean", None),
+])
+def test_cursor_kinds_come_from_dune_types(dune_type: str, kind: CursorKind | None) -> None:
+    assert kind_of(dune_type) is kind
+
+
+def test_values_are_sent_the_way_dune_reads_parameters() -> None:
+    assert parameter_value(canonical(18000597, CursorKind.NUMBER), CursorKind.NUMBER, 6) == 18000591
+    assert isinstance(parameter_value("18000597", CursorKind.NUMBER, 0), int), "an integral value has no .0"
+    assert parameter_value(canonical("2.5", CursorKind.NUMBER), CursorKind.NUMBER, 1) == 1.5
+    uint = str(2**200)
+    assert parameter_value(canonical(uint, CursorKind.NUMBER), CursorKind.NUMBER, 0) == 2**200
+    moment = canonical(datetime(2024, 3, 5, 20, 47, 49, 123000, tzinfo=UTC), CursorKind.TIMESTAMP)
+    assert parameter_value(moment, CursorKind.TIMESTAMP, 3600) == "2024-03-05 19:47:49"
+    assert parameter_value(canonical(datetime(2024, 3, 5, 1, 0), CursorKind.TIMESTAMP), CursorKind.TIMESTAMP,
+                           0) == "2024-03-05 01:00:00", "a naive timestamp is UTC"
+    assert parameter_value(canonical(date(2024, 3, 5), CursorKind.DATE), CursorKind.DATE, 86400) == "2024-03-04"
+    assert greatest("9", "10", CursorKind.NUMBER) == "10", "numbers compare as numbers, not text"
+    assert greatest(None, "1", CursorKind.NUMBER) == "1"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"mode": "replace", "primary_key": None}, "'cursor' needs mode 'merge'"),
+    ({"max_result_age_hours": 1}, "'max_result_age_hours' does not go with 'cursor'"),
+    ({"parameters": {"since": 5}}, "'parameters' sets 'since', which the cursor sends"),
+    ({"cursor": {"parameter": "since", "column": "block"}}, "'cursor' needs 'start'"),
+    ({"cursor": {"parameter": "since", "start": 1}}, "'cursor' needs 'column'"),
+    ({"cursor": {"parameter": "since", "column": "block", "start": 1, "lookback": -1}}, "'lookback' must be"),
+    ({"cursor": {"parameter": "since", "column": "block", "start": 1, "every": 1}}, "unknown key 'every'"),
+    ({"columns": ["tx", "at"]}, "'cursor' column 'block' is not among 'columns'"),
+])
+def test_cursor_mistakes_name_the_entry_and_the_key(change: dict[str, Any], message: str) -> None:
+    bad = {**entry(), **change}
+    bad = {key: value for key, value in bad.items() if value is not None}
+    with pytest.raises(SettingsError, match=message):
+        settings(bad)
+    with pytest.raises(SettingsError, match="'cursor' is for saved queries"):
+        settings({"sql": "SELECT 1", "table": "t", "mode": "merge", "primary_key": ["a"], "cursor": {}})
+
+
+def test_three_syncs_send_start_then_the_committed_greatest_value_less_the_lookback() -> None:
+    config, state, op = settings(entry(lookback=2)), SyncState(), FakeOperations()
+    assert sync(op, state, config, "01A", [range(100, 110)]) == {"since": 100}
+    assert sync(op, state, config, "01B", [range(108, 115)]) == {"since": 107}
+    assert sync(op, state, config, "01C", [range(112, 120)]) == {"since": 112}
+    assert len(op.live("trades", ("tx",))) == 20, "the lookback overlap is merged by key"
+    assert state.get("trades").cursor.value == "119"  # type: ignore[union-attr]
+    records = op.rows("dune_query_execution")
+    assert [r["cursor_value"] for r in records if r["sync_outcome"]] == ["100", "107", "112"]
+
+
+def test_a_sync_killed_midway_resumes_the_same_execution_and_the_cursor_counts_all_its_rows() -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    sync(op, state, config, "01A", [range(100, 110)])
+    sync(op, state, config, "01B", [range(109, 115), range(115, 121)], finish=False)
+    crashed = SyncState.from_dict(op.checkpoints[-1])  # checkpointed every 3 rows: 12 rows of 01B committed
+    progress = crashed.get("trades")
+    assert progress.cursor.value == "109" and progress.offset == 12  # type: ignore[union-attr]
+    (plan,) = plan_queries(config, crashed)
+    assert (plan.action, plan.execution_id, plan.parameters["since"]) == (Action.RESUME, "01B", 109)
+    sync(op, crashed, config, "01B", [range(121, 125)])
+    assert crashed.get("trades").cursor.value == "124"  # type: ignore[union-attr]
+    assert sorted(key[0] for key in op.live("trades", ("tx",))) == [f"0x{b:04x}" for b in range(100, 125)]
+
+
+def test_a_changed_start_starts_the_entry_over_and_a_changed_lookback_does_not() -> None:
+    state, op = SyncState(), FakeOperations()
+    sync(op, state, settings(entry()), "01A", [range(100, 110)])
+    (plan,) = plan_queries(settings(entry(lookback=5)), state)
+    assert plan.parameters["since"] == 104 and not plan.note
+    (plan,) = plan_queries(settings(entry(start=50)), state)
+    assert plan.parameters["since"] == 50 and "starts over from 50" in plan.note
+    sync(op, state, settings(entry(start=50)), "01B", [range(50, 60)])
+    assert state.get("trades").cursor.value == "59", "the old cursor belonged to other settings"  # type: ignore[union-attr]
+
+
+def test_an_incremental_entry_is_never_reused() -> None:
+    config = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERIES": json.dumps([entry()]),
+                                          "DUNE_MAX_RESULT_AGE_HOURS": "24"})
+    (plan,) = plan_queries(config, SyncState())
+    assert plan.action is Action.EXECUTE and plan.max_result_age_hours is None
