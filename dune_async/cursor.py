@@ -20,7 +20,6 @@ from typing import Any
 
 from dune_async.types import Kind, parse_dune_type
 
-
 _EXACT = Context(prec=100)
 """Enough digits for uint256 (78) and any decimal(38, s): cursor arithmetic never rounds."""
 

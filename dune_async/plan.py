@@ -49,6 +49,7 @@ class Target:
     key: str  # the state key: the query id for the JSON table, the table name for a catalogue entry
     table: str
     entry: Entry | None = None  # None: the JSON table (`dune_query_result`)
+    declared: bool = True  # `schema()` typed its columns; otherwise values must let the SDK infer the types
 
 
 @dataclass(frozen=True)
@@ -111,10 +112,16 @@ def _requests(settings: Settings, state: SyncState) -> list[QueryPlan]:
             performance=entry.performance, fingerprint=fingerprint(parameters, entry.performance, **source),
             sql=entry.sql, columns=entry.columns,
             max_result_age_hours=entry.max_result_age_hours,
-            targets=(Target(entry.table, entry.table, entry),),
+            targets=(Target(entry.table, entry.table, entry, declared=_declared(entry, state.get(entry.table))),),
             cursor_value=cursor_value, note=note,
         ))
     return requests
+
+
+def _declared(entry: Entry, progress: QueryProgress) -> bool:
+    """Whether `schema()` has typed the entry's table: a saved query that ran before has a latest result whose
+    column types it declares; raw SQL has none, and a query's first sync may not either."""
+    return entry.sql is None and progress.completed_by is not None
 
 
 def _with_cursor(entry: Entry, progress: QueryProgress) -> tuple[dict[str, Any], int | float | str | None, str]:

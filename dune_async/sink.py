@@ -78,8 +78,9 @@ class Sink:
         self._rows_since_checkpoint = 0
         self.checkpoints = 0
         self._plans = {plan.key: plan for plan in plans}
-        self._writers: dict[str, Writer] = {target.key: writer_for(operations, target.entry, plan.query_id)
-                                            for plan in plans for target in plan.targets}
+        self._writers: dict[str, Writer] = {
+            target.key: writer_for(operations, target.entry, plan.query_id, declared=target.declared)
+            for plan in plans for target in plan.targets}
         self._failed: dict[str, str] = {}  # target key -> why it cannot take this execution's rows
         self._origins: dict[str, Origin] = {}
         self._snapshots: dict[str, ExecutionStatus] = {}

@@ -454,14 +454,24 @@ _SIMPLE_CONVERTERS: dict[Kind, Converter] = {
 }
 
 
-def row_converter(column_names: Sequence[str], column_types: Sequence[str] | None) -> RowConverter:
+def row_converter(column_names: Sequence[str], column_types: Sequence[str] | None, *,
+                  declared: bool = True) -> RowConverter:
     """The function, built once per result, that turns a Dune row dict into the values to send.
 
     Columns not in `column_names` pass through unchanged; an absent column stays absent and None stays None.
     With `column_types` None (a result with no metadata yet), every value goes through `infer_friendly`.
-    A value that does not fit its type raises DuneValueError."""
+    With `declared` False (a table `schema()` could not type), converted values are sent as text the SDK
+    infers the same type from (`inferable`): the SDK would store a Python float as a 32-bit FLOAT and a
+    datetime as text. A value that does not fit its type raises DuneValueError."""
     if column_types is None:
         return _friendly_row
+    typed = _typed_converter(column_names, column_types)
+    if not declared:
+        return lambda row: {name: inferable(value) for name, value in typed(row).items()}
+    return typed
+
+
+def _typed_converter(column_names: Sequence[str], column_types: Sequence[str]) -> RowConverter:
     _check_lengths(column_names, column_types)
     plan = tuple((name, converter_for(text), text) for name, text in zip(column_names, column_types, strict=True))
 
@@ -499,6 +509,20 @@ def infer_friendly(value: Any) -> Any:
     if kind is int and not _JAVA_LONG[0] <= value <= _JAVA_LONG[1]:
         return str(value)
     return value
+
+
+def inferable(value: Any) -> Any:
+    """A converted value shaped so that the SDK infers its type right for an undeclared column (and still reads
+    it exactly into a declared one): datetimes and dates as ISO text (`Z` for UTC), floats and ints beyond
+    int64 as text."""
+    kind = type(value)
+    if kind is datetime:
+        if value.tzinfo is None:
+            return value.isoformat()
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if kind is date:
+        return value.isoformat()
+    return infer_friendly(value) if kind is float or kind is int else value
 
 
 def _float_text(value: float) -> str | float:

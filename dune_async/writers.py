@@ -77,10 +77,11 @@ class JsonWriter:
 class TypedWriter:
     """Converted rows plus `_dune_execution_id` and `_dune_row`, for one catalogue entry."""
 
-    def __init__(self, operations: Operations, entry: Entry) -> None:
+    def __init__(self, operations: Operations, entry: Entry, *, declared: bool = True) -> None:
         self._op = operations
         self.entry = entry
         self.table = entry.table
+        self._declared = declared
         self._converters: dict[str, RowConverter] = {}
 
     def write(self, execution_id: str, offset: int, rows: Sequence[dict[str, Any]],
@@ -104,7 +105,8 @@ class TypedWriter:
             names = metadata.column_names if metadata else []
             types = metadata.column_types if metadata and metadata.column_types else None
             self._check_columns(names)
-            convert = row_converter(names, types if types and len(types) == len(names) else None)
+            convert = row_converter(names, types if types and len(types) == len(names) else None,
+                                    declared=self._declared)
             self._converters = {execution_id: convert}  # one execution at a time: drop the old one
         return convert
 
@@ -136,8 +138,8 @@ class HistoryWriter(TypedWriter):
 
 
 class MergeWriter(TypedWriter):
-    def __init__(self, operations: Operations, entry: Entry) -> None:
-        super().__init__(operations, entry)
+    def __init__(self, operations: Operations, entry: Entry, *, declared: bool = True) -> None:
+        super().__init__(operations, entry, declared=declared)
         self._key_hashes: array[int] = array("q")  # 8 bytes a row: enough to count duplicates, not to hold keys
         self._hashed_execution: str | None = None
         self.cursor_kind: CursorKind | None = None
@@ -202,9 +204,10 @@ _WRITERS: dict[Mode, type[TypedWriter]] = {
 }
 
 
-def writer_for(operations: Operations, entry: Entry | None, query_id: int | None) -> Writer:
+def writer_for(operations: Operations, entry: Entry | None, query_id: int | None, *,
+               declared: bool = True) -> Writer:
     """The writer of a target: the JSON table's when it has no catalogue entry."""
     if entry is None:
         assert query_id is not None
         return JsonWriter(operations, query_id)
-    return _WRITERS[entry.mode](operations, entry)
+    return _WRITERS[entry.mode](operations, entry, declared=declared)
