@@ -61,3 +61,96 @@ def test_the_readme_shows_benchmark_figures() -> None:
     assert "PLACEHOLDER" not in section
     assert re.search(r"\d+(\.\d+)?\s*×", section), "the benchmark section quotes no ratio"
     assert "bench/results/timeline.png" in section
+
+
+def readme_section(heading: str) -> str:
+    """The text under a `## ` or `### ` heading, up to the next heading of the same or a higher level."""
+    level = heading.split(" ", 1)[0]
+    body = README.split(f"\n{heading}\n", 1)[1]
+    ends = [body.find(f"\n{'#' * n} ") for n in range(2, len(level) + 1)]
+    ends = [end for end in ends if end >= 0]
+    return body[: min(ends)] if ends else body
+
+
+def table_rows(section: str) -> list[list[str]]:
+    """The body rows of the markdown tables in a section (no header rows), as lists of cells."""
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    rows = []
+    for index, line in enumerate(lines):
+        is_rule = set(line) <= set("|-: ")
+        is_header = index + 1 < len(lines) and set(lines[index + 1]) <= set("|-: ")
+        if not is_rule and not is_header:
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.lower())
+    return text.replace(" ", "-")
+
+
+def test_the_catalogue_section_is_where_the_settings_table_links() -> None:
+    headings = {anchor(h) for h in re.findall(r"^#{2,4} (.+)$", README, flags=re.MULTILINE)}
+    assert "typed-tables-the-query-catalogue" in headings
+    row = next(line for line in README.splitlines() if line.startswith("| `DUNE_QUERIES` |"))
+    assert "(#typed-tables-the-query-catalogue)" in row
+    for link in set(re.findall(r"\]\(#([\w-]+)\)", README)):
+        assert link in headings, f"README links to #{link}, which no heading has"
+
+
+def test_every_catalogue_key_and_mode_is_documented() -> None:
+    from dune_async.catalogue import _KEYS, Mode
+
+    keys = {row[0].strip("`") for row in table_rows(readme_section("### Entry keys"))}
+    assert keys == set(_KEYS), "the README's entry keys table and catalogue._KEYS differ"
+    modes = {row[0].strip("`") for row in table_rows(readme_section("### Write modes")) if row[0].startswith("`")}
+    assert {mode.value for mode in Mode} <= modes
+
+
+DUCKDB_OF_FIVETRAN = {
+    "BOOLEAN": "BOOLEAN", "INT": "INTEGER", "LONG": "BIGINT", "FLOAT": "FLOAT", "DOUBLE": "DOUBLE",
+    "STRING": "VARCHAR", "NAIVE_DATE": "DATE", "NAIVE_DATETIME": "TIMESTAMP",
+    "UTC_DATETIME": "TIMESTAMP WITH TIME ZONE", "JSON": "JSON",
+}
+"""How the SDK's local runner (DuckDB) stores each Fivetran type (tests/test_e2e_catalogue.py checks it live)."""
+
+
+def test_the_readme_type_table_is_the_connector_mapping() -> None:
+    from dune_async.types import fivetran_type
+
+    rows = table_rows(readme_section("### Column types"))
+    assert len(rows) >= 12
+    seen = set()
+    for dune_cell, fivetran_cell, duckdb_cell in rows:
+        for dune_type in re.findall(r"`([^`]+)`", dune_cell):
+            declared = fivetran_type(dune_type)
+            if isinstance(declared, dict):
+                expected = f"DECIMAL({declared['precision']}, {declared['scale']})"
+                duckdb = f"DECIMAL({declared['precision']},{declared['scale']})"
+            else:
+                expected, duckdb = declared, DUCKDB_OF_FIVETRAN[declared]
+            assert fivetran_cell == expected, f"{dune_type}: README says {fivetran_cell}, the connector {expected}"
+            assert duckdb_cell == duckdb, f"{dune_type}: README says DuckDB {duckdb_cell}, expected {duckdb}"
+            seen.add(dune_type)
+    assert {"uint256", "varbinary", "timestamp(3) with time zone", "time"} <= seen
+
+
+def test_every_sync_outcome_is_documented_in_the_execution_table() -> None:
+    from dune_async.events import Outcome
+    from dune_async.tables import SCHEMA
+
+    section = readme_section("### `dune_query_execution`")
+    execution_columns = next(t["columns"] for t in SCHEMA if t["table"] == "dune_query_execution")
+    documented = set()
+    for row in table_rows(section):
+        documented |= {name.strip().strip("`") for name in row[0].split(",")}
+    assert documented == set(execution_columns)
+    outcomes = next(row[2] for row in table_rows(section) if row[0] == "`sync_outcome`")
+    for outcome in Outcome:
+        assert f"`{outcome.value}`" in outcomes, outcome
+
+
+def test_the_readme_names_only_runtime_requirements_that_exist() -> None:
+    requirements = (PROJECT_ROOT / "requirements.txt").read_text().lower()
+    assert "aiolimiter" not in requirements and "aiolimiter" not in README.lower()
