@@ -97,6 +97,8 @@ class ClientStats:
     request_limited: int = 0
     """Results pages refused by the account's per-request credit limit (402), each then asked for smaller."""
     rows: int = 0
+    result_bytes: int = 0
+    """Bytes of result answers read (results and latest results): what Dune bills exports by."""
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,8 @@ class DuneClient:
                     allow_redirects=False,  # Dune's API never redirects; following one could carry the key away
                 ) as response:
                     status, headers, body = response.status, response.headers, await response.read()
+                if call.name in ("results", "query_results") and 200 <= status < 300:
+                    self.stats.result_bytes += len(body)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 raise TransientError(f"could not connect: {self._redact(str(exc))}", maybe_sent=False) from None
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -37,6 +37,7 @@ class Outcome(StrEnum):
     UNKNOWN_START = "UNKNOWN_START"  # execute was sent but its answer was lost
     UNAVAILABLE = "UNAVAILABLE"  # Dune kept failing while we read it; the next sync resumes
     ABORTED = "ABORTED"  # the sync stopped before this query finished
+    CUT_BY_BUDGET = "CUT_BY_BUDGET"  # DUNE_MAX_CREDITS_PER_SYNC left no room; the next sync finishes it
 
     @property
     def rows_complete(self) -> bool:
@@ -46,7 +47,7 @@ class Outcome(StrEnum):
     @property
     def resumable(self) -> bool:
         """The execution may still have rows to read: the next sync reads on from where this one stopped."""
-        return self in (Outcome.UNAVAILABLE, Outcome.ABORTED)
+        return self in (Outcome.UNAVAILABLE, Outcome.ABORTED, Outcome.CUT_BY_BUDGET)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,16 @@ class QueryDone:
 
 
 @dataclass(frozen=True)
+class SyncTotals:
+    """What the sync spent, sent once before the stream ends (also before `SyncAborted`)."""
+
+    credits_estimated: float
+    bytes_downloaded: int
+    credits_used: float | None  # Dune's own count (usage endpoint, end less start); None when unreadable
+    reads: dict[str, int] = field(default_factory=dict)  # read requests per plan key
+
+
+@dataclass(frozen=True)
 class SyncAborted:
     """A failure that must stop the whole sync (401, 402, a bug): the sink commits what it has, then raises."""
 
@@ -105,4 +116,4 @@ class SyncAborted:
 URGENT_EVENTS = (ExecutionStarted, ExecutionUpdated)
 """Small events that may overtake pages: none of them depends on rows written before it."""
 
-Event = ExecutionStarted | ExecutionUpdated | RowsPage | QueryDone | SyncAborted
+Event = ExecutionStarted | ExecutionUpdated | RowsPage | QueryDone | SyncTotals | SyncAborted

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dune_async.channel import ChannelClosedError, PageChannel
+from dune_async.credits import Budget, export_estimate
 from dune_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -41,6 +42,7 @@ from dune_async.events import (
     QueryDone,
     RowsPage,
     SyncAborted,
+    SyncTotals,
 )
 from dune_async.models import ExecutionState, ExecutionStatus
 from dune_async.plan import Action, QueryPlan
@@ -80,6 +82,14 @@ class Timing:
     cancel_grace_seconds: float = 10.0
 
 
+@dataclass(frozen=True)
+class Spending:
+    """The sync's credit budget and the export price its page estimates use."""
+
+    max_credits: float | None = None
+    export_credits_per_mb: float | None = None
+
+
 @dataclass
 class _Run:
     """One plan's progress through this sync; touched only on the event loop."""
@@ -94,6 +104,8 @@ class _Run:
     status: ExecutionStatus | None = None
     waiting_since: float | None = None  # set while the poll loop watches it
     poll: asyncio.Task[bool] | None = None  # a status call still in flight (it may be in backoff)
+    next_offset: int = 0  # where the next page starts
+    bytes_per_row: float | None = None  # from the result's metadata, for page estimates
     done: bool = False
 
     @property
@@ -112,10 +124,13 @@ class Orchestrator:
     """
 
     def __init__(self, client: DuneClient, channel: PageChannel, plans: Iterable[QueryPlan],
-                 timing: Timing | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+                 timing: Timing | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 spending: Spending | None = None) -> None:
         self._client = client
         self._channel = channel
         self._timing = timing or Timing()
+        self._spending = spending or Spending()
+        self.budget = Budget(self._spending.max_credits)
         self._clock = clock
         self._runs = [_Run(plan, started=clock()) for plan in plans]
         self._interval = self._timing.min_poll_seconds
@@ -132,6 +147,7 @@ class Orchestrator:
         """Never raises for a query's failure; a fatal one becomes `SyncAborted` after clean-up."""
         if not self._runs:
             self._settled.set()
+        used_before = await self._credits_used()
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -145,9 +161,30 @@ class Orchestrator:
                 raise
             with contextlib.suppress(ChannelClosedError):  # a writer that stopped already knows
                 self._abort_unfinished()
+                await self._send_totals(used_before)
                 self._channel.send(SyncAborted(error))
+        else:
+            await self._send_totals(used_before)
         finally:
             self._channel.finish()
+
+    async def _credits_used(self) -> float | None:
+        """Dune's count of the credits used this billing period (free to read); None when it cannot be read."""
+        today = datetime.now(UTC).date()
+        try:
+            report = await self._client.usage(today.replace(day=1), today)
+        except DuneError as exc:
+            logger.info("could not read Dune's usage (%s); credits used are not measured this sync", exc)
+            return None
+        return report.credits_used
+
+    async def _send_totals(self, used_before: float | None) -> None:
+        used_after = await self._credits_used() if used_before is not None else None
+        self._channel.send(SyncTotals(
+            credits_estimated=self.budget.spent,
+            bytes_downloaded=self._client.stats.result_bytes,
+            credits_used=None if used_before is None or used_after is None else max(0.0, used_after - used_before),
+        ))
 
     # -- starting: carry out the plan's action -------------------------------------------------------------------
 
@@ -229,6 +266,9 @@ class Orchestrator:
 
     async def _execute(self, run: _Run) -> None:
         plan = run.plan
+        if not self.budget.take(plan.execution_estimate):
+            self._cut(run, f"executing it would cost about {plan.execution_estimate:g} credits")
+            return
         if plan.sql is not None:
             handle = await self._client.execute_sql(plan.sql, performance=plan.performance)
         else:
@@ -359,7 +399,9 @@ class Orchestrator:
             logger.warning("%s: Dune truncated the result (too large); writing the rows it kept, as partial",
                            run.plan.label)
         offset = run.plan.offset if run.resumed else 0
+        run.next_offset = offset
         metadata = run.status.result_metadata
+        run.bytes_per_row = metadata.bytes_per_row if metadata else None
         pages = self._client.pages(
             run.execution_id, offset=offset, query_id=run.query_id,
             column_count=len(metadata.column_names) if metadata and metadata.column_names else None,
@@ -377,8 +419,13 @@ class Orchestrator:
             self._finish(run, Outcome.PARTIAL if partial else Outcome.SYNCED)
 
     async def _forward_page(self, run: _Run, pages: Any) -> bool:
-        """Downloads the next page into a reserved slot; False when there are no more."""
+        """Downloads the next page into a reserved slot; False when there are no more (or no budget)."""
         slot = await self._channel.reserve()
+        estimate = self._page_estimate(run)
+        if not self.budget.take(estimate):
+            slot.release()
+            self._cut(run, f"its next page would cost about {estimate:.3g} credits")
+            return False
         try:
             page = await pages.__anext__()
         except StopAsyncIteration:
@@ -387,12 +434,32 @@ class Orchestrator:
         except BaseException:
             slot.release()
             raise
+        if page.metadata is not None and page.metadata.bytes_per_row is not None:
+            run.bytes_per_row = page.metadata.bytes_per_row
+        run.next_offset = page.offset + len(page.rows)
         if not page.rows:
             slot.release()
             return not page.is_last
         total = page.metadata.total_row_count if page.metadata else None
         slot.send(RowsPage(run.key, run.execution_id or "", page.offset, page.rows, total, page.metadata))
         return not page.is_last
+
+    def _page_estimate(self, run: _Run) -> float:
+        """Export credits of the run's next page: its rows (at most a page, at most what is left) at the
+        result's bytes per row. Unknown sizes estimate 0: the first page then tells."""
+        metadata = run.status.result_metadata if run.status else None
+        if run.bytes_per_row is None or metadata is None or metadata.total_row_count is None:
+            return 0.0
+        columns = len(run.plan.columns) if run.plan.columns else len(metadata.column_names) or None
+        rows = min(self._client.page_limit(columns), max(0, metadata.total_row_count - run.next_offset))
+        return export_estimate(rows * run.bytes_per_row, self._spending.export_credits_per_mb)
+
+    def _cut(self, run: _Run, why: str) -> None:
+        cap = self.budget.cap
+        logger.warning("%s: stopped by the budget: %s, and this sync has spent about %.3g of its %g credits "
+                       "(DUNE_MAX_CREDITS_PER_SYNC); the next sync finishes it", run.plan.label, why,
+                       self.budget.spent, cap if cap is not None else 0)
+        self._finish(run, Outcome.CUT_BY_BUDGET, message=f"budget: {why}")
 
     # -- endings -----------------------------------------------------------------------------------------------
 

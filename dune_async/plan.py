@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from dune_async.catalogue import RESULT_TABLE, Entry
+from dune_async.credits import execution_estimate
 from dune_async.cursor import parameter_value
 from dune_async.events import Origin
 from dune_async.settings import Settings
@@ -72,6 +73,7 @@ class QueryPlan:
     max_result_age_hours: float | None = None  # REUSE_OR_EXECUTE: how fresh a latest result must be
     targets: tuple[Target, ...] = ()
     cursor_value: int | float | str | None = None  # the value an incremental entry's cursor parameter is sent
+    execution_estimate: float = 0.0  # credits an execute is expected to cost (the budget's estimate)
     note: str = ""  # something the sync should tell the user about this plan
 
     @property
@@ -144,7 +146,8 @@ def _with_cursor(entry: Entry, progress: QueryProgress) -> tuple[dict[str, Any],
 def _decide(request: QueryPlan, progress: QueryProgress, interrupted_sync: int | None) -> QueryPlan:
     fresh = Action.REUSE_OR_EXECUTE if request.max_result_age_hours is not None else Action.EXECUTE
     synced = _synced(progress, request.fingerprint)
-    base = replace(request, fallback=fresh, synced_execution_id=progress.execution_id if synced else None)
+    base = replace(request, fallback=fresh, synced_execution_id=progress.execution_id if synced else None,
+                   execution_estimate=execution_estimate(progress.last_cost, request.performance))
     if interrupted_sync is not None and synced and progress.completed_by == interrupted_sync:
         return replace(base, action=Action.SKIP, execution_id=progress.execution_id, origin=progress.origin)
     if progress.resumable(request.fingerprint):

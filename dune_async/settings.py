@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from dune_async.catalogue import PERFORMANCE_TIERS, CatalogueError, Entry, parse_catalogue
 from dune_async.client import ClientSettings, checked_base_url
+from dune_async.credits import PRESETS, Plan, PlanPreset
 from dune_async.defaults import DEFAULTS, default_float, default_int
 from dune_async.errors import InsecureBaseURLError
 
@@ -50,6 +51,9 @@ class Settings:
     execution_timeout_seconds: float = default_float("DUNE_EXECUTION_TIMEOUT_SECONDS")
     checkpoint_rows: int = default_int("DUNE_CHECKPOINT_ROWS")
     max_result_age_hours: float | None = None
+    plan: Plan | None = None
+    export_credits_per_mb: float | None = default_float("DUNE_EXPORT_CREDITS_PER_MB")
+    max_credits_per_sync: float | None = None
 
     @classmethod
     def from_configuration(cls, configuration: Mapping[str, Any]) -> Settings:
@@ -61,6 +65,8 @@ class Settings:
         performance = _performance(reader.text("DUNE_PERFORMANCE") or DEFAULTS["DUNE_PERFORMANCE"])
         max_result_age_hours = reader.optional_number("DUNE_MAX_RESULT_AGE_HOURS", minimum=0.0)
         entries = _entries(reader.text("DUNE_QUERIES"), performance, max_result_age_hours)
+        plan = _plan(reader.text("DUNE_PLAN"))
+        preset = PRESETS[plan] if plan else None
         query_ids = _query_ids(reader.text("DUNE_QUERY_IDS"))
         if not query_ids and not entries:
             raise SettingsError("DUNE_QUERY_IDS", "is required unless DUNE_QUERIES names at least one query")
@@ -71,15 +77,21 @@ class Settings:
             base_url=_base_url(reader.text("DUNE_BASE_URL") or DEFAULT_BASE_URL),
             query_parameters=_query_parameters(reader.text("DUNE_QUERY_PARAMETERS"), query_ids),
             performance=performance,
-            write_rpm=reader.integer("DUNE_WRITE_RPM", minimum=1),
-            read_rpm=reader.integer("DUNE_READ_RPM", minimum=1),
+            write_rpm=reader.integer("DUNE_WRITE_RPM", minimum=1, default=preset.write_rpm if preset else None),
+            read_rpm=reader.integer("DUNE_READ_RPM", minimum=1, default=preset.read_rpm if preset else None),
             page_size=reader.integer("DUNE_PAGE_SIZE", minimum=1, maximum=1_000_000),
             min_poll_seconds=reader.number("DUNE_MIN_POLL_INTERVAL_SECONDS", minimum=0.05),
             max_poll_seconds=reader.number("DUNE_MAX_POLL_INTERVAL_SECONDS", minimum=0.05),
             execution_timeout_seconds=reader.number("DUNE_EXECUTION_TIMEOUT_SECONDS", minimum=1.0),
             checkpoint_rows=reader.integer("DUNE_CHECKPOINT_ROWS", minimum=1),
             max_result_age_hours=max_result_age_hours,
+            plan=plan,
+            export_credits_per_mb=_export_price(reader, preset),
+            max_credits_per_sync=reader.optional_number("DUNE_MAX_CREDITS_PER_SYNC", minimum=0.0),
         )
+        if settings.max_credits_per_sync is not None and settings.export_credits_per_mb is None:
+            raise SettingsError("DUNE_EXPORT_CREDITS_PER_MB", "is required with DUNE_MAX_CREDITS_PER_SYNC on the "
+                                "enterprise plan, whose export price is set by contract")
         if settings.max_poll_seconds < settings.min_poll_seconds:
             raise SettingsError(
                 "DUNE_MAX_POLL_INTERVAL_SECONDS",
@@ -118,10 +130,10 @@ class _Reader:
             raise SettingsError(key, "is required")
         return value
 
-    def integer(self, key: str, *, minimum: int, maximum: int | None = None) -> int:
+    def integer(self, key: str, *, minimum: int, maximum: int | None = None, default: int | None = None) -> int:
         raw = self.text(key)
         if not raw:
-            return default_int(key)
+            return default_int(key) if default is None else default
         try:
             value = int(raw)
         except ValueError:
@@ -160,6 +172,22 @@ def _api_key(raw: str) -> str:
     if any(ch.isspace() for ch in raw):
         raise SettingsError("DUNE_API_KEY", "must not contain spaces or line breaks")
     return raw
+
+
+def _plan(raw: str) -> Plan | None:
+    if not raw:
+        return None
+    try:
+        return Plan(raw.lower())
+    except ValueError:
+        raise SettingsError("DUNE_PLAN", f"must be one of {', '.join(p.value for p in Plan)}, got {raw!r}") from None
+
+
+def _export_price(reader: _Reader, preset: PlanPreset | None) -> float | None:
+    explicit = reader.optional_number("DUNE_EXPORT_CREDITS_PER_MB", minimum=0.0)
+    if explicit is not None:
+        return explicit
+    return preset.export_credits_per_mb if preset else default_float("DUNE_EXPORT_CREDITS_PER_MB")
 
 
 def _entries(raw: str, performance: str, max_result_age_hours: float | None) -> tuple[Entry, ...]:

@@ -27,11 +27,12 @@ from dune_async.events import (
     QueryDone,
     RowsPage,
     SyncAborted,
+    SyncTotals,
 )
 from dune_async.models import ExecutionStatus
 from dune_async.plan import QueryPlan, Target
 from dune_async.state import SyncState
-from dune_async.tables import EXECUTION_TABLE, ExecutionContext, SyncVerdict, execution_row
+from dune_async.tables import EXECUTION_TABLE, SYNC_TABLE, ExecutionContext, SyncVerdict, execution_row
 from dune_async.types import DuneValueError
 from dune_async.writers import MergeWriter, Operations, TargetError, Writer, writer_for
 
@@ -70,10 +71,13 @@ class Sink:
     """
 
     def __init__(self, operations: Operations, state: SyncState, plans: list[QueryPlan], *,
-                 checkpoint_rows: int = 10_000) -> None:
+                 checkpoint_rows: int = 10_000, budget: float | None = None) -> None:
         self._op = operations
         self._state = state
-        state.begin()  # until close(): a crash before it leaves work for the next sync to finish
+        self.sync_id = state.begin()  # until close(): a crash before it leaves work for the next sync to finish
+        self._budget = budget
+        self.totals: SyncTotals | None = None
+        self._started_at = _now()
         self._checkpoint_rows = checkpoint_rows
         self._rows_since_checkpoint = 0
         self.checkpoints = 0
@@ -99,14 +103,21 @@ class Sink:
             self._record(event.key, event.status)
         elif isinstance(event, QueryDone):
             self._finish(event)
+        elif isinstance(event, SyncTotals):
+            self.totals = event
         elif isinstance(event, SyncAborted):
             self._abort(event.error)
         else:
             raise TypeError(f"unexpected event {event!r}")
 
     def close(self) -> list[QueryReport]:
-        """The final checkpoint and the closing summary."""
-        self._state.finished = True
+        """The sync's record, the final checkpoint and the closing summary.
+
+        A sync the budget cut short succeeds, but stays unfinished in the state: the next sync finishes its
+        work (what it completed is not paid for again) before refreshing anything else."""
+        cut = any(r.outcome == Outcome.CUT_BY_BUDGET.value for r in self.reports.values())
+        self._state.finished = not cut
+        self._record_sync("SUCCEEDED" if not cut else "SUCCEEDED_WITHIN_BUDGET")
         self.checkpoint()
         self._log_summary()
         return list(self.reports.values())
@@ -131,6 +142,9 @@ class Sink:
 
     def _record(self, key: str, status: ExecutionStatus, verdict: SyncVerdict | None = None) -> None:
         self._snapshots[key] = status
+        if status.execution_cost_credits is not None and self._origins.get(key) is Origin.EXECUTED:
+            for target in self._plans[key].targets:  # what the next execute of it is expected to cost
+                self._state.set_last_cost(target.key, status.execution_cost_credits)
         plan = self._plans[key]
         context = ExecutionContext(plan.query_id if plan.query_id is not None else status.query_id,
                                    self._origins.get(key, Origin.EXECUTED), dict(plan.parameters),
@@ -251,7 +265,19 @@ class Sink:
             logger.info("%s: %s, %d rows written in %.1f s", report.label, done.outcome.value, report.rows,
                         done.seconds)
 
+    def _record_sync(self, outcome: str) -> None:
+        """The sync's row in `dune_sync`: what it did, what it was estimated to cost and what Dune counted."""
+        totals = self.totals
+        self._op.upsert(SYNC_TABLE, {
+            "sync_id": self.sync_id, "started_at": self._started_at, "ended_at": _now(), "outcome": outcome,
+            "queries": len(self.reports), "rows": sum(r.rows for r in self.reports.values()),
+            "bytes_downloaded": totals.bytes_downloaded if totals else None,
+            "credits_estimated": totals.credits_estimated if totals else None,
+            "credits_used": totals.credits_used if totals else None, "budget": self._budget,
+        })
+
     def _abort(self, error: BaseException) -> None:
+        self._record_sync("FAILED")
         self.checkpoint()  # what was written so far is kept
         self._log_summary()
         if isinstance(error, AuthenticationError):
@@ -269,6 +295,12 @@ class Sink:
         credits = sum(r.credits or 0.0 for r in reports if r.started_here)
         logger.info("sync summary: %d queries, %d rows, %.1f s, %g execution credits spent by this sync",
                     len(reports), sum(r.rows for r in reports), time.monotonic() - self._started, credits)
+        if self.totals is not None:
+            used = self.totals.credits_used
+            logger.info("  credits: %.4g estimated (executions and %d bytes of results)%s, %s by Dune's count",
+                        self.totals.credits_estimated, self.totals.bytes_downloaded,
+                        f", budget {self._budget:g}" if self._budget is not None else "",
+                        "not measured" if used is None else f"{used:.4g} used")
         for r in reports:
             logger.info("  %s → %s: %s (%s%s%s), %d rows, %.1f s, %s credits%s%s", r.label, ", ".join(r.tables),
                         r.outcome, r.state or "-", f", {r.origin}" if r.origin else "",

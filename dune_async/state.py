@@ -81,6 +81,7 @@ class QueryProgress:
     completed_by: int | None = None  # the sync that wrote its last row
     live_rows: int = 0  # row positions 0…live_rows-1 may be live in the target's table (replace mode's reach)
     cursor: CursorState | None = None  # incremental entries only
+    last_cost: float | None = None  # credits Dune charged for the last execution this connector ran for it
 
     @classmethod
     def from_dict(cls, data: Any, *, legacy_sync_id: int | None = None) -> QueryProgress | None:
@@ -108,13 +109,15 @@ class QueryProgress:
             else None,
             live_rows=_count(data.get("live_rows")),
             cursor=CursorState.from_dict(data.get("cursor")),
+            last_cost=_credits(data.get("last_cost")),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {"execution_id": self.execution_id, "offset": self.offset, "complete": self.complete,
                 "completed_by": self.completed_by, "fingerprint": self.fingerprint,
                 "outcome": self.outcome.value if self.outcome else None, "origin": self.origin.value,
-                "live_rows": self.live_rows, "cursor": self.cursor.to_dict() if self.cursor else None}
+                "live_rows": self.live_rows, "cursor": self.cursor.to_dict() if self.cursor else None,
+                "last_cost": self.last_cost}
 
     def resumable(self, expected_fingerprint: str) -> bool:
         """An unfinished execution of the same parameters whose remaining rows may still be read."""
@@ -184,7 +187,7 @@ class SyncState:
             return
         cursor = replace(current.cursor, pending=None) if current.cursor else None
         self._queries[key] = QueryProgress(execution_id, 0, False, fingerprint, None, origin,
-                                           live_rows=current.live_rows, cursor=cursor)
+                                           live_rows=current.live_rows, cursor=cursor, last_cost=current.last_cost)
 
     def advance(self, key: str, execution_id: str, offset: int) -> None:
         current = self.get(key)
@@ -192,6 +195,9 @@ class SyncState:
             raise ValueError(f"rows of execution {execution_id} arrived for {key}, "
                              f"which is syncing {current.execution_id}")
         self._queries[key] = replace(current, offset=offset, live_rows=max(current.live_rows, offset))
+
+    def set_last_cost(self, key: str, credits: float) -> None:
+        self._queries[key] = replace(self.get(key), last_cost=credits)
 
     def set_live_rows(self, key: str, live_rows: int) -> None:
         self._queries[key] = replace(self.get(key), live_rows=live_rows)
@@ -222,6 +228,10 @@ class SyncState:
             self._queries[key] = replace(current, outcome=outcome, complete=True, completed_by=self.sync_id)
         else:
             self._queries[key] = replace(current, outcome=outcome)
+
+
+def _credits(raw: Any) -> float | None:
+    return float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw >= 0 else None
 
 
 def _count(raw: Any) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from dune_async.channel import END, PageChannel
 from dune_async.client import ClientSettings, DuneClient
-from dune_async.orchestrator import Orchestrator, Timing
+from dune_async.orchestrator import Orchestrator, Spending, Timing
 from dune_async.plan import QueryPlan, plan_queries
 from dune_async.settings import Settings
 from dune_async.sink import Operations, QueryReport, Sink, SyncError
@@ -40,7 +40,8 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
     sync_state = SyncState.from_dict(state)
     plans = plan_queries(settings, sync_state)
     channel = PageChannel(page_capacity)
-    sink = Sink(operations, sync_state, plans, checkpoint_rows=settings.checkpoint_rows)
+    sink = Sink(operations, sync_state, plans, checkpoint_rows=settings.checkpoint_rows,
+                budget=settings.max_credits_per_sync)
     worker = _OrchestratorThread(settings, plans, channel, client_factory)
     logger.info("syncing %d queries from %s", len(plans), settings.base_url)
     for plan in plans:
@@ -109,7 +110,8 @@ class _OrchestratorThread(threading.Thread):
             execution_timeout_seconds=settings.execution_timeout_seconds,
         )
         async with self._client_factory(settings.client_settings()) as client:
-            await Orchestrator(client, self._channel, self._plans, timing).run()
+            spending = Spending(settings.max_credits_per_sync, settings.export_credits_per_mb)
+            await Orchestrator(client, self._channel, self._plans, timing, spending=spending).run()
 
     def stop(self) -> None:
         """Cancels the orchestrator (which cancels what it started) and waits for it."""

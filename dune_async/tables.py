@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dune_async.catalogue import EXECUTION_TABLE, RESULT_TABLE, Entry
+from dune_async.catalogue import EXECUTION_TABLE, RESULT_TABLE, SYNC_TABLE, Entry
 from dune_async.events import Origin, Outcome
 from dune_async.models import ExecutionStatus, ResultMetadata
 from dune_async.types import fivetran_columns
@@ -53,6 +53,22 @@ SCHEMA: list[dict[str, Any]] = [
             "sync_outcome": "STRING",
             "is_complete": "BOOLEAN",
             "synced_at": "UTC_DATETIME",
+        },
+    },
+    {
+        "table": SYNC_TABLE,
+        "primary_key": ["sync_id"],
+        "columns": {
+            "sync_id": "LONG",
+            "started_at": "UTC_DATETIME",
+            "ended_at": "UTC_DATETIME",
+            "outcome": "STRING",
+            "queries": "LONG",
+            "rows": "LONG",
+            "bytes_downloaded": "LONG",
+            "credits_estimated": "DOUBLE",
+            "credits_used": "DOUBLE",
+            "budget": "DOUBLE",
         },
     },
 ]

@@ -22,11 +22,10 @@ import logging
 from array import array
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Protocol
 
 from dune_async.catalogue import RESULT_TABLE, Entry, Mode
-from dune_async.cursor import CursorKind, canonical, kind_of
+from dune_async.cursor import CursorKind, canonical, comparable, kind_of
 from dune_async.models import ResultMetadata
 from dune_async.types import RowConverter, row_converter
 
@@ -184,10 +183,10 @@ class MergeWriter(TypedWriter):
         self._key_hashes.append(int.from_bytes(digest, "big", signed=True))
         if self.cursor_kind is not None:
             value = data.get(self.entry.cursor.column)  # type: ignore[union-attr]
-            if isinstance(value, str):  # decimal and 256-bit numbers arrive as exact text
-                value = Decimal(value)
-            if value is not None and (self._high is None or value > self._high):
-                self._high = value
+            if value is not None:
+                value = comparable(value, self.cursor_kind)
+                if self._high is None or value > self._high:
+                    self._high = value
 
     def complete(self, execution_id: str, total_rows: int, live_rows: int) -> int:
         hashes = sorted(self._key_hashes)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dune_async.client import ClientStats
 from dune_async.errors import DuneError, ExecutionNotReadableError, NotFoundError
-from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage
+from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage, UsageReport
 
 _ids = itertools.count(1)
 
@@ -73,6 +74,8 @@ class FakeDune:
         self.latency = latency
         self.executions: dict[str, FakeExecution] = {}
         self.calls: Counter[str] = Counter()
+        self.stats = ClientStats()
+        self.credits_used = 0.0  # what usage() reports: the credits of every execution so far
         self.executes: Counter[int] = Counter()
         self.cancelled: list[str] = []
         self.status_log: list[tuple[float, str]] = []
@@ -115,6 +118,7 @@ class FakeDune:
         if query.execute_error is not None:
             raise query.execute_error
         self.executes[query_id] += 1
+        self.credits_used += query.credits
         execution_id = new_execution_id()
         self.executions[execution_id] = FakeExecution(execution_id, query_id, dict(parameters or {}),
                                                       query.polls, query.final)
@@ -146,6 +150,14 @@ class FakeDune:
             execution.ended_at = datetime.now(UTC)
         self.cancelled.append(execution_id)
         return True
+
+    async def usage(self, start_date: Any, end_date: Any) -> UsageReport:
+        self.calls["usage"] += 1
+        return UsageReport.from_dict({"billing_periods": [{"start_date": "2026-11-01", "end_date": "2026-11-30",
+                                                           "credits_used": self.credits_used}]})
+
+    def page_limit(self, column_count: int | None) -> int:
+        return self.page_rows
 
     async def execute_sql(self, sql: str, *, performance: str | None = None) -> ExecutionHandle:
         """Raw SQL runs as the fake query registered under id 0."""

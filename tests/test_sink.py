@@ -90,7 +90,7 @@ def test_checkpoints_every_n_rows_and_each_state_counts_exactly_the_rows_before_
     final = op.checkpoints[-1]["queries"]
     assert final["1"] == {"execution_id": EXEC, "offset": 11, "complete": True, "completed_by": 1,
                           "fingerprint": "fp", "outcome": "SYNCED", "origin": "executed", "live_rows": 11,
-                          "cursor": None}
+                          "cursor": None, "last_cost": None}
     assert final["2"]["offset"] == 3 and final["2"]["complete"] is False
 
 
@@ -198,7 +198,10 @@ def test_abort_commits_what_was_written_then_fails_with_a_clear_message(error: E
     sink.handle(page(0, 5))
     with pytest.raises(SyncError, match=hint) as raised:
         sink.handle(SyncAborted(error))
-    assert op.committed_upserts == 5 and op.checkpoints[-1]["queries"]["1"]["offset"] == 5
+    assert op.rows_at_checkpoint[-1] == 5 and op.checkpoints[-1]["queries"]["1"]["offset"] == 5
+    assert op.committed_upserts == len(op.upserts), "everything written before the abort is committed"
+    (record,) = op.rows("dune_sync")
+    assert record["outcome"] == "FAILED" and record["rows"] == 5
     assert "committed" in str(raised.value)
 
 
