@@ -1,0 +1,82 @@
+"""End to end through `fivetran debug`: a credit budget is kept, measured by the emulator's own billing, and
+the next sync finishes the cut work without paying for anything twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools import sdk
+from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
+from tests.test_e2e import KEY, configuration, result_rows, sync
+
+pytestmark = pytest.mark.e2e
+
+NARROW = [ColumnSpec("n", "bigint"), ColumnSpec("label", "varchar"), ColumnSpec("amount", "uint256")]
+
+
+def dune_sync_rows(project: Path) -> list[dict[str, Any]]:
+    with sdk.warehouse(project) as db:
+        cursor = db.execute("select * from tester.dune_sync order by sync_id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def billed(emulator: EmulatorThread) -> dict[str, Any]:
+    return emulator.counters.snapshot()["billing"]
+
+
+def test_a_budget_for_two_of_four_queries_is_kept_and_the_next_sync_finishes_the_rest(project: Path,
+                                                                                      sdk_home: Path) -> None:
+    scenario = Scenario(queries=[QuerySpec(q, rows=20, columns=NARROW) for q in (11, 12, 13, 14)],
+                        write_rpm=None, read_rpm=None)
+    with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
+        config = configuration(emulator, [11, 12, 13, 14], DUNE_MAX_CREDITS_PER_SYNC="25")
+        first = sync(project, sdk_home, config)  # 10 credits an execute: two fit, the third would pass 25
+        after_first = billed(emulator)
+        second = sync(project, sdk_home, {**config, "DUNE_MAX_CREDITS_PER_SYNC": "1000"})
+        after_second = billed(emulator)
+        counters = emulator.counters.snapshot()
+    assert after_first["execution_credits"] == 20 and after_first["total_credits"] <= 25
+    output = first.stdout + first.stderr
+    assert output.count("stopped by the budget") == 2 and "CUT_BY_BUDGET" in output
+    assert dict(counters["executions_per_query"]) == {11: 1, 12: 1, 13: 1, 14: 1}, "nothing executed twice"
+    for query_id in (11, 12, 13, 14):
+        assert [row[1] for row in result_rows(project, query_id)] == list(range(20))
+    by_execution = after_second["by_execution"]
+    assert after_second["bytes_served"] == sum(e["bytes_served"] for e in by_execution.values())
+    assert after_first["bytes_served"] + sum(by_execution[e]["bytes_served"] for e in by_execution
+                                             if e not in after_first["by_execution"]) == after_second["bytes_served"]
+    records = dune_sync_rows(project)
+    assert [r["outcome"] for r in records] == ["SUCCEEDED_WITHIN_BUDGET", "SUCCEEDED"]
+    assert records[0]["budget"] == 25 and records[0]["rows"] == 40
+    assert records[0]["credits_used"] == pytest.approx(after_first["total_credits"])
+    assert records[1]["credits_used"] == pytest.approx(after_second["total_credits"] - after_first["total_credits"])
+    assert "used" in second.stdout + second.stderr
+
+
+def test_a_budget_cut_during_a_download_resumes_it_without_a_second_execute_or_page(project: Path,
+                                                                                    sdk_home: Path) -> None:
+    rows = 20_000
+    scenario = Scenario(queries=[QuerySpec(21, rows=rows, columns=NARROW)], max_page_rows=1000, write_rpm=None,
+                        read_rpm=None)
+    with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
+        config = configuration(emulator, [21], DUNE_MAX_CREDITS_PER_SYNC="20", DUNE_PAGE_SIZE="1000")
+        sync(project, sdk_home, config)
+        first = billed(emulator)
+        page_credits = max(e["export_credits"] for e in first["by_execution"].values()) / max(
+            1, len(result_rows(project, 21)) // 1000)
+        state = sdk.state(project)["queries"]["21"]
+        sync(project, sdk_home, {**config, "DUNE_MAX_CREDITS_PER_SYNC": ""})
+        second = billed(emulator)
+        counters = emulator.counters.snapshot()
+    assert 0 < state["offset"] < rows and state["outcome"] == "CUT_BY_BUDGET"
+    assert first["total_credits"] <= 20 + page_credits, "over the budget by more than one page"
+    assert counters["executions_per_query"][21] == 1
+    assert [row[1] for row in result_rows(project, 21)] == list(range(rows))
+    (execution,) = second["by_execution"].values()
+    full = second["bytes_served"]
+    assert execution["bytes_served"] == full and full == pytest.approx(first["bytes_served"] * rows / state["offset"],
+                                                                      rel=0.05), "no page was read twice"
