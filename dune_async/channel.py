@@ -67,16 +67,20 @@ class PageChannel:
 
     async def reserve(self) -> PageSlot:
         """Waits for room for one more page, then returns the slot to send it with."""
-        if self._slots is None:
-            self._loop = asyncio.get_running_loop()
-            self._slots = asyncio.Semaphore(self.page_capacity)
+        slots = self._semaphore()
         self._raise_if_closed()
-        await self._slots.acquire()
+        await slots.acquire()
         self._raise_if_closed()
         with self._ready:
             self._pages_out += 1
             self.peak_pages = max(self.peak_pages, self._pages_out)
         return PageSlot(self)
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._loop = asyncio.get_running_loop()
+            self._slots = asyncio.Semaphore(self.page_capacity)
+        return self._slots
 
     def send(self, event: Any, *, urgent: bool = False) -> None:
         """Hands over a small event; never waits. An urgent one overtakes the pages already queued."""

@@ -99,6 +99,8 @@ class ClientStats:
     rows: int = 0
     result_bytes: int = 0
     """Bytes of result answers read (results and latest results): what Dune bills exports by."""
+    reads: Counter[str] = field(default_factory=Counter)
+    """Read-bucket requests by what they were about: an execution id, or `query:<id>` for latest results."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,37 @@ class DuneClient:
         """
         if columns:
             column_count = len(columns)
+        while True:
+            page, call = await self._read_page(execution_id, offset, column_count, columns, query_id)
+            _require_rows(page, call)
+            if column_count is None and page.metadata and page.metadata.column_names:
+                column_count = len(page.metadata.column_names)  # the first page told us how wide the result is
+            yield page
+            following = self._next_offset(page, call)
+            if following is None:
+                return
+            offset = following
+
+    async def peek(self, execution_id: str, *, column_count: int | None = None, query_id: int | None = None,
+                   columns: Sequence[str] | None = None) -> ResultPage:
+        """Polls through the results endpoint: the execution's state and, if it has finished, the first page of
+        its result in the same read (a status call and then a page would be two). An unfinished execution's
+        page has no rows; nothing is raised for it. Continue with `pages(offset=next_offset(page))`.
+
+        Results answers carry no `execution_cost_credits` (the status endpoint's do).
+        """
+        page, _ = await self._read_page(execution_id, 0, len(columns) if columns else column_count, columns,
+                                        query_id)
+        return page
+
+    def next_offset(self, page: ResultPage) -> int | None:
+        """Where the page after `page` starts; None when it was the last (same rules as `pages`)."""
+        call = _Call("GET", "/execution/results", "results", execution_id=page.execution.execution_id)
+        return self._next_offset(page, call)
+
+    async def _read_page(self, execution_id: str, offset: int, column_count: int | None,
+                         columns: Sequence[str] | None, query_id: int | None) -> tuple[ResultPage, _Call]:
+        """One results page, asked again smaller while the per-request credit limit refuses it."""
         ceiling: int | None = None  # this read's own last halving, so it shrinks even if others raced the cap
         while True:
             limit = self.page_limit(column_count)
@@ -272,15 +305,8 @@ class DuneClient:
                 ceiling = self._lower_page_cap(limit, refused)
                 continue  # the same offset, smaller
             page = ResultPage.from_dict(data, offset=offset)
-            _require_rows(page, call)
-            if column_count is None and page.metadata and page.metadata.column_names:
-                column_count = len(page.metadata.column_names)  # the first page told us how wide the result is
             self.stats.rows += len(page.rows)
-            yield page
-            following = self._next_offset(page, call)
-            if following is None:
-                return
-            offset = following
+            return page, call
 
     async def usage(self, start_date: date, end_date: date) -> UsageReport:
         """The account's credit usage per billing period (and storage) between two days, both included.
@@ -353,6 +379,8 @@ class DuneClient:
         async with self._in_flight[bucket.name]:
             await bucket.acquire()
             self.stats.requests[call.name] += 1
+            if bucket is self.read_bucket:
+                self.stats.reads[call.execution_id or f"query:{call.query_id}"] += 1
             try:
                 async with self._session.request(
                     call.method, self.base_url + API_ROOT + call.path, params=call.params,

@@ -17,11 +17,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dune_async.channel import ChannelClosedError, PageChannel
+from dune_async.channel import ChannelClosedError, PageChannel, PageSlot
 from dune_async.credits import Budget, export_estimate
 from dune_async.errors import (
     AuthenticationError,
@@ -44,7 +44,7 @@ from dune_async.events import (
     SyncAborted,
     SyncTotals,
 )
-from dune_async.models import ExecutionState, ExecutionStatus
+from dune_async.models import ExecutionState, ExecutionStatus, ResultPage
 from dune_async.plan import Action, QueryPlan
 
 if TYPE_CHECKING:
@@ -104,6 +104,9 @@ class _Run:
     status: ExecutionStatus | None = None
     waiting_since: float | None = None  # set while the poll loop watches it
     poll: asyncio.Task[bool] | None = None  # a status call still in flight (it may be in backoff)
+    next_poll_at: float = 0.0  # not polled before then (when its last execution took that long)
+    first_page: tuple[ResultPage, PageSlot] | None = None  # the page a results poll brought with COMPLETED
+    execution_ids: list[str] = field(default_factory=list)
     next_offset: int = 0  # where the next page starts
     bytes_per_row: float | None = None  # from the result's metadata, for page estimates
     done: bool = False
@@ -136,6 +139,7 @@ class Orchestrator:
         self._interval = self._timing.min_poll_seconds
         self._changed = False  # a poll that outlived its round saw a change
         self._settled = asyncio.Event()  # set once every query is done
+        self._page_reads = 0  # pages of finished executions being read: polls wait for them
         self.poll_intervals: list[float] = []
         """The wait before each poll round, in order (observable, so the interval rules can be tested)."""
 
@@ -147,6 +151,7 @@ class Orchestrator:
         """Never raises for a query's failure; a fatal one becomes `SyncAborted` after clean-up."""
         if not self._runs:
             self._settled.set()
+        self._peeks = asyncio.Semaphore(max(1, self._channel.page_capacity - 1))
         used_before = await self._credits_used()
         try:
             async with asyncio.TaskGroup() as group:
@@ -180,7 +185,10 @@ class Orchestrator:
 
     async def _send_totals(self, used_before: float | None) -> None:
         used_after = await self._credits_used() if used_before is not None else None
+        reads = self._client.stats.reads
         self._channel.send(SyncTotals(
+            reads={run.key: sum(reads[e] for e in run.execution_ids) + reads[f"query:{run.query_id}"]
+                   for run in self._runs},
             credits_estimated=self.budget.spent,
             bytes_downloaded=self._client.stats.result_bytes,
             credits_used=None if used_before is None or used_after is None else max(0.0, used_after - used_before),
@@ -283,10 +291,18 @@ class Orchestrator:
 
     def _bind(self, run: _Run, execution_id: str, origin: Origin) -> None:
         run.execution_id, run.origin = execution_id, origin
+        run.execution_ids.append(execution_id)
         self._channel.send(ExecutionStarted(run.key, execution_id, origin, resumed=run.resumed), urgent=True)
 
     def _watch(self, run: _Run) -> None:
         run.waiting_since = self._clock()
+        expected = run.plan.expected_seconds
+        # Its last execution took `expected`: looking before then would spend reads on "still running" (but
+        # never wait past half the timeout on the strength of one earlier run).
+        if expected and not run.resumed:
+            run.next_poll_at = run.started + min(expected, self._timing.execution_timeout_seconds / 2)
+        else:
+            run.next_poll_at = 0.0
         self._interval = self._timing.min_poll_seconds  # a new execution deserves a prompt first look
 
     # -- polling -----------------------------------------------------------------------------------------------
@@ -299,13 +315,13 @@ class Orchestrator:
         """
         timing = self._timing
         while not self._settled.is_set():
-            waited = self._interval
+            waited = self._next_wait()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), waited)
             self._time_out_overdue()
-            ready = [run for run in self._runs if run.waiting_since is not None and not run.done
-                     and (run.poll is None or run.poll.done())]
-            if not ready:
+            now = self._clock()
+            ready = [run for run in self._idle_watched() if now >= run.next_poll_at]
+            if not ready or self._page_reads:  # pages of finished executions go first when reads are scarce
                 continue
             self.poll_intervals.append(waited)
             for run in ready:
@@ -319,6 +335,18 @@ class Orchestrator:
             else:
                 self._interval = min(self._interval * timing.poll_growth, timing.max_poll_seconds)
 
+    def _idle_watched(self) -> list[_Run]:
+        """Unfinished executions with no status call in flight."""
+        return [run for run in self._runs if run.waiting_since is not None and not run.done
+                and (run.poll is None or run.poll.done())]
+
+    def _next_wait(self) -> float:
+        """The poll interval, or less when an execution expected to end sooner is due before it."""
+        due = [run.next_poll_at for run in self._idle_watched() if run.next_poll_at > 0]
+        if not due:
+            return self._interval
+        return max(0.0, min(self._interval, min(due) - self._clock()))
+
     def _time_out_overdue(self) -> None:
         limit = self._timing.execution_timeout_seconds
         for run in self._runs:
@@ -330,10 +358,22 @@ class Orchestrator:
             self._group.create_task(self._time_out(run))
 
     async def _poll(self, run: _Run) -> bool:
-        """Checks one execution; True if anything changed (also when the change came after its round)."""
+        """Checks one execution; True if anything changed (also when the change came after its round).
+
+        Where it can, it polls through the results endpoint (`peek`), so the read that sees COMPLETED also
+        brings the first page: one read instead of two for a one-page result. Such a poll holds a page slot
+        (memory stays bounded), and at most `page_capacity - 1` of them run at once, so a page slot is always
+        left for the pages of finished executions. Not for a resume (its rows do not start at 0), nor under a
+        budget (each page needs approval first)."""
         assert run.execution_id is not None
+        if not self._may_peek(run):
+            return await self._poll_with(run, None)
+        async with self._peeks:
+            return await self._poll_with(run, await self._channel.reserve())
+
+    async def _poll_with(self, run: _Run, slot: PageSlot | None) -> bool:
         try:
-            status = await self._client.status(run.execution_id, query_id=run.query_id)
+            status = await self._look(run, slot)
         except FATAL_ERRORS:
             raise
         except DuneUnavailableError as exc:
@@ -343,11 +383,36 @@ class Orchestrator:
             self._finish(run, _outcome_of_error(exc), message=str(exc))
             self._changed = True
             return True
+        finally:
+            if slot is not None and (run.first_page is None or run.first_page[1] is not slot):
+                slot.release()  # the poll brought no page to keep
         if run.done or run.waiting_since is None:
+            self._drop_first_page(run)
             return False
         changed = await self._observe(run, status)
         self._changed = self._changed or changed
         return changed
+
+    def _may_peek(self, run: _Run) -> bool:
+        return not run.resumed and self._spending.max_credits is None
+
+
+    async def _look(self, run: _Run, slot: PageSlot | None) -> ExecutionStatus:
+        """The execution's status; with a slot, through the results endpoint, keeping a first page it brings."""
+        assert run.execution_id is not None
+        if slot is None:
+            return await self._client.status(run.execution_id, query_id=run.query_id)
+        page = await self._client.peek(run.execution_id, query_id=run.query_id, columns=run.plan.columns)
+        # Results answers put the metadata under `result`; the execution record wants it on the status.
+        status = replace(page.execution, result_metadata=page.execution.result_metadata or page.metadata)
+        if status.state.is_terminal and status.rows_readable:
+            run.first_page = (page, slot)
+        return status
+
+    def _drop_first_page(self, run: _Run) -> None:
+        if run.first_page is not None:
+            run.first_page[1].release()
+            run.first_page = None
 
     async def _observe(self, run: _Run, status: ExecutionStatus) -> bool:
         """Records a status; starts fetching or finishes the query once it is terminal."""
@@ -402,6 +467,15 @@ class Orchestrator:
         run.next_offset = offset
         metadata = run.status.result_metadata
         run.bytes_per_row = metadata.bytes_per_row if metadata else None
+        if run.first_page is not None:
+            page, slot = run.first_page
+            run.first_page = None
+            self._send_page(run, page, slot)
+            following = self._client.next_offset(page)
+            if following is None:
+                self._finish(run, Outcome.PARTIAL if partial else Outcome.SYNCED)
+                return
+            offset = run.next_offset = following
         pages = self._client.pages(
             run.execution_id, offset=offset, query_id=run.query_id,
             column_count=len(metadata.column_names) if metadata and metadata.column_names else None,
@@ -426,6 +500,7 @@ class Orchestrator:
             slot.release()
             self._cut(run, f"its next page would cost about {estimate:.3g} credits")
             return False
+        self._page_reads += 1
         try:
             page = await pages.__anext__()
         except StopAsyncIteration:
@@ -434,15 +509,20 @@ class Orchestrator:
         except BaseException:
             slot.release()
             raise
+        finally:
+            self._page_reads -= 1
+        self._send_page(run, page, slot)
+        return not page.is_last
+
+    def _send_page(self, run: _Run, page: ResultPage, slot: PageSlot) -> None:
         if page.metadata is not None and page.metadata.bytes_per_row is not None:
             run.bytes_per_row = page.metadata.bytes_per_row
         run.next_offset = page.offset + len(page.rows)
         if not page.rows:
             slot.release()
-            return not page.is_last
+            return
         total = page.metadata.total_row_count if page.metadata else None
         slot.send(RowsPage(run.key, run.execution_id or "", page.offset, page.rows, total, page.metadata))
-        return not page.is_last
 
     def _page_estimate(self, run: _Run) -> float:
         """Export credits of the run's next page: its rows (at most a page, at most what is left) at the
@@ -468,6 +548,7 @@ class Orchestrator:
             self._channel.send(ExecutionUpdated(run.key, run.status), urgent=True)
 
     def _finish(self, run: _Run, outcome: Outcome, *, message: str = "") -> None:
+        self._drop_first_page(run)
         if run.done:
             return
         run.done, run.waiting_since = True, None

@@ -74,6 +74,7 @@ class QueryPlan:
     targets: tuple[Target, ...] = ()
     cursor_value: int | float | str | None = None  # the value an incremental entry's cursor parameter is sent
     execution_estimate: float = 0.0  # credits an execute is expected to cost (the budget's estimate)
+    expected_seconds: float | None = None  # how long its last execution took: the first poll waits that long
     note: str = ""  # something the sync should tell the user about this plan
 
     @property
@@ -147,7 +148,8 @@ def _decide(request: QueryPlan, progress: QueryProgress, interrupted_sync: int |
     fresh = Action.REUSE_OR_EXECUTE if request.max_result_age_hours is not None else Action.EXECUTE
     synced = _synced(progress, request.fingerprint)
     base = replace(request, fallback=fresh, synced_execution_id=progress.execution_id if synced else None,
-                   execution_estimate=execution_estimate(progress.last_cost, request.performance))
+                   execution_estimate=execution_estimate(progress.last_cost, request.performance),
+                   expected_seconds=progress.last_seconds)
     if interrupted_sync is not None and synced and progress.completed_by == interrupted_sync:
         return replace(base, action=Action.SKIP, execution_id=progress.execution_id, origin=progress.origin)
     if progress.resumable(request.fingerprint):

@@ -142,9 +142,11 @@ class Sink:
 
     def _record(self, key: str, status: ExecutionStatus, verdict: SyncVerdict | None = None) -> None:
         self._snapshots[key] = status
-        if status.execution_cost_credits is not None and self._origins.get(key) is Origin.EXECUTED:
-            for target in self._plans[key].targets:  # what the next execute of it is expected to cost
-                self._state.set_last_cost(target.key, status.execution_cost_credits)
+        if self._origins.get(key) is Origin.EXECUTED:  # what the next execute is expected to cost and take
+            finished = status.rows_readable and status.execution_ended_at and status.submitted_at
+            took = (status.execution_ended_at - status.submitted_at).total_seconds() if finished else None
+            for target in self._plans[key].targets:
+                self._state.learn(target.key, cost=status.execution_cost_credits, seconds=took)
         plan = self._plans[key]
         context = ExecutionContext(plan.query_id if plan.query_id is not None else status.query_id,
                                    self._origins.get(key, Origin.EXECUTED), dict(plan.parameters),
@@ -301,10 +303,11 @@ class Sink:
                         self.totals.credits_estimated, self.totals.bytes_downloaded,
                         f", budget {self._budget:g}" if self._budget is not None else "",
                         "not measured" if used is None else f"{used:.4g} used")
-        for r in reports:
-            logger.info("  %s → %s: %s (%s%s%s), %d rows, %.1f s, %s credits%s%s", r.label, ", ".join(r.tables),
-                        r.outcome, r.state or "-", f", {r.origin}" if r.origin else "",
-                        ", resumed" if r.resumed else "", r.rows, r.seconds,
+        reads = self.totals.reads if self.totals else {}
+        for key, r in self.reports.items():
+            logger.info("  %s → %s: %s (%s%s%s), %d rows, %s reads, %.1f s, %s credits%s%s", r.label,
+                        ", ".join(r.tables), r.outcome, r.state or "-", f", {r.origin}" if r.origin else "",
+                        ", resumed" if r.resumed else "", r.rows, reads.get(key, "-"), r.seconds,
                         "-" if r.credits is None else f"{r.credits:g}",
                         f", execution {r.execution_id}" if r.execution_id else "",
                         f" ({r.message})" if r.message and r.outcome not in ("SYNCED", "UNCHANGED") else "")

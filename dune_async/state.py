@@ -82,6 +82,7 @@ class QueryProgress:
     live_rows: int = 0  # row positions 0…live_rows-1 may be live in the target's table (replace mode's reach)
     cursor: CursorState | None = None  # incremental entries only
     last_cost: float | None = None  # credits Dune charged for the last execution this connector ran for it
+    last_seconds: float | None = None  # how long that execution took from submission to its end
 
     @classmethod
     def from_dict(cls, data: Any, *, legacy_sync_id: int | None = None) -> QueryProgress | None:
@@ -110,6 +111,7 @@ class QueryProgress:
             live_rows=_count(data.get("live_rows")),
             cursor=CursorState.from_dict(data.get("cursor")),
             last_cost=_credits(data.get("last_cost")),
+            last_seconds=_credits(data.get("last_seconds")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +119,7 @@ class QueryProgress:
                 "completed_by": self.completed_by, "fingerprint": self.fingerprint,
                 "outcome": self.outcome.value if self.outcome else None, "origin": self.origin.value,
                 "live_rows": self.live_rows, "cursor": self.cursor.to_dict() if self.cursor else None,
-                "last_cost": self.last_cost}
+                "last_cost": self.last_cost, "last_seconds": self.last_seconds}
 
     def resumable(self, expected_fingerprint: str) -> bool:
         """An unfinished execution of the same parameters whose remaining rows may still be read."""
@@ -187,7 +189,8 @@ class SyncState:
             return
         cursor = replace(current.cursor, pending=None) if current.cursor else None
         self._queries[key] = QueryProgress(execution_id, 0, False, fingerprint, None, origin,
-                                           live_rows=current.live_rows, cursor=cursor, last_cost=current.last_cost)
+                                           live_rows=current.live_rows, cursor=cursor, last_cost=current.last_cost,
+                                           last_seconds=current.last_seconds)
 
     def advance(self, key: str, execution_id: str, offset: int) -> None:
         current = self.get(key)
@@ -196,8 +199,11 @@ class SyncState:
                              f"which is syncing {current.execution_id}")
         self._queries[key] = replace(current, offset=offset, live_rows=max(current.live_rows, offset))
 
-    def set_last_cost(self, key: str, credits: float) -> None:
-        self._queries[key] = replace(self.get(key), last_cost=credits)
+    def learn(self, key: str, *, cost: float | None = None, seconds: float | None = None) -> None:
+        """What the last execution this connector ran for the key cost and how long it took (for estimates)."""
+        progress = self.get(key)
+        self._queries[key] = replace(progress, last_cost=progress.last_cost if cost is None else cost,
+                                     last_seconds=progress.last_seconds if seconds is None else seconds)
 
     def set_live_rows(self, key: str, live_rows: int) -> None:
         self._queries[key] = replace(self.get(key), live_rows=live_rows)

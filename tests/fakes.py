@@ -30,7 +30,7 @@ class FakeQuery:
     columns: int = 2
     execute_error: DuneError | None = None
     status_error: DuneError | None = None  # raised by status once the execution exists
-    page_error: DuneError | None = None  # raised when reading the second page
+    page_error: DuneError | None = None  # raised when reading any page but the first
     credits: float = 10.0
     expire_after_pages: int | None = None  # the execution EXPIRES once this many of its pages were read
     error_type: str = "FAILED_TYPE_EXECUTION_FAILED"  # FAILED_TYPE_RESULT_SIZE_EXCEEDED: truncated, rows kept
@@ -128,6 +128,26 @@ class FakeDune:
 
     async def status(self, execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
         self.calls["status"] += 1
+        execution, query = await self._poll(execution_id)
+        return ExecutionStatus.from_dict(execution.as_dict(query))
+
+    async def peek(self, execution_id: str, *, query_id: int | None = None, columns: Any = None,
+                   column_count: int | None = None) -> ResultPage:
+        """Like `DuneClient.peek`: a poll through the results endpoint, with the first page once finished."""
+        self.calls["peek"] += 1
+        status = await self.status(execution_id, query_id=query_id)  # a test's scripted status applies too
+        if not (status.state.is_terminal and status.rows_readable):
+            return ResultPage(execution=status, offset=0, rows=[], metadata=None)
+        self.page_requests.append((execution_id, 0, True))
+        execution = self._execution(execution_id)
+        execution.pages_read += 1
+        return self._page(execution, 0, self.page_rows)
+
+    def next_offset(self, page: ResultPage) -> int | None:
+        return page.next_offset
+
+    async def _poll(self, execution_id: str) -> tuple[FakeExecution, FakeQuery]:
+        """One look at an execution (a status or a results poll): it moves on as Dune's would."""
         self.status_log.append((asyncio.get_running_loop().time(), execution_id))
         await self._pause()
         execution = self._execution(execution_id)
@@ -140,7 +160,7 @@ class FakeDune:
                 execution.state, execution.ended_at = execution.final, datetime.now(UTC)
             else:
                 execution.state = "QUERY_STATE_EXECUTING"
-        return ExecutionStatus.from_dict(execution.as_dict(query))
+        return execution, query
 
     async def cancel(self, execution_id: str, *, query_id: int | None = None) -> bool:
         self.calls["cancel"] += 1
@@ -186,7 +206,7 @@ class FakeDune:
         while True:
             self.calls["results"] += 1
             await self._pause()
-            if not first and query.page_error is not None:
+            if (not first or offset > 0) and query.page_error is not None:
                 raise query.page_error
             first = False
             if query.expire_after_pages is not None and execution.pages_read >= query.expire_after_pages:

@@ -15,7 +15,6 @@ import pytest
 from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.errors import DuneUnavailableError
 from dune_async.events import Outcome
-from dune_async.models import ExecutionStatus
 from dune_async.plan import Action, plan_queries
 from dune_async.settings import Settings
 from dune_async.sink import SyncError
@@ -135,20 +134,18 @@ def test_an_execution_id_is_checkpointed_before_the_pages_queued_ahead_of_it() -
     checkpoint still holds B's execution id, so the next sync resumes B instead of paying for it again."""
     dune = FakeDune({1: FakeQuery(rows=40, polls=1), 2: FakeQuery(rows=2, polls=10_000)}, page_rows=2)
     release = threading.Event()
-    original_execute, original_status = dune.execute, dune.status
+    original_execute = dune.execute
 
     async def execute(query_id: int, **kwargs: Any) -> Any:
         if query_id == 2:  # B starts once A's pages fill the channel (3 slots: one being written, two queued)
-            while dune.calls["results"] < 3:
+            while dune.calls["results"] + dune.calls["peek"] < 3:  # A's first page may come with its poll
                 await asyncio.sleep(0.005)
-        return await original_execute(query_id, **kwargs)
+        handle = await original_execute(query_id, **kwargs)
+        if query_id == 2:  # runs once the orchestrator yields: B's ExecutionStarted has been sent by then
+            asyncio.get_running_loop().call_soon(release.set)
+        return handle
 
-    async def status(execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
-        if query_id == 2:
-            release.set()  # B's first poll: its ExecutionStarted has been sent
-        return await original_status(execution_id, query_id=query_id)
-
-    dune.execute, dune.status = execute, status  # type: ignore[method-assign]
+    dune.execute = execute  # type: ignore[method-assign]
     op = _StallingOperations(release, fail_at_row=2)  # the first row of A's second page
     with pytest.raises(RuntimeError, match="destination write failed"):
         run_sync(fake_configuration([1, 2]), {}, op, client_factory=dune.factory)

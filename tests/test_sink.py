@@ -90,7 +90,7 @@ def test_checkpoints_every_n_rows_and_each_state_counts_exactly_the_rows_before_
     final = op.checkpoints[-1]["queries"]
     assert final["1"] == {"execution_id": EXEC, "offset": 11, "complete": True, "completed_by": 1,
                           "fingerprint": "fp", "outcome": "SYNCED", "origin": "executed", "live_rows": 11,
-                          "cursor": None, "last_cost": None}
+                          "cursor": None, "last_cost": None, "last_seconds": None}
     assert final["2"]["offset"] == 3 and final["2"]["complete"] is False
 
 
