@@ -265,10 +265,10 @@ def _row(plan: QueryPlan, intent: Intent, executed: bool, spent: _Spent | None, 
         cut = f"cut by the budget before the execute (about {intent.execution:g} credits); the next sync runs it"
         return Row(plan.label, plan.tables, Step.CUT, 0.0, 0.0, _joined(cut, note))
     if spent is not None and spent.cut:
-        cut = (f"{intent.step.value}, then cut by the budget during the download: {spent.pages_read} of "
-               f"{spent.pages} pages fit ({_credits(spent.credits)} of {_credits(spent.full)} export credits); "
-               "the next sync reads on")
-        return Row(plan.label, plan.tables, Step.CUT, intent.execution, spent.credits, _joined(cut, note))
+        cut = (f"cut by the budget during the download: {spent.pages_read} of {spent.pages} pages fit "
+               f"({_credits(spent.credits)} of {_credits(spent.full)} export credits); the next sync reads on")
+        return Row(plan.label, plan.tables, Step.CUT, intent.execution, spent.credits,
+                   f"{intent.step.value}: {_joined(note, cut)}")
     unknown = intent.size_unknown or (price is None and spent is not None)
     export = None if unknown else (spent.credits if spent is not None else 0.0)
     return Row(plan.label, plan.tables, intent.step, intent.execution, export, note)
@@ -433,7 +433,7 @@ def render(result: Forecast) -> str:
     unknown = sum(1 for row in result.rows if row.export is None)
     total = result.execution_total + result.export_total
     lines.append(("total", "", "", _credits(result.execution_total), _credits(result.export_total),
-                  f"= {_credits(total)} credits" + (f" ({unknown} export size(s) unknown)" if unknown else "")))
+                  f"= {_credits(total)} credits" + (f" (+ {unknown} download(s) of unknown size)" if unknown else "")))
     return "\n".join([*_table([_HEADER, *lines]), *_footer(result)])
 
 
@@ -457,7 +457,7 @@ def _footer(result: Forecast) -> list[str]:
     if result.credits_used is None:
         lines.append("Dune's usage report could not be read")
     else:
-        included = f" of {result.credits_included:,.0f} included" if result.credits_included is not None else ""
+        included = f" (of {result.credits_included:,.0f} included)" if result.credits_included is not None else ""
         lines.append(f"Dune: {result.credits_used:,.2f} credits used this billing period{included}")
     return lines
 
@@ -465,6 +465,6 @@ def _footer(result: Forecast) -> list[str]:
 def _credits(value: float | None) -> str:
     if value is None:
         return "?"
-    if 0 < value < 0.001:
-        return "<0.001"
-    return f"{value:,.3f}"
+    if 0 < value < 0.01:
+        return "<0.01"
+    return f"{value:,.2f}"

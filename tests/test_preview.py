@@ -150,7 +150,7 @@ def test_the_budget_cuts_what_the_sync_cuts() -> None:
     assert {label: row.action for label, row in rows.items()} == {
         "query 33": Step.CUT, "first": Step.EXECUTE, "second": Step.CUT}
     assert "before the execute" in rows["second"].note and rows["second"].execution == 0.0
-    fit = re.search(r"reuse, then cut by the budget during the download: (\d+) of (\d+) pages fit",
+    fit = re.search(r"^reuse: .*cut by the budget during the download: (\d+) of (\d+) pages fit",
                     rows["query 33"].note)
     assert fit is not None and int(fit[2]) == 20 and 0 < int(fit[1]) < 20
     assert 10.0 + (rows["query 33"].export or 0) <= 15.0
