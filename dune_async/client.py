@@ -6,8 +6,9 @@ requests in flight, then the rate bucket (last, so the request leaves right afte
 around the attempt. The API key lives in the session headers only: no message, log line or repr built here contains it.
 
 Endpoints: `execute` (saved query) and `execute_sql` (raw SQL) start executions in the write bucket and are
-never sent twice once Dune may have received them; `status`, `cancel`, `pages`, `latest_result` and `usage`
-are reads. Results reads always send `allow_partial_results=true`, so a result Dune cut for size (COMPLETED_PARTIAL,
+never sent twice once Dune may have received them; `status`, `cancel`, `pages`, `latest_result`,
+`latest_metadata` (no rows: `limit=0`, else one row) and `usage` are reads. Results reads always send
+`allow_partial_results=true`, so a result Dune cut for size (COMPLETED_PARTIAL,
 or FAILED with FAILED_TYPE_RESULT_SIZE_EXCEEDED) streams the rows it kept, and may name `columns`. Pages hold at
 most 250,000 datapoints; a page refused by the account's per-request credit limit (402 `RequestLimitError`)
 is asked again at half the size down to MIN_PAGE_ROWS, and that size is kept for the rest of the client's life
@@ -22,8 +23,8 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -141,6 +142,7 @@ class DuneClient:
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
         self._page_cap: int | None = None
+        self._metadata_needs_a_row = False  # Dune refused `limit=0` on latest results: ask for one row
         self._in_flight: dict[str, asyncio.Semaphore] = {}
         retrying = functools.partial(
             backoff.on_exception, waits, TransientError, max_tries=settings.max_tries,
@@ -226,6 +228,30 @@ class DuneClient:
         page = ResultPage.from_dict(await self._call(call, self.read_bucket), offset=0)
         self.stats.rows += len(page.rows)
         return page
+
+    async def latest_metadata(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
+                              columns: Sequence[str] | None = None) -> ResultPage:
+        """The query's newest finished execution and its result metadata, with no rows (so no export).
+
+        Asks `limit=0`. Dune's answer to it is recorded nowhere: if Dune refuses it (400), the same request is
+        made once with `limit=1` (one row read, a few bytes of export), and once that worked this client asks
+        `limit=1` straight away. The metadata is also put on the execution, as a status would carry it.
+        Raises `NotFoundError` when the query has no result for these parameters yet.
+        """
+        def latest(limit: int) -> Awaitable[ResultPage]:
+            return self.latest_result(query_id, parameters=parameters, limit=limit, columns=columns)
+
+        if self._metadata_needs_a_row:
+            return _with_metadata(await latest(1))
+        try:
+            return _with_metadata(await latest(0))
+        except BadRequestError as refused:
+            page = await latest(1)  # a 400 that was not about limit=0 is raised again here
+            if not self._metadata_needs_a_row:  # concurrent probes: say it once
+                self._metadata_needs_a_row = True
+                logger.warning("Dune refused limit=0 on %s (%s); reading one row of each latest result instead",
+                               refused.endpoint, refused.detail)
+            return _with_metadata(page)
 
     @property
     def page_cap(self) -> int | None:
@@ -494,6 +520,14 @@ def _require_rows(page: ResultPage, call: _Call) -> None:
         raise ExecutionNotReadableError(
             f"the execution is {execution.state.short} (result too large) and Dune sent none of its rows",
             state=execution.state, **call.where())
+
+
+def _with_metadata(page: ResultPage) -> ResultPage:
+    """The page with its `result.metadata` also on the execution, where a status puts it."""
+    execution = page.execution
+    if execution.result_metadata is None and page.metadata is not None:
+        execution = replace(execution, result_metadata=page.metadata)
+    return replace(page, execution=execution)
 
 
 def _segment(execution_id: str) -> str:

@@ -3,6 +3,10 @@
 Owns what `GET .../results` answers for an execution in each state. The caps are applied in the order Dune
 applies them: the requested `limit` (all rows when absent), lowered to the scenario's `max_page_rows`, then
 to 250,000 datapoints (rows x selected columns) unless `ignore_max_datapoints_per_request=true`.
+
+`limit=0` on the latest-result endpoints (`/query/{id}/results`, JSON and CSV) answers the execution and its
+metadata with no rows and no next page, and bills nothing: the connector reads result sizes that way. Real
+Dune's answer to `limit=0` is recorded nowhere (unconfirmed); `/execution/{id}/results` keeps refusing it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ class PageRequest:
     allow_partial: bool = False
     ignore_datapoint_cap: bool = False
 
+    @property
+    def metadata_only(self) -> bool:
+        """`limit=0`: the execution and the result's metadata, no rows."""
+        return self.limit == 0
+
     @classmethod
     def parse(cls, query: MultiMapping[str]) -> PageRequest:
         for unsupported in ("filters", "sort_by", "sample_count"):
@@ -50,7 +59,7 @@ class PageRequest:
                 raise ApiError(400, f"{unsupported} is not supported by the Dune API emulator")
         columns = query.get("columns", "")
         return cls(
-            limit=_integer(query, "limit", minimum=1),
+            limit=_integer(query, "limit", minimum=0),
             offset=_integer(query, "offset", minimum=0) or 0,
             columns=tuple(columns.split(",")) if columns else (),
             allow_partial=_boolean(query, "allow_partial_results"),
@@ -103,10 +112,19 @@ def selected_columns(execution: Execution, names: tuple[str, ...]) -> list[tuple
 
 
 def page_size(request: PageRequest, total: int, width: int, max_page_rows: int) -> int:
+    if request.metadata_only:
+        return 0
     size = min(request.limit if request.limit is not None else total, max_page_rows)
     if not request.ignore_datapoint_cap:
         size = min(size, DATAPOINT_CAP // max(width, 1))
     return max(size, 1)
+
+
+def _check_metadata_only(context: PageContext) -> None:
+    """`limit=0` is accepted on latest results only, where the connector asks for it; the execution results
+    endpoint refuses it as it always did (Dune's own answer is unconfirmed on both)."""
+    if context.request.metadata_only and not context.url.path.startswith("/api/v1/query/"):
+        raise ApiError(400, "invalid limit: must be at least 1")
 
 
 def next_uri(request_url: URL, path: str, query: MultiMapping[str], limit: int, offset: int) -> str:
@@ -132,6 +150,7 @@ class PageContext:
 
 def results_answer(execution: Execution, context: PageContext) -> Answer:
     """The 200 answer of GET /execution/{id}/results (or /results/csv), or an ApiError."""
+    _check_metadata_only(context)
     allow_partial = context.request.allow_partial
     state = reported_results_state(execution, context.now, allow_partial=allow_partial)
     readable = state in (State.COMPLETED, State.COMPLETED_PARTIAL)
@@ -146,7 +165,7 @@ def results_answer(execution: Execution, context: PageContext) -> Answer:
     start = min(context.request.offset, total)
     stop = min(start + size, total)
     rows = execution.rows(start, stop)
-    more = stop < total
+    more = stop < total and not context.request.metadata_only  # a next link of limit=0 would never move on
     path = f"/api/v1/execution/{execution.execution_id}/results" + ("/csv" if context.csv else "")
     link = next_uri(context.url, path, context.query, size, stop) if more else None
     if context.csv:
@@ -159,7 +178,8 @@ def results_answer(execution: Execution, context: PageContext) -> Answer:
         body["next_offset"] = stop
         body["next_uri"] = link
     # The rows are serialised once, and spliced in, so their byte count (billed) costs nothing extra.
-    return Answer(json_body(body).replace(json_body(ROWS_MARK), rows_json, 1), len(rows), row_bytes=len(rows_json))
+    billed = 0 if context.request.metadata_only else len(rows_json)  # limit=0 reads no rows: nothing to bill
+    return Answer(json_body(body).replace(json_body(ROWS_MARK), rows_json, 1), len(rows), row_bytes=billed)
 
 
 def _records(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...]], width: int) -> list[dict[str, object]]:
