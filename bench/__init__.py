@@ -1,8 +1,8 @@
 """Benchmarks of the Dune connector against the local emulator: `make bench` (or `python -m bench`).
 
-One module per scenario (`concurrency`, `rate_bound`, `write_path`, `memory`), `timeline` for the Gantt PNG,
-`report` for the Markdown, `runner` to run them all with a `Sizes` preset, and `common` for what they share
-(recording client and operations, emulator timings, `fivetran debug` runs with RSS polling). Results go to
+One module per scenario (`concurrency`, `rate_bound`, `write_path`, `typed_path`, `memory`), `timeline` for
+the Gantt PNG, `report` for the Markdown, `runner` to run them all with a `Sizes` preset, and `common` for what
+they share (recording client and operations, emulator timings, `fivetran debug` runs with RSS polling). Results go to
 bench/results/ (committed); scratch projects, homes and row files to bench/.work/ (ignored).
 """
 

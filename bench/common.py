@@ -346,12 +346,14 @@ def _clock_seconds(match: re.Match[str]) -> float:
     return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
-def expect_rows(project: Path, rows: int) -> None:
-    """Fails unless the warehouse `fivetran debug` wrote holds exactly `rows` result rows."""
+def expect_rows(project: Path, rows: int, table: str = RESULT_TABLE) -> None:
+    """Fails unless `table` of the warehouse `fivetran debug` wrote holds exactly `rows` rows."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", table):
+        raise ValueError(f"not a table name: {table!r}")
     with sdk.warehouse(project) as db:
-        written = int(db.execute("select count(*) from tester.dune_query_result").fetchone()[0])
+        written = int(db.execute(f"select count(*) from tester.{table}").fetchone()[0])
     if written != rows:
-        raise RuntimeError(f"{project}: {written} rows in the warehouse, expected {rows}")
+        raise RuntimeError(f"{project}: {written} rows in tester.{table}, expected {rows}")
 
 
 def python_env(home: Path) -> dict[str, str]:

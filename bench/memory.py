@@ -1,12 +1,18 @@
-"""Scenario 4, memory: peak RSS of the `fivetran debug` process tree for a small and a large result.
+"""Scenario 4, memory: peak RSS of the `fivetran debug` process tree, connector vs a bare loop, two sizes.
 
 The connector runs at its defaults (page size, DUNE_CHECKPOINT_ROWS) through `fivetran debug`, once with
-`small_rows` and once with `large_rows`, while psutil polls the RSS of the process and its children. Goal:
-peak growth from small to large < 40 MB, i.e. memory bounded by pages and checkpoints, not by the result.
+`small_rows` and once with `large_rows`, while psutil polls the RSS of the process and its children. Right
+after each, the same rows go through the streaming bare loop (`baseline_connector.py` decoding them one at a
+time from a file and upserting them into the same table): the SDK's runner and DuckDB grow by themselves as a
+table gets larger, whoever feeds them, so the bare loop is the floor. Goals, side by side on the same rows:
 
-The SDK's runner and DuckDB grow by themselves as a table gets larger, whoever feeds them, so the same two
-sizes also run through the streaming reference (`baseline_connector.py` decoding the same rows one at a time
-from a file): its growth is the floor, and the connector's own growth is the difference.
+- peak: the connector's peak at `large_rows` <= the bare loop's + `peak_goal_mb` (30 MB);
+- growth: the connector's growth from `small_rows` to `large_rows` <= the bare loop's + `growth_goal_mb`
+  (40 MB), i.e. memory bounded by pages and checkpoints, not by the result.
+
+With `page_size_probe` set, the connector also runs once more at `large_rows` with DUNE_PAGE_SIZE at that
+value: how much of its excess over the bare loop is the pages it holds (up to `PAGE_CAPACITY` = 3 of up to
+DUNE_PAGE_SIZE rows, besides the one being written).
 """
 
 from __future__ import annotations
@@ -18,17 +24,24 @@ from bench import baseline
 from bench.common import API_KEY, DebugRun, expect_rows, run_debug
 from bench.write_path import QUERY_ID, connector_configuration, scenario
 from devtools import sdk
+from dune_async.defaults import default_int
 from dune_async.emulator import EmulatorThread
+from dune_async.sync import PAGE_CAPACITY
 
 MB = 2**20
 
 
+PAGE_SIZE = default_int("DUNE_PAGE_SIZE")
+
+
 @dataclass(frozen=True)
 class MemoryConfig:
-    small_rows: int = 20_000
-    large_rows: int = 500_000
+    small_rows: int = 50_000
+    large_rows: int = 150_000
     reference: bool = True
-    goal_mb: float = 40.0
+    peak_goal_mb: float = 30.0  # connector peak <= bare loop peak + this, at large_rows
+    growth_goal_mb: float = 40.0  # connector growth <= bare loop growth + this
+    page_size_probe: int | None = 10_000  # one more connector run at large_rows with this DUNE_PAGE_SIZE
     timeout: float = 400.0
 
 
@@ -44,6 +57,22 @@ class MemoryResult:
     config: MemoryConfig
     small: SizeRuns
     large: SizeRuns
+    probe: DebugRun | None = None  # the connector at large_rows with DUNE_PAGE_SIZE = page_size_probe
+    page_capacity: int = PAGE_CAPACITY
+    page_size: int = PAGE_SIZE
+
+    @property
+    def peak_over_reference_mb(self) -> float | None:
+        """The connector's peak beyond the bare loop's, at large_rows."""
+        if self.large.reference is None:
+            return None
+        return (self.large.connector.peak_rss_bytes - self.large.reference.peak_rss_bytes) / MB
+
+    @property
+    def probe_over_reference_mb(self) -> float | None:
+        if self.probe is None or self.large.reference is None:
+            return None
+        return (self.probe.peak_rss_bytes - self.large.reference.peak_rss_bytes) / MB
 
     @property
     def growth_mb(self) -> float:
@@ -63,8 +92,17 @@ class MemoryResult:
 
 
 def run(config: MemoryConfig, *, work: Path, home: Path) -> MemoryResult:
-    return MemoryResult(config, measure(config.small_rows, config, work=work / "small", home=home),
-                        measure(config.large_rows, config, work=work / "large", home=home))
+    small = measure(config.small_rows, config, work=work / "small", home=home)
+    large = measure(config.large_rows, config, work=work / "large", home=home)
+    probe = None
+    if config.page_size_probe:
+        with EmulatorThread(scenario=scenario(config.large_rows), api_key=API_KEY) as emulator:
+            project = sdk.make_project(work / "probe")
+            settings = connector_configuration(emulator.base_url)
+            settings["DUNE_PAGE_SIZE"] = str(config.page_size_probe)
+            probe = run_debug(project, settings, home=home, timeout=config.timeout).check()
+            expect_rows(project, config.large_rows)
+    return MemoryResult(config, small, large, probe)
 
 
 def measure(rows: int, config: MemoryConfig, *, work: Path, home: Path) -> SizeRuns:

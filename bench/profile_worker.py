@@ -5,7 +5,8 @@ imports the project's connector.py and hands it to the SDK's in-process runner (
 `fivetran debug` calls), so `op.upsert` and the checkpoints are the real ones, writing a real DuckDB file.
 cProfile watches the thread that calls `update()` (the writer) and, through `threading.setprofile`, every
 thread started after it (the orchestrator's event loop among them). OUT.json holds the top entries of each
-thread and a breakdown of the writer's time.
+thread and a breakdown of the writer's time (SDK upserts and checkpoints, waiting for pages, our sink and
+writer loops and, for a typed table, the `types` conversion).
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ from typing import Any
 WRITER = "writer (update thread)"
 ORCHESTRATOR = "dune-orchestrator"  # the name `dune_async.sync` gives its background thread
 
-# (label, file suffix, function): parts of the writer's time, by cumulative time
+# (label, file suffix, function): parts of the writer's time, by cumulative time ("own time": by own time)
 BREAKDOWN = [
     ("op.upsert (SDK: encode + keep the row)", "fivetran_connector_sdk_cli/operations.py", "upsert"),
     ("op.checkpoint (SDK: flush to DuckDB + state)", "fivetran_connector_sdk_cli/operations.py", "checkpoint"),
     ("waiting for the next page (PageChannel.get)", "dune_async/channel.py", "get"),
     ("sink: rows loop, own time (Sink._write_rows)", "dune_async/sink.py", "_write_rows"),
+    ("writer: rows loop, own time (JsonWriter/TypedWriter.write)", "dune_async/writers.py", "write"),
+]
+# Parts only a typed target has; listed when found. `convert` is matched by the largest cumulative time among
+# types.py's functions of that name: the row converter's, which calls the per-column ones.
+TYPED_BREAKDOWN = [
+    ("types: row conversion (row_converter's convert)", "dune_async/types.py", "convert"),
+    ("writer: per-row mode check (TypedWriter._check)", "dune_async/writers.py", "_check"),
 ]
 
 
@@ -89,7 +97,8 @@ def breakdown(profile: cProfile.Profile, connector_file: str) -> dict[str, Any]:
     update = _find(stats, connector_file, "update")
     total = update[3] if update else pstats.Stats(profile).total_tt  # type: ignore[attr-defined]
     parts = []
-    for label, suffix, function in BREAKDOWN:
+    typed = [part for part in TYPED_BREAKDOWN if _find(stats, part[1], part[2])]
+    for label, suffix, function in BREAKDOWN + typed:
         found = _find(stats, suffix, function)
         calls, cumulative, own = (found[1], found[3], found[2]) if found else (0, 0.0, 0.0)
         seconds = own if "own time" in label else cumulative

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from bench.memory import MemoryResult
     from bench.rate_bound import BucketUse, RateBoundResult
     from bench.runner import BenchResults
+    from bench.typed_path import TypedPathResult
     from bench.write_path import WritePathResult
 
 MB = 2**20
@@ -42,6 +43,8 @@ def summary_rows(results: BenchResults) -> list[Row]:
         rows += _rate_rows(results.rate_bound)
     if results.write_path:
         rows += _write_rows(results.write_path)
+    if results.typed_path:
+        rows += _typed_rows(results.typed_path)
     if results.memory:
         rows += _memory_rows(results.memory)
     return rows
@@ -77,6 +80,8 @@ def markdown(results: BenchResults) -> str:
         parts += ["", *_rate_details(results.rate_bound)]
     if results.write_path:
         parts += ["", *_write_details(results.write_path)]
+    if results.typed_path:
+        parts += ["", *_typed_details(results.typed_path)]
     if results.memory:
         parts += ["", *_memory_details(results.memory)]
     if results.timeline_path:
@@ -210,7 +215,7 @@ def _write_rows(r: WritePathResult) -> list[Row]:
 
 def _write_details(r: WritePathResult) -> list[str]:
     c = r.config
-    lines = [
+    return [
         "## 3. Write path",
         "",
         f"One query of {c.rows:,} rows (the emulator's default six columns; pages of up to 30,000 rows, the "
@@ -222,6 +227,14 @@ def _write_details(r: WritePathResult) -> list[str]:
         "the fastest of each counts. CPU s: the `fivetran debug` process tree; emulator CPU s: the benchmark's "
         "own process meanwhile (the emulator serving pages, on the same two cores).",
         "",
+        *_runs_table(r),
+        *([""] + _profile_details(r.profile) if r.profile else []),
+    ]
+
+
+def _runs_table(r: WritePathResult) -> list[str]:
+    """Connector and bare loop side by side, and where the difference between them lies."""
+    lines = [
         "| run | update() s (each run) | µs per row | first rows committed | after that | CPU s | emulator CPU s "
         "| peak RSS |",
         "|---|---|---|---|---|---|---|---|",
@@ -243,6 +256,54 @@ def _write_details(r: WritePathResult) -> list[str]:
         lines[-1] += (f" Of that, {head:.2f} s is the wait for the first page before anything can be written "
                       f"(the first {first_connector[1]:,} rows are committed {head:.2f} s later than the bare "
                       f"loop's), and {extra - head:+.2f} s is spread over the rest of the rows.")
+    return lines
+
+
+# -- 3b. typed-table write path ------------------------------------------------------------------------------------
+
+
+def _typed_rows(r: TypedPathResult) -> list[Row]:
+    name = f"3b. typed write path ({r.config.rows:,} rows, {len(r.columns)} typed columns, `fivetran debug`)"
+    rows = [
+        Row(name, "connector ÷ bare `op.upsert` loop over rows converted in advance", f"{r.ratio:.3f}",
+            f"≤ {r.config.goal:g}", r.ratio <= r.config.goal),
+        Row(name, "same, whole `fivetran debug` process", f"{r.wall_ratio:.3f}"),
+    ]
+    if r.conversion:
+        share = r.conversion["us_per_row"] * r.config.rows / 1e6 / (r.connector.update_seconds or 1.0)
+        rows.append(Row(name, "`types` conversion, µs per row (no profiler); share of the connector's update()",
+                        f"{r.conversion['us_per_row']:.1f} µs; {share:.1%}"))
+    return rows
+
+
+def _typed_details(r: TypedPathResult) -> list[str]:
+    c = r.config
+    columns = ", ".join(f"`{name}` {kind}" for name, kind in r.columns)
+    lines = [
+        "## 3b. Typed-table write path",
+        "",
+        f"One query of {c.rows:,} rows with columns {columns}, synced as one `DUNE_QUERIES` entry "
+        "(`mode: replace`, no `DUNE_QUERY_IDS`) into its typed table through `fivetran debug`. The query has a "
+        "latest result on the emulator, so `schema()` declares the columns from Dune's types; each row goes "
+        "through `types.row_converter` and gets `_dune_execution_id` and `_dune_row`. The bare loop "
+        "(`bench/baseline_connector.py`, typed mode) declares the same table with `tables.typed_table`, converts "
+        "the same rows with the same `row_converter` at import (before `update()`), and then only upserts them "
+        "with the same checkpoint cadence. Same timing and same emulator settings as the write path above; each "
+        f"ran {c.repeats}×, interleaved, the fastest of each counts.",
+        "",
+        *_runs_table(r),
+    ]
+    if r.conversion:
+        conversion_seconds = r.conversion["us_per_row"] * c.rows / 1e6
+        extra = (r.connector.update_seconds or 0) - (r.bare_loop.update_seconds or 0)
+        lines += ["", f"Converting a row as `TypedWriter.write` does (the row converter, then the two columns) "
+                      f"takes {r.conversion['us_per_row']:.1f} µs in the benchmark's process without a profiler "
+                      f"(best of 3 over {r.conversion['rows']:,.0f} rows): {conversion_seconds:.2f} s for "
+                      f"{c.rows:,} rows, {conversion_seconds / (r.connector.update_seconds or 1.0):.1%} of the "
+                      f"connector's update() and {conversion_seconds / extra:.0%} of its extra time over the "
+                      "bare loop." if extra > 0 else
+                      f"Converting a row as `TypedWriter.write` does takes {r.conversion['us_per_row']:.1f} µs "
+                      f"without a profiler: {conversion_seconds:.2f} s for {c.rows:,} rows."]
     if r.profile:
         lines += ["", *_profile_details(r.profile)]
     return lines
@@ -281,30 +342,57 @@ def _profile_details(profile: dict) -> list[str]:
 def _memory_rows(r: MemoryResult) -> list[Row]:
     c = r.config
     name = f"4. memory ({c.small_rows:,} vs {c.large_rows:,} rows, `fivetran debug`)"
-    rows = [Row(name, "peak RSS growth of the process tree", f"{r.growth_mb:.0f} MB", f"< {c.goal_mb:g} MB",
-                r.growth_mb < c.goal_mb)]
+    rows = []
+    over, large = r.peak_over_reference_mb, r.large
+    if over is not None and large.reference is not None:
+        rows.append(Row(name, f"peak RSS at {c.large_rows:,} rows: connector − bare loop",
+                        f"{over:+.0f} MB ({large.connector.peak_rss_bytes / MB:.0f} vs "
+                        f"{large.reference.peak_rss_bytes / MB:.0f} MB)", f"≤ +{c.peak_goal_mb:g} MB",
+                        over <= c.peak_goal_mb))
     if r.own_growth_mb is not None and r.reference_growth_mb is not None:
-        rows.append(Row(name, "growth beyond the SDK + DuckDB's own (streaming bare loop: "
-                              f"{r.reference_growth_mb:.0f} MB)", f"{r.own_growth_mb:.0f} MB",
-                        f"< {c.goal_mb:g} MB", r.own_growth_mb < c.goal_mb))
+        rows.append(Row(name, "peak RSS growth: connector − bare loop",
+                        f"{r.own_growth_mb:+.0f} MB ({r.growth_mb:.0f} vs {r.reference_growth_mb:.0f} MB)",
+                        f"≤ +{c.growth_goal_mb:g} MB", r.own_growth_mb <= c.growth_goal_mb))
+    else:
+        rows.append(Row(name, "peak RSS growth of the process tree", f"{r.growth_mb:.0f} MB"))
+    probe = r.probe_over_reference_mb
+    if probe is not None and c.page_size_probe:
+        rows.append(Row(name, f"same peak, DUNE_PAGE_SIZE={c.page_size_probe:,}: connector − bare loop",
+                        f"{probe:+.0f} MB"))
     return rows
 
 
 def _memory_details(r: MemoryResult) -> list[str]:
+    c = r.config
     lines = [
         "## 4. Memory",
         "",
         "Peak RSS of the `fivetran debug` process tree (psutil, polled every 20 ms), the connector at its "
-        "defaults (DUNE_PAGE_SIZE, DUNE_CHECKPOINT_ROWS). The streaming bare loop writes the same rows, decoded "
-        "one at a time from a file, so its growth is what the SDK's runner and DuckDB take by themselves.",
+        f"defaults (DUNE_PAGE_SIZE {r.page_size:,}, which the emulator caps at 30,000 rows a page; "
+        "DUNE_CHECKPOINT_ROWS). Right after it, the streaming bare loop writes the same rows into the same "
+        "table, decoded one at a time from a file, so its peak and its growth are what the SDK's runner and "
+        f"DuckDB take by themselves. Goals: at {c.large_rows:,} rows the connector's peak ≤ the bare loop's + "
+        f"{c.peak_goal_mb:g} MB; its growth from {c.small_rows:,} to {c.large_rows:,} rows ≤ the bare loop's + "
+        f"{c.growth_goal_mb:g} MB.",
         "",
-        "| rows | connector peak RSS | update() s | streaming bare loop peak RSS | update() s |",
-        "|---|---|---|---|---|",
+        "| rows | connector peak RSS | update() s | streaming bare loop peak RSS | update() s | connector − bare |",
+        "|---|---|---|---|---|---|",
     ]
     for size in (r.small, r.large):
         reference = size.reference
-        ref_cells = (f"{reference.peak_rss_bytes / MB:.0f} MB | {reference.update_seconds:.1f}" if reference
-                     else "— | —")
+        ref_cells = (f"{reference.peak_rss_bytes / MB:.0f} MB | {reference.update_seconds:.1f} | "
+                     f"{(size.connector.peak_rss_bytes - reference.peak_rss_bytes) / MB:+.0f} MB" if reference
+                     else "— | — | —")
         lines.append(f"| {size.rows:,} | {size.connector.peak_rss_bytes / MB:.0f} MB | "
                      f"{size.connector.update_seconds:.1f} | {ref_cells} |")
+    if r.reference_growth_mb is not None and r.own_growth_mb is not None:
+        lines += ["", f"Growth from {c.small_rows:,} to {c.large_rows:,} rows: connector {r.growth_mb:.0f} MB, "
+                      f"bare loop {r.reference_growth_mb:.0f} MB, difference {r.own_growth_mb:+.0f} MB."]
+    if r.probe is not None and c.page_size_probe:
+        probe_over = r.probe_over_reference_mb
+        lines += ["", f"The connector holds up to {r.page_capacity} decoded pages in its channel (plus the one "
+                      f"being written) of up to DUNE_PAGE_SIZE rows. Run again at {c.large_rows:,} rows with "
+                      f"DUNE_PAGE_SIZE={c.page_size_probe:,}: peak {r.probe.peak_rss_bytes / MB:.0f} MB, "
+                      f"update() {r.probe.update_seconds or 0:.1f} s"
+                      + (f", {probe_over:+.0f} MB over the bare loop." if probe_over is not None else ".")]
     return lines

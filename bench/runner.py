@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from bench import concurrency, memory, rate_bound, report, timeline, write_path
+from bench import concurrency, memory, rate_bound, report, timeline, typed_path, write_path
 from bench.common import RESULTS_DIR, WORK_DIR, machine
 
 T = TypeVar("T")
-SCENARIOS = ("concurrency", "rate_bound", "write_path", "memory")
+SCENARIOS = ("concurrency", "rate_bound", "write_path", "typed_path", "memory")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Sizes:
     concurrency: concurrency.ConcurrencyConfig
     rate_bound: rate_bound.RateBoundConfig
     write_path: write_path.WritePathConfig
+    typed_path: typed_path.TypedPathConfig
     memory: memory.MemoryConfig
 
 
@@ -35,6 +36,7 @@ FULL = Sizes(
     concurrency=concurrency.ConcurrencyConfig(),
     rate_bound=rate_bound.RateBoundConfig(),
     write_path=write_path.WritePathConfig(profile_rows=50_000),
+    typed_path=typed_path.TypedPathConfig(profile_rows=50_000),
     memory=memory.MemoryConfig(),
 )
 
@@ -45,7 +47,8 @@ TINY = Sizes(
     rate_bound=rate_bound.RateBoundConfig(queries=4, window_seconds=1.5, min_latency_minutes=0.25,
                                           max_latency_minutes=0.5, rows=5),
     write_path=write_path.WritePathConfig(rows=2000, repeats=1, top=8),
-    memory=memory.MemoryConfig(small_rows=500, large_rows=2000),
+    typed_path=typed_path.TypedPathConfig(rows=1000, repeats=1, top=8, conversion_rows=1000),
+    memory=memory.MemoryConfig(small_rows=500, large_rows=2000, page_size_probe=None),  # the probe: one more run
 )
 
 
@@ -60,6 +63,7 @@ class BenchResults:
     concurrency: concurrency.ConcurrencyResult | None = None
     rate_bound: rate_bound.RateBoundResult | None = None
     write_path: write_path.WritePathResult | None = None
+    typed_path: typed_path.TypedPathResult | None = None
     memory: memory.MemoryResult | None = None
     timeline_path: Path | None = None
     report_path: Path | None = None
@@ -90,6 +94,8 @@ def run_all(sizes: Sizes = FULL, *, out: Path = RESULTS_DIR, work: Path = WORK_D
     results.concurrency = step("concurrency", lambda: concurrency.run(sizes.concurrency))
     results.rate_bound = step("rate_bound", lambda: rate_bound.run(sizes.rate_bound))
     results.write_path = step("write_path", lambda: write_path.run(sizes.write_path, work=work / "write_path",
+                                                                   home=home))
+    results.typed_path = step("typed_path", lambda: typed_path.run(sizes.typed_path, work=work / "typed_path",
                                                                    home=home))
     results.memory = step("memory", lambda: memory.run(sizes.memory, work=work / "memory", home=home))
 

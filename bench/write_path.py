@@ -121,12 +121,14 @@ def run(config: WritePathConfig, *, work: Path, home: Path) -> WritePathResult:
     return WritePathResult(config, connector_runs, bare_loop_runs, profile)
 
 
-def run_profile(base_url: str, *, work: Path, home: Path, top: int, timeout: float) -> dict[str, Any]:
-    """cProfile of one in-process sync with the real SDK runner (see `profile_worker`)."""
+def run_profile(base_url: str, *, work: Path, home: Path, top: int, timeout: float,
+                configuration: dict[str, str] | None = None) -> dict[str, Any]:
+    """cProfile of one in-process sync with the real SDK runner (see `profile_worker`); by default with this
+    scenario's `connector_configuration`."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     request = {"project_root": str(sdk.PROJECT_ROOT), "project": str(work), "top": top,
-               "configuration": connector_configuration(base_url)}
+               "configuration": configuration or connector_configuration(base_url)}
     (work / "request.json").write_text(json.dumps(request))
     start = time.monotonic()
     result = run_python("bench.profile_worker", [str(work / "request.json"), str(work / "profile.json")],

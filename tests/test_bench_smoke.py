@@ -38,15 +38,22 @@ def test_in_process_scenarios_write_the_report_and_the_timeline(tmp_path: Path) 
 
 @pytest.mark.e2e
 def test_sdk_scenarios_run_through_fivetran_debug(tmp_path: Path) -> None:
-    results = run_all(TINY, out=tmp_path / "out", work=tmp_path / "work", only=("write_path", "memory"), log=False)
-    write, memory = results.write_path, results.memory
-    assert write is not None and memory is not None
+    results = run_all(TINY, out=tmp_path / "out", work=tmp_path / "work",
+                      only=("write_path", "typed_path", "memory"), log=False)
+    write, typed, memory = results.write_path, results.typed_path, results.memory
+    assert write is not None and typed is not None and memory is not None
     assert write.connector.update_seconds and write.bare_loop.update_seconds
     assert write.profile is not None
     parts = {part["part"]: part for part in write.profile["breakdown"]["parts"]}
     assert parts["op.upsert (SDK: encode + keep the row)"]["calls"] > TINY.write_path.rows  # + the execution rows
     assert set(write.profile["threads"]) == {"writer (update thread)", "dune-orchestrator"}
+    assert typed.connector.update_seconds and typed.bare_loop.update_seconds  # both wrote every row (checked)
+    assert typed.profile is not None and typed.conversion["rows"] == TINY.typed_path.conversion_rows
+    typed_parts = {part["part"]: part for part in typed.profile["breakdown"]["parts"]}
+    assert typed_parts["types: row conversion (row_converter's convert)"]["calls"] == TINY.typed_path.rows
     assert memory.small.connector.peak_rss_bytes > 0 and memory.large.reference is not None
+    assert memory.peak_over_reference_mb is not None
     report = (tmp_path / "out" / "latest.md").read_text()
-    for heading in ("## 3. Write path", "### Profile", "## 4. Memory"):
+    for heading in ("## 3. Write path", "### Profile", "## 3b. Typed-table write path", "## 4. Memory",
+                    "connector − bare loop"):
         assert heading in report
