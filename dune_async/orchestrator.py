@@ -60,7 +60,7 @@ _OUTCOME_OF_STATE = {
     ExecutionState.CANCELLED: Outcome.CANCELLED,
     ExecutionState.EXPIRED: Outcome.EXPIRED,
 }
-_RESUMABLE_STATES = frozenset(
+RESUMABLE_STATES = frozenset(
     {
         ExecutionState.PENDING,
         ExecutionState.EXECUTING,
@@ -231,7 +231,7 @@ class Orchestrator:
             logger.info("%s: execution %s of an earlier sync is gone; starting afresh",
                         plan.label, plan.execution_id)
             return False
-        if status.state not in _RESUMABLE_STATES and not status.truncated:
+        if status.state not in RESUMABLE_STATES and not status.truncated:
             logger.info("%s: execution %s of an earlier sync is %s; starting afresh",
                         plan.label, status.execution_id, status.state.short)
             return False
