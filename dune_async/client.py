@@ -78,6 +78,8 @@ class ClientSettings:
     max_in_flight: int = 8
     """Requests in flight per bucket, so a busy or paused read bucket never holds the slots execute needs."""
     page_size: int = default_int("DUNE_PAGE_SIZE")
+    page_bytes: int = 2_000_000
+    """Result bytes per page at most (Dune's `result_set_bytes`): about 12,000 rows of six columns."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_tries: int = 8
@@ -259,19 +261,24 @@ class DuneClient:
         credit limit refused a page (half the refused size, never below MIN_PAGE_ROWS); None until then."""
         return self._page_cap
 
-    def page_limit(self, column_count: int | None) -> int:
-        """Rows to ask for per page: the configured size, lowered to keep rows x columns within 250,000 and
-        to `page_cap` once a per-request credit limit refused a bigger page."""
+    def page_limit(self, column_count: int | None, bytes_per_row: float | None = None) -> int:
+        """Rows to ask for per page: the configured size, lowered to keep rows x columns within 250,000, the
+        page's result bytes within `page_bytes` (a decoded page takes several times its JSON: this is what
+        bounds the connector's memory), and to `page_cap` once a per-request credit limit refused a bigger
+        page."""
         size = max(1, self.settings.page_size)
         if column_count:
             size = min(size, max(1, MAX_DATAPOINTS // column_count))
+        if bytes_per_row:
+            size = min(size, max(1, int(self.settings.page_bytes // bytes_per_row)))
         if self._page_cap is not None:
             size = min(size, self._page_cap)
         return size
 
     async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = True,
                     column_count: int | None = None, query_id: int | None = None,
-                    columns: Sequence[str] | None = None) -> AsyncIterator[ResultPage]:
+                    columns: Sequence[str] | None = None,
+                    bytes_per_row: float | None = None) -> AsyncIterator[ResultPage]:
         """Streams the result of a finished execution from `offset`, one page at a time.
 
         Follows `next_offset` (the server may lower the limit). The next URL is always built on our own base
@@ -287,10 +294,13 @@ class DuneClient:
         if columns:
             column_count = len(columns)
         while True:
-            page, call = await self._read_page(execution_id, offset, column_count, columns, query_id)
+            page, call = await self._read_page(execution_id, offset, column_count, columns, query_id,
+                                               bytes_per_row)
             _require_rows(page, call)
             if column_count is None and page.metadata and page.metadata.column_names:
                 column_count = len(page.metadata.column_names)  # the first page told us how wide the result is
+            if page.metadata and page.metadata.bytes_per_row:
+                bytes_per_row = page.metadata.bytes_per_row  # ... and how heavy its rows are
             yield page
             following = self._next_offset(page, call)
             if following is None:
@@ -298,7 +308,7 @@ class DuneClient:
             offset = following
 
     async def peek(self, execution_id: str, *, column_count: int | None = None, query_id: int | None = None,
-                   columns: Sequence[str] | None = None) -> ResultPage:
+                   columns: Sequence[str] | None = None, bytes_per_row: float | None = None) -> ResultPage:
         """Polls through the results endpoint: the execution's state and, if it has finished, the first page of
         its result in the same read (a status call and then a page would be two). An unfinished execution's
         page has no rows; nothing is raised for it. Continue with `pages(offset=next_offset(page))`.
@@ -306,7 +316,7 @@ class DuneClient:
         Results answers carry no `execution_cost_credits` (the status endpoint's do).
         """
         page, _ = await self._read_page(execution_id, 0, len(columns) if columns else column_count, columns,
-                                        query_id)
+                                        query_id, bytes_per_row)
         return page
 
     def next_offset(self, page: ResultPage) -> int | None:
@@ -315,11 +325,12 @@ class DuneClient:
         return self._next_offset(page, call)
 
     async def _read_page(self, execution_id: str, offset: int, column_count: int | None,
-                         columns: Sequence[str] | None, query_id: int | None) -> tuple[ResultPage, _Call]:
+                         columns: Sequence[str] | None, query_id: int | None,
+                         bytes_per_row: float | None = None) -> tuple[ResultPage, _Call]:
         """One results page, asked again smaller while the per-request credit limit refuses it."""
         ceiling: int | None = None  # this read's own last halving, so it shrinks even if others raced the cap
         while True:
-            limit = self.page_limit(column_count)
+            limit = self.page_limit(column_count, bytes_per_row)
             if ceiling is not None:
                 limit = min(limit, ceiling)
             call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results",

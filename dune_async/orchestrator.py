@@ -479,7 +479,7 @@ class Orchestrator:
         pages = self._client.pages(
             run.execution_id, offset=offset, query_id=run.query_id,
             column_count=len(metadata.column_names) if metadata and metadata.column_names else None,
-            columns=run.plan.columns,
+            columns=run.plan.columns, bytes_per_row=run.bytes_per_row,
         ).__aiter__()
         try:
             while await self._forward_page(run, pages):
@@ -531,7 +531,8 @@ class Orchestrator:
         if run.bytes_per_row is None or metadata is None or metadata.total_row_count is None:
             return 0.0
         columns = len(run.plan.columns) if run.plan.columns else len(metadata.column_names) or None
-        rows = min(self._client.page_limit(columns), max(0, metadata.total_row_count - run.next_offset))
+        rows = min(self._client.page_limit(columns, run.bytes_per_row),
+                   max(0, metadata.total_row_count - run.next_offset))
         return export_estimate(rows * run.bytes_per_row, self._spending.export_credits_per_mb)
 
     def _cut(self, run: _Run, why: str) -> None:

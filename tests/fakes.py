@@ -176,7 +176,7 @@ class FakeDune:
         return UsageReport.from_dict({"billing_periods": [{"start_date": "2026-11-01", "end_date": "2026-11-30",
                                                            "credits_used": self.credits_used}]})
 
-    def page_limit(self, column_count: int | None) -> int:
+    def page_limit(self, column_count: int | None, bytes_per_row: float | None = None) -> int:
         return self.page_rows
 
     async def execute_sql(self, sql: str, *, performance: str | None = None) -> ExecutionHandle:
@@ -197,7 +197,7 @@ class FakeDune:
 
     async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = True,
                     column_count: int | None = None, query_id: int | None = None,
-                    columns: Any = None) -> AsyncIterator[ResultPage]:
+                    columns: Any = None, bytes_per_row: float | None = None) -> AsyncIterator[ResultPage]:
         """Like `DuneClient.pages`: a page whose execution state has no rows raises `ExecutionNotReadableError`."""
         self.page_requests.append((execution_id, offset, allow_partial))
         execution = self._execution(execution_id)

@@ -15,7 +15,7 @@ import pytest
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
-from dune_async.client import MIN_PAGE_ROWS, DuneClient
+from dune_async.client import MIN_PAGE_ROWS, ClientSettings, DuneClient
 from dune_async.errors import (
     BadRequestError,
     CreditsExhaustedError,
@@ -320,3 +320,11 @@ async def test_concurrent_refusals_halve_once(mocked: aioresponses, caplog: pyte
     assert len(first) == len(second) == 600
     assert client.page_cap == 500
     assert len([r for r in caplog.records if "per-request" in r.getMessage()]) == 2
+
+
+def test_pages_are_sized_to_a_byte_budget_once_the_rows_weight_is_known() -> None:
+    client = DuneClient(ClientSettings(api_key="k", page_size=32_000, page_bytes=2_000_000))
+    assert client.page_limit(6) == 32_000, "unknown row size: the configured rows"
+    assert client.page_limit(6, bytes_per_row=170.0) == 11_764, "2 MB of 170-byte rows"
+    assert client.page_limit(6, bytes_per_row=10.0) == 32_000, "never more than the configured rows"
+    assert client.page_limit(6, bytes_per_row=5_000_000.0) == 1, "at least one row"
