@@ -294,8 +294,10 @@ class Sink:
 
     def _log_summary(self) -> None:
         reports = list(self.reports.values())
-        credits = sum(r.credits or 0.0 for r in reports if r.started_here)
-        logger.info("sync summary: %d queries, %d rows, %.1f s, %g execution credits spent by this sync",
+        started = [r.credits for r in reports if r.started_here]
+        # Results answers carry no cost: a query polled through them reports none (Dune's usage count has it).
+        credits = f"{sum(c for c in started if c is not None):g}" + (" or more" if None in started else "")
+        logger.info("sync summary: %d queries, %d rows, %.1f s, %s execution credits spent by this sync",
                     len(reports), sum(r.rows for r in reports), time.monotonic() - self._started, credits)
         if self.totals is not None:
             used = self.totals.credits_used

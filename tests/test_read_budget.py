@@ -1,0 +1,76 @@
+"""The read budget: reads go where they pay, counted by the emulator (no wall-clock bounds)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
+from dune_async.sync import run_sync
+from tests.fakes import FakeDune, FakeOperations, FakeQuery
+from tests.test_orchestrator import plan, run
+
+KEY = "sk_test_READS"
+
+
+def configuration(emulator: EmulatorThread, query_ids: list[int]) -> dict[str, str]:
+    return {"DUNE_API_KEY": KEY, "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERY_IDS": ",".join(map(str, query_ids)),
+            "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05", "DUNE_MAX_POLL_INTERVAL_SECONDS": "0.2",
+            "DUNE_WRITE_RPM": "600", "DUNE_READ_RPM": "6000"}
+
+
+def reads(counters: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, int]:
+    routes = {name: counters["requests_by_route"].get(name, 0) for name in ("status", "results")}
+    if before:
+        routes = {name: value - before["requests_by_route"].get(name, 0) for name, value in routes.items()}
+    return routes
+
+
+def test_with_its_history_a_one_page_query_costs_one_read(caplog: pytest.LogCaptureFixture) -> None:
+    """Sync 1 learns how long each query takes; sync 2 looks once, when it is done, and gets its rows in that
+    same read (the results endpoint), instead of a status call and then a page."""
+    query_ids = list(range(401, 411))
+    scenario = Scenario(queries=[QuerySpec(q, rows=20, queue_seconds=0.1, execution_seconds=0.3 + (q % 3) / 10)
+                                 for q in query_ids], write_rpm=None, read_rpm=None)
+    with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
+        first = FakeOperations()
+        run_sync(configuration(emulator, query_ids), {}, first)
+        after_first = emulator.counters.snapshot()
+        second = FakeOperations()
+        with caplog.at_level("INFO", logger="dune_async"):
+            run_sync(configuration(emulator, query_ids), first.checkpoints[-1], second)
+        after_second = emulator.counters.snapshot()
+    assert reads(after_second, after_first) == {"status": 0, "results": len(query_ids)}
+    assert len(second.rows()) == 20 * len(query_ids)
+    assert first.checkpoints[-1]["queries"]["401"]["last_seconds"] > 0.3
+    assert "1 reads" in caplog.text, "the closing summary shows reads per query"
+
+
+async def test_no_poll_round_starts_while_pages_of_finished_executions_are_read() -> None:
+    dune = FakeDune({1: FakeQuery(rows=40, polls=1), 2: FakeQuery(rows=1, polls=30)}, page_rows=4, latency=0.01)
+    reading = {"pages": 0, "polls_meanwhile": 0}
+    original_pages, original_status = dune.pages, dune.status
+
+    async def pages(*args: Any, **kwargs: Any) -> Any:
+        async for page in original_pages(*args, **kwargs):
+            reading["pages"] -= 1
+            yield page
+            reading["pages"] += 1
+        reading["pages"] -= 1
+
+    async def status(execution_id: str, *, query_id: int | None = None) -> Any:
+        if query_id == 2 and reading["pages"] > 0:
+            reading["polls_meanwhile"] += 1
+        return await original_status(execution_id, query_id=query_id)
+
+    def counting_pages(*args: Any, **kwargs: Any) -> Any:
+        reading["pages"] += 1
+        return pages(*args, **kwargs)
+
+    dune.pages, dune.status = counting_pages, status  # type: ignore[method-assign]
+    await run(dune, [plan(1), plan(2)])
+    await asyncio.sleep(0)
+    assert dune.calls["results"] > 5, "query 1 has many pages"
+    assert reading["polls_meanwhile"] == 0, "a poll of query 2 went ahead of query 1's pages"
