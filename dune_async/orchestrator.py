@@ -1,10 +1,15 @@
-"""Runs every query of a sync concurrently and turns what Dune says into events for the sink.
+"""Carries out the plans of a sync concurrently and turns what Dune says into events for the sink.
 
-One task per query starts (or resumes, or reuses) its execution: the client's write bucket paces the
-executes. A single poll loop checks every unfinished execution in one `gather` per round, with an interval
-that starts at the minimum and grows while nothing changes. As soon as an execution completes, a fetch task
-streams its pages into the channel, reserving a page slot before each download, so memory stays bounded
-while other queries still run.
+One task per plan carries out its action (skip, resume, reuse or execute); the client's write bucket paces
+the executes. A single poll loop checks the unfinished executions each round, with an interval that starts
+at the minimum and grows while nothing changes; an execution whose query took T seconds last time is first
+looked at after T. A poll goes through the results endpoint where it can, so the read that sees COMPLETED
+brings the first page too, and no round starts while pages of finished executions are being read. As soon
+as an execution completes, a fetch task streams its pages into the channel, reserving a page slot before each
+download, so memory stays bounded while other queries still run.
+
+With a credit budget (`Spending`), no execute and no page starts whose estimate does not fit: that query ends
+CUT_BY_BUDGET and the next sync finishes it. Dune's usage is read at the start and the end (`SyncTotals`).
 
 Per-query failures (FAILED, CANCELLED, EXPIRED, timed out, 404, refused) end that query only. A 401 or 402,
 or a bug, aborts the sync: executions this sync started are cancelled and `SyncAborted` tells the sink.
@@ -140,6 +145,7 @@ class Orchestrator:
         self._changed = False  # a poll that outlived its round saw a change
         self._settled = asyncio.Event()  # set once every query is done
         self._page_reads = 0  # pages of finished executions being read: polls wait for them
+        self._peeks = asyncio.Semaphore(max(1, channel.page_capacity - 1))  # leaves a page slot for fetches
         self.poll_intervals: list[float] = []
         """The wait before each poll round, in order (observable, so the interval rules can be tested)."""
 
@@ -151,7 +157,6 @@ class Orchestrator:
         """Never raises for a query's failure; a fatal one becomes `SyncAborted` after clean-up."""
         if not self._runs:
             self._settled.set()
-        self._peeks = asyncio.Semaphore(max(1, self._channel.page_capacity - 1))
         used_before = await self._credits_used()
         try:
             async with asyncio.TaskGroup() as group:
