@@ -90,3 +90,21 @@ def test_fivetran_configuration_test_runs_the_checks(emulator: EmulatorThread, p
     assert bad.returncode != 0
     assert "query 777 does not exist" in bad.stdout + bad.stderr
     assert KEY not in good.stdout + good.stderr + bad.stdout + bad.stderr
+
+
+def test_catalogue_entries_are_checked_against_their_latest_result(emulator: EmulatorThread) -> None:
+    entries = [{"query_id": 12, "table": "ok", "parameters": {"days": 7}, "mode": "merge", "primary_key": ["n"]},
+               {"query_id": 12, "table": "bad_key", "parameters": {"days": 7}, "mode": "merge",
+                "primary_key": ["day_of_week"]},
+               {"query_id": 11, "table": "never_ran", "columns": ["anything"]},
+               {"query_id": 404404, "table": "missing"},
+               {"sql": "SELECT 1", "table": "adhoc"}]
+    before = emulator.counters.snapshot()["requests_by_route"]
+    answer = check_query_ids(config(emulator, DUNE_QUERY_IDS="", DUNE_QUERIES=json.dumps(entries)))
+    after = emulator.counters.snapshot()["requests_by_route"]
+    message = answer.failure or ""
+    assert "entry 1 (table 'bad_key'), query 12: 'primary_key' names column 'day_of_week'" in message
+    assert "entry 3 (table 'missing'), query 404404 does not exist" in message
+    assert "'ok'" not in message and "never_ran" not in message, "a query that never ran cannot be checked yet"
+    assert after.get("execute", 0) == before.get("execute", 0) and after.get("sql_execute", 0) == before.get(
+        "sql_execute", 0), "a setup test executed something"
