@@ -80,6 +80,9 @@ class ClientSettings:
     page_size: int = default_int("DUNE_PAGE_SIZE")
     page_bytes: int = 2_000_000
     """Result bytes per page at most (Dune's `result_set_bytes`): about 12,000 rows of six columns."""
+    first_page_rows: int = 5_000
+    """Rows of a result's first page at most: its rows reach the writer sooner (the write path is the
+    bottleneck, and it waits for the first page), and a result of up to this many rows is still one read."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_tries: int = 8
@@ -331,6 +334,8 @@ class DuneClient:
         ceiling: int | None = None  # this read's own last halving, so it shrinks even if others raced the cap
         while True:
             limit = self.page_limit(column_count, bytes_per_row)
+            if offset == 0:
+                limit = min(limit, max(1, self.settings.first_page_rows))
             if ceiling is not None:
                 limit = min(limit, ceiling)
             call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results",
