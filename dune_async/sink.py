@@ -240,21 +240,21 @@ class Sink:
         if completing:
             live = self._writers[target.key].complete(done.execution_id or "", progress.offset, progress.live_rows)
             self._state.set_live_rows(target.key, live)
-            self._settle_cursor(target, done.outcome)
+            self._settle_cursor(target, done)
         self._state.finish(target.key, done.execution_id, done.outcome)
 
-    def _settle_cursor(self, target: Target, outcome: Outcome) -> None:
+    def _settle_cursor(self, target: Target, done: QueryDone) -> None:
         if target.entry is None or target.entry.cursor is None:
             return
-        if outcome is Outcome.PARTIAL:
+        if done.outcome is Outcome.PARTIAL:
             # Dune cut the result: rows past the cut may be older than its greatest value, so the cursor stays.
             logger.warning("%s: the result was truncated, so the cursor does not move; narrow the query's window",
                            target.entry.label)
             return
         self._state.settle_cursor(target.key)
-        report = next(r for r in self.reports.values() if r.cursors and target.table in r.cursors)
-        assert report.cursors is not None
-        report.cursors[target.table] = (report.cursors[target.table][0], self._cursor_value(target))
+        cursors = self.reports[done.key].cursors
+        assert cursors is not None
+        cursors[target.table] = (cursors[target.table][0], self._cursor_value(target))
 
     def _report(self, done: QueryDone) -> None:
         report = self.reports[done.key]
