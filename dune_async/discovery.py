@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from dune_async.catalogue import Entry
@@ -39,7 +40,9 @@ def destination_schema(configuration: Mapping[str, Any]) -> list[dict[str, Any]]
 
 async def _latest_metadata(settings: Settings) -> dict[str, ResultMetadata | None]:
     saved = [entry for entry in settings.entries if entry.query_id is not None]
-    async with DuneClient(settings.client_settings()) as client:
+    # Types are a nicety here: a Dune that does not answer must not hold schema() for the sync's retry budget.
+    impatient = replace(settings.client_settings(), max_tries=2, max_retry_seconds=10.0)
+    async with DuneClient(impatient) as client:
         found = await asyncio.gather(*(_metadata(client, entry) for entry in saved))
     return {entry.table: metadata for entry, metadata in zip(saved, found, strict=True)}
 
