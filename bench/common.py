@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,8 @@ API_KEY = "bench_key_not_secret"
 
 @dataclass(frozen=True)
 class Call:
-    """One client call as the orchestrator made it: `kind` is execute, status or page."""
+    """One client call as the orchestrator made it: `kind` is execute, status, peek (a poll through the results
+    endpoint; `detail` is the state, then the rows it brought) or page."""
 
     kind: str
     query_id: int | None
@@ -85,6 +87,13 @@ class RecordingClient:
         self.calls.append(Call("status", query_id, start, time.monotonic(), status.state.short))
         return status
 
+    async def peek(self, execution_id: str, *, query_id: int | None = None, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        page = await self.inner.peek(execution_id, query_id=query_id, **kwargs)
+        self.calls.append(Call("peek", query_id, start, time.monotonic(),
+                               f"{page.execution.state.short} {len(page.rows)}"))
+        return page
+
     async def pages(self, execution_id: str, *, query_id: int | None = None, **kwargs: Any) -> AsyncIterator[Any]:
         pages = self.inner.pages(execution_id, query_id=query_id, **kwargs).__aiter__()
         while True:
@@ -97,19 +106,27 @@ class RecordingClient:
             yield page
 
 
-def recording_factory(calls: list[Call], *, window_seconds: float | None = None) -> Callable[[ClientSettings], Any]:
-    """A `client_factory` for `run_sync`: the real client, recorded, with an optional shorter rate window."""
+def recording_factory(calls: list[Call], *, window_seconds: float | None = None,
+                      clients: list[DuneClient] | None = None) -> Callable[[ClientSettings], Any]:
+    """A `client_factory` for `run_sync`: the real client, recorded, with an optional shorter rate window.
+    Each client made is appended to `clients` (if given), for its `stats` after the sync."""
 
     def factory(settings: ClientSettings) -> RecordingClient:
         if window_seconds is not None:
             settings = dataclasses.replace(settings, window_seconds=window_seconds)
-        return RecordingClient(DuneClient(settings), calls)
+        inner = DuneClient(settings)
+        if clients is not None:
+            clients.append(inner)
+        return RecordingClient(inner, calls)
 
     return factory
 
 
 class RecordingOperations:
-    """A free stand-in for the SDK's `op`: counts, and notes when each query's first and last row was written."""
+    """A free stand-in for the SDK's `op`: counts, and notes when each query's first and last row was written.
+
+    Keeps the last checkpointed state (`state`), so a later sync can start from it, and upserts per table.
+    """
 
     def __init__(self) -> None:
         self.first_row: dict[int, float] = {}
@@ -117,9 +134,13 @@ class RecordingOperations:
         self.rows = 0
         self.upserts = 0
         self.checkpoints = 0
+        self.state: dict[str, Any] | None = None
+        self.by_table: Counter[str] = Counter()
+        self.deletes: Counter[str] = Counter()
 
     def upsert(self, table: str, data: dict[str, Any]) -> None:
         self.upserts += 1
+        self.by_table[table] += 1
         if table == RESULT_TABLE:
             now = time.monotonic()
             query_id = data["query_id"]
@@ -127,8 +148,12 @@ class RecordingOperations:
             self.last_row[query_id] = now
             self.rows += 1
 
+    def delete(self, table: str, keys: dict[str, Any]) -> None:
+        self.deletes[table] += 1
+
     def checkpoint(self, state: dict[str, Any]) -> None:
         self.checkpoints += 1
+        self.state = json.loads(json.dumps(state))  # a copy, as Fivetran would keep it
 
 
 # -- per-query phases -----------------------------------------------------------------------------------------
@@ -209,7 +234,8 @@ def query_phases(query_ids: Iterable[int], calls: list[Call], operations: Record
     for query_id in query_ids:
         mine = [c for c in calls if c.query_id == query_id]
         executes = [c.start for c in mine if c.kind == "execute"]
-        pages = [c.start for c in mine if c.kind == "page"]
+        # The first page may come with the poll that sees the execution finished (a peek with rows).
+        pages = [c.start for c in mine if c.kind == "page" or (c.kind == "peek" and not c.detail.endswith(" 0"))]
         submitted, started, ended = executions.get(query_id, (None, None, None))
         result.append(QueryPhases(
             query_id, submit=min(executes, default=None), submitted=submitted, started=started, ended=ended,
@@ -234,10 +260,10 @@ def configuration(base_url: str, query_ids: Iterable[int], **settings: Any) -> d
 
 
 def timed_sync(config: Mapping[str, str], operations: RecordingOperations,
-               client_factory: Callable[[ClientSettings], Any]) -> float:
-    """One in-process sync; returns its wall seconds. Every query must end SYNCED."""
+               client_factory: Callable[[ClientSettings], Any], state: Mapping[str, Any] | None = None) -> float:
+    """One in-process sync from `state`; returns its wall seconds. Every query must end SYNCED."""
     start = time.monotonic()
-    reports = run_sync(config, None, operations, client_factory=client_factory)
+    reports = run_sync(config, state, operations, client_factory=client_factory)
     seconds = time.monotonic() - start
     failed = [(r.query_id, r.outcome) for r in reports if r.outcome != "SYNCED"]
     if failed:

@@ -10,6 +10,10 @@ table gets larger, whoever feeds them, so the bare loop is the floor. Goals, sid
 - growth: the connector's growth from `small_rows` to `large_rows` <= the bare loop's + `growth_goal_mb`
   (40 MB), i.e. memory bounded by pages and checkpoints, not by the result.
 
+Pages are sized to `ClientSettings.page_bytes` (2 MB) of Dune's result bytes once a result's bytes per row are
+known; `page_rows` records the rows of each page of one in-process sync of `small_rows` (the first page, read
+before the size of a row is known, is sized by DUNE_PAGE_SIZE and the emulator's cap).
+
 With `page_size_probe` set, the connector also runs once more at `large_rows` with DUNE_PAGE_SIZE at that
 value: how much of its excess over the bare loop is the pages it holds (up to `PAGE_CAPACITY` = 3 of up to
 DUNE_PAGE_SIZE rows, besides the one being written).
@@ -21,9 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import baseline
-from bench.common import API_KEY, DebugRun, expect_rows, run_debug
+from bench.common import (
+    API_KEY,
+    Call,
+    DebugRun,
+    RecordingOperations,
+    configuration,
+    expect_rows,
+    recording_factory,
+    run_debug,
+    timed_sync,
+)
 from bench.write_path import QUERY_ID, connector_configuration, scenario
 from devtools import sdk
+from dune_async.client import ClientSettings
 from dune_async.defaults import default_int
 from dune_async.emulator import EmulatorThread
 from dune_async.sync import PAGE_CAPACITY
@@ -60,6 +75,8 @@ class MemoryResult:
     probe: DebugRun | None = None  # the connector at large_rows with DUNE_PAGE_SIZE = page_size_probe
     page_capacity: int = PAGE_CAPACITY
     page_size: int = PAGE_SIZE
+    page_bytes: int = ClientSettings.page_bytes
+    page_rows: list[int] | None = None  # rows of each page of one in-process sync of small_rows, in order
 
     @property
     def peak_over_reference_mb(self) -> float | None:
@@ -102,7 +119,7 @@ def run(config: MemoryConfig, *, work: Path, home: Path) -> MemoryResult:
             settings["DUNE_PAGE_SIZE"] = str(config.page_size_probe)
             probe = run_debug(project, settings, home=home, timeout=config.timeout).check()
             expect_rows(project, config.large_rows)
-    return MemoryResult(config, small, large, probe)
+    return MemoryResult(config, small, large, probe, page_rows=page_rows(config.small_rows))
 
 
 def measure(rows: int, config: MemoryConfig, *, work: Path, home: Path) -> SizeRuns:
@@ -123,3 +140,14 @@ def measure(rows: int, config: MemoryConfig, *, work: Path, home: Path) -> SizeR
         rows_file.unlink()  # up to 100 MB of scratch
     return SizeRuns(rows, connector, reference)
 
+
+
+def page_rows(rows: int) -> list[int]:
+    """The rows of each page (the peek that brought the first one included) of one in-process sync at defaults."""
+    calls: list[Call] = []
+    with EmulatorThread(scenario=scenario(rows), api_key=API_KEY) as emulator:
+        config = configuration(emulator.base_url, [QUERY_ID], DUNE_WRITE_RPM=60_000, DUNE_READ_RPM=60_000,
+                               DUNE_MIN_POLL_INTERVAL_SECONDS=0.05)
+        timed_sync(config, RecordingOperations(), recording_factory(calls))
+    sizes = [int(c.detail.rsplit(" ", 1)[-1]) for c in calls if c.kind in ("peek", "page")]
+    return [size for size in sizes if size]

@@ -13,8 +13,10 @@ from bench.common import sdk_first_commit
 
 if TYPE_CHECKING:
     from bench.concurrency import ConcurrencyResult, RunMeasurement
+    from bench.incremental import IncrementalResult
     from bench.memory import MemoryResult
     from bench.rate_bound import BucketUse, RateBoundResult
+    from bench.read_budget import ReadBudgetResult, SyncMeasurement
     from bench.runner import BenchResults
     from bench.typed_path import TypedPathResult
     from bench.write_path import WritePathResult
@@ -41,12 +43,16 @@ def summary_rows(results: BenchResults) -> list[Row]:
         rows += _concurrency_rows(results.concurrency)
     if results.rate_bound:
         rows += _rate_rows(results.rate_bound)
+    if results.read_budget:
+        rows += _read_budget_rows(results.read_budget)
     if results.write_path:
         rows += _write_rows(results.write_path)
     if results.typed_path:
         rows += _typed_rows(results.typed_path)
     if results.memory:
         rows += _memory_rows(results.memory)
+    if results.incremental:
+        rows += _incremental_rows(results.incremental)
     return rows
 
 
@@ -78,6 +84,8 @@ def markdown(results: BenchResults) -> str:
         parts += ["", *_concurrency_details(results.concurrency)]
     if results.rate_bound:
         parts += ["", *_rate_details(results.rate_bound)]
+    if results.read_budget:
+        parts += ["", *_read_budget_details(results.read_budget, results.read_budget_timeline_path)]
     if results.write_path:
         parts += ["", *_write_details(results.write_path)]
     if results.typed_path:
@@ -89,6 +97,8 @@ def markdown(results: BenchResults) -> str:
                   "Per query: the execute request, queued and executing at Dune (emulator), waiting for the "
                   "connector to notice (poll interval), fetching and writing (first page request to last row). "
                   "Same time axis for every panel.", "", f"![timeline]({results.timeline_path.name})"]
+    if results.incremental:
+        parts += ["", *_incremental_details(results.incremental)]
     return "\n".join(parts) + "\n"
 
 
@@ -368,8 +378,11 @@ def _memory_details(r: MemoryResult) -> list[str]:
         "## 4. Memory",
         "",
         "Peak RSS of the `fivetran debug` process tree (psutil, polled every 20 ms), the connector at its "
-        f"defaults (DUNE_PAGE_SIZE {r.page_size:,}, which the emulator caps at 30,000 rows a page; "
-        "DUNE_CHECKPOINT_ROWS). Right after it, the streaming bare loop writes the same rows into the same "
+        f"defaults (DUNE_PAGE_SIZE {r.page_size:,} rows, but pages sized to {r.page_bytes / 1e6:g} MB of Dune's "
+        "result bytes once a result's bytes per row are known, `ClientSettings.page_bytes`"
+        + (f"; pages of {', '.join(f'{n:,}' for n in r.page_rows)} rows at {c.small_rows:,} rows"
+           if r.page_rows else "")
+        + "; DUNE_CHECKPOINT_ROWS). Right after it, the streaming bare loop writes the same rows into the same "
         "table, decoded one at a time from a file, so its peak and its growth are what the SDK's runner and "
         f"DuckDB take by themselves. Goals: at {c.large_rows:,} rows the connector's peak ≤ the bare loop's + "
         f"{c.peak_goal_mb:g} MB; its growth from {c.small_rows:,} to {c.large_rows:,} rows ≤ the bare loop's + "
@@ -391,8 +404,206 @@ def _memory_details(r: MemoryResult) -> list[str]:
     if r.probe is not None and c.page_size_probe:
         probe_over = r.probe_over_reference_mb
         lines += ["", f"The connector holds up to {r.page_capacity} decoded pages in its channel (plus the one "
-                      f"being written) of up to DUNE_PAGE_SIZE rows. Run again at {c.large_rows:,} rows with "
+                      f"being written), each of at most {r.page_bytes / 1e6:g} MB of result bytes. Run again at {c.large_rows:,} rows with "
                       f"DUNE_PAGE_SIZE={c.page_size_probe:,}: peak {r.probe.peak_rss_bytes / MB:.0f} MB, "
                       f"update() {r.probe.update_seconds or 0:.1f} s"
                       + (f", {probe_over:+.0f} MB over the bare loop." if probe_over is not None else ".")]
     return lines
+
+
+# -- 2b. read budget ------------------------------------------------------------------------------------------------
+
+
+def _read_budget_rows(r: ReadBudgetResult) -> list[Row]:
+    c = r.config
+    plus = (f"2b. read budget ({c.queries} queries, {c.min_latency:g}–{c.max_latency:g} s, Plus plan "
+            f"{c.write_rpm}/{c.read_rpm} a minute)")
+    first, second = r.plus[0], r.plus[-1]
+    bound = f"read bound ({c.queries} reads at {c.read_rpm} a minute = {c.read_bound:g} s)"
+    unlimited = (f"2b. read budget ({c.unlimited_queries} queries, {c.unlimited_min_latency:g}–"
+                 f"{c.unlimited_max_latency:g} s, limits off)")
+    span_bound = (f"(slowest {max(r.unlimited_latencies.values()):.2f} s + {c.slack_seconds:g} s = "
+                  f"{r.unlimited_bound:.2f} s)")
+    rows = [
+        Row(plus, f"sync 2 (with sync 1's state) ÷ {bound}", f"{r.plus_ratio:.2f} ({second.seconds:.1f} s)",
+            f"≤ {c.goal:g}", r.plus_ratio <= c.goal),
+        Row(plus, "sync 1 (no state) ÷ read bound", f"{first.seconds / c.read_bound:.2f} ({first.seconds:.1f} s)"),
+        Row(plus, "reads per query, sync 1 / sync 2 (usage endpoint apart)",
+            f"{first.reads_per_query():.2f} / {second.reads_per_query():.2f} ({first.client_reads} / "
+            f"{second.client_reads} reads; + {first.usage_reads} / {second.usage_reads} usage)"),
+        Row(plus, "429 answers, sync 1 / sync 2", f"{first.rate_limited} / {second.rate_limited}", "0",
+            first.rate_limited == 0 and second.rate_limited == 0),
+    ]
+    for index, name in ((-1, "sync 2"), (0, "sync 1")):
+        ratio = r.unlimited_ratio(index)
+        rows.append(Row(unlimited, f"{name}: first to last request ÷ {span_bound}",
+                        f"{ratio:.2f} ({r.unlimited[index].span:.2f} s)", f"≤ {c.unlimited_goal:g}",
+                        ratio <= c.unlimited_goal))
+    return rows
+
+
+def _read_budget_details(r: ReadBudgetResult, timeline_path: object = None) -> list[str]:
+    c = r.config
+    poll = "default (1 s)" if c.min_poll_seconds is None else f"{c.min_poll_seconds:g} s"
+    lines = [
+        "## 2b. Read budget",
+        "",
+        f"In-process `run_sync`, free operations, one emulator per setting; sync 1 starts with no state, sync 2 "
+        "with the state sync 1 checkpointed (so it knows each query's `last_seconds` and waits that long before "
+        "its first look). *Plus plan*: "
+        f"{c.queries} queries, latencies (queue + execution) drawn with seed {c.seed} from "
+        f"{c.min_latency:g}–{c.max_latency:g} s (slowest {max(r.latencies.values()):.2f} s), {c.rows} rows each "
+        f"(one page), the emulator refusing more than {c.write_rpm} executes and {c.read_rpm} reads a minute, the "
+        f"connector at DUNE_PLAN=plus (DUNE_WRITE_RPM={c.write_rpm}, DUNE_READ_RPM={c.read_rpm}). Read bound = "
+        f"one read per query at the plan's rate = {c.read_bound:g} s. *Limits off*: {c.unlimited_queries} queries "
+        f"of {c.unlimited_min_latency:g}–{c.unlimited_max_latency:g} s (seed {c.seed + 1}, slowest "
+        f"{max(r.unlimited_latencies.values()):.2f} s), emulator unlimited, connector buckets at {c.unpaced_rpm:,} "
+        f"a minute. Shortest poll interval: {poll}. Span = first to last request the emulator answered (its "
+        "request log, usage calls included).",
+        "",
+        "| run | wall s | measure | requests by route | reads per query (count of queries) | 429s | first execute | "
+        "first read | last read | last row | first read with rows − end of execution: median / max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in r.plus:
+        lines.append(_sync_line(run, f"{run.seconds / c.read_bound:.2f} × read bound"))
+    for run in r.unlimited:
+        lines.append(_sync_line(run, f"span {run.span:.2f} s = {run.span / r.unlimited_bound:.2f} × bound"))
+    second = r.plus[-1]
+    spacing = 60.0 / c.read_rpm
+    reads = second.client_reads + second.usage_reads
+    m = second.milestones
+    lines += [
+        "",
+        f"Where sync 2 of the Plus plan spends its {second.seconds:.1f} s: {reads} read-bucket requests "
+        f"({second.client_reads} results reads, one per query, and {second.usage_reads} usage calls), which the "
+        f"connector spaces evenly at one every {spacing:.2f} s, so they need at least {(reads - 1) * spacing:.1f} s "
+        f"from the first to the last. The executes all leave at once (by {_at(m.last_execute)}); the first results "
+        f"read is at {_at(m.first_read)} (the earliest expected end), the last at {_at(m.last_read)}, the last row "
+        f"written at {_at(m.last_row)}, the sync ends at {m.end:.2f} s (the closing usage call). Sync 1 has no "
+        f"history, so it polls queries that are still running: {r.plus[0].client_reads} reads instead of "
+        f"{second.client_reads}.",
+    ]
+    if timeline_path is not None:
+        lines += ["", f"![read budget timeline]({getattr(timeline_path, 'name', timeline_path)})"]
+    return lines
+
+
+def _at(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def _sync_line(run: SyncMeasurement, measure: str) -> str:
+    m = run.milestones
+    routes = ", ".join(f"{k} {v}" for k, v in run.by_route.items())
+    histogram = ", ".join(f"{reads}: {count}" for reads, count in run.read_histogram().items())
+    late = sorted(run.late)
+    late_text = f"{late[len(late) // 2]:.2f} / {late[-1]:.2f} s" if late else "—"
+    return (f"| {run.label} | {run.seconds:.2f} | {measure} | {routes} | {run.reads_per_query():.2f} ({histogram}) | "
+            f"{run.rate_limited} | {_at(m.first_execute)} | {_at(m.first_read)} | {_at(m.last_read)} | "
+            f"{_at(m.last_row)} | {late_text} |")
+
+
+# -- 6. incremental loads -----------------------------------------------------------------------------------------
+
+
+def _incremental_rows(r: IncrementalResult) -> list[Row]:
+    c = r.config
+    name = f"6. incremental ({c.rows:,} rows + {c.growth:,} a sync, {c.syncs} syncs, lookback {c.lookback})"
+    later = f"syncs 2–{c.syncs}"
+    rows = []
+    for field, measure, fmt in (("rows_served", "rows downloaded", "{:,.0f}"),
+                                ("bytes_served", "bytes served (emulator)", "{:,.0f}"),
+                                ("export_credits", f"export credits (at {c.export_credits_per_mb:g} per MB)",
+                                 "{:,.2f}")):
+        with_cursor = r.total(r.with_cursor, field, skip_first=True)
+        without = r.total(r.without_cursor, field, skip_first=True)
+        share = r.saving(field)
+        rows.append(Row(name, f"{measure}, {later}: with cursor / without",
+                        f"{fmt.format(with_cursor)} / {fmt.format(without)}"
+                        + (f" ({share:.1%})" if share is not None else "")))
+    return rows
+
+
+def _incremental_details(r: IncrementalResult) -> list[str]:
+    c = r.config
+    lines = [
+        "## 6. Incremental loads",
+        "",
+        f"Two `DUNE_QUERIES` entries in the same syncs, on two emulator queries with the same rows: {c.rows:,} "
+        f"rows, {c.growth:,} more at every execution (bigint cursor column `block_number`, unique key "
+        "`tx_hash`). *With cursor*: `mode: merge`, `primary_key: [tx_hash]`, `cursor: {parameter: since_block, "
+        f"column: block_number, start: 0, lookback: {c.lookback}}}`. *Without*: the same query, `mode: replace`. "
+        f"{c.syncs} in-process syncs, each from the state the one before left; rows downloaded from the "
+        "recording client, bytes and export credits from the emulator's billing ledger per execution "
+        f"(`bytes_served`, `export_credits` at {c.export_credits_per_mb:g} credits per MB).",
+        "",
+        "| sync | s | result rows | with cursor: sent | rows | bytes | credits | without: rows | bytes | credits |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for number, (seconds, a, b) in enumerate(zip(r.seconds, r.with_cursor, r.without_cursor, strict=True), 1):
+        lines.append(f"| {number} | {seconds:.1f} | {a.result_rows:,} | {a.cursor_sent} | {a.rows_served:,} | "
+                     f"{a.bytes_served:,} | {a.export_credits:.2f} | {b.rows_served:,} | {b.bytes_served:,} | "
+                     f"{b.export_credits:.2f} |")
+    totals = [r.total(s, f) for s in (r.with_cursor, r.without_cursor) for f in ("rows_served", "bytes_served",
+                                                                                  "export_credits")]
+    lines.append(f"| all | {sum(r.seconds):.1f} | | | {totals[0]:,.0f} | {totals[1]:,.0f} | {totals[2]:.2f} | "
+                 f"{totals[3]:,.0f} | {totals[4]:,.0f} | {totals[5]:.2f} |")
+    lines += ["", "Sync 1 downloads the whole result either way. From sync 2 on, the cursor entry downloads the "
+                  "new rows plus the rows at the cursor value itself (the parameter selects `>=`) and the "
+                  "lookback; the entry without a cursor downloads the whole, growing result every time. The "
+                  "emulator's limits and the connector's buckets are off; the syncs' seconds are mostly the "
+                  "emulator generating and serializing the rows (same process, same two cores)."]
+    return lines
+
+
+# -- keeping the sections of scenarios not rerun ---------------------------------------------------------------------
+
+SECTIONS = {  # heading number -> scenario (the summary rows' scenario starts with the same number)
+    "1.": "concurrency", "2.": "rate_bound", "2b.": "read_budget", "3.": "write_path", "3b.": "typed_path",
+    "4.": "memory", "5.": "concurrency", "6.": "incremental",
+}
+
+
+def keep_previous(new: str, previous: str, ran: Iterable[str]) -> str:
+    """`new` with the summary rows and sections of `previous` for every scenario that did not run this time, each
+    kept section marked with the date of the run that measured it; sections in their number's order."""
+    ran = set(ran)
+    date = next((line[len("- date: "):] for line in previous.splitlines() if line.startswith("- date: ")), "?")
+    new_head, new_sections = _sections(new)
+    _old_head, old_sections = _sections(previous)
+    kept = {number: text for number, text in old_sections.items()
+            if SECTIONS.get(number) not in ran and number not in new_sections}
+    if not kept:
+        return new
+    for number, text in kept.items():
+        heading, _, body = text.partition("\n")
+        new_sections[number] = f"{heading}\n\n*Not rerun: measured in the run of {date}.*\n{body}"
+    old_rows = [line for line in previous.splitlines()
+                if line.startswith("| ") and line[2:].split(" ", 1)[0] in kept and "|---" not in line]
+    summary = new_sections.get("Summary", "")
+    table = [line for line in summary.splitlines() if line.startswith("|")]
+    rows = table[2:] + old_rows
+    rows.sort(key=lambda line: _order(line[2:].split(" ", 1)[0]))
+    new_sections["Summary"] = "\n".join(["## Summary", "", *table[:2], *rows, ""])
+    ordered = ["Summary", *sorted((k for k in new_sections if k != "Summary"), key=_order)]
+    return new_head + "".join(new_sections[k].rstrip("\n") + "\n\n" for k in ordered).rstrip("\n") + "\n"
+
+
+def _order(number: str) -> tuple[int, str]:
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return (int(digits) if digits else 99, number)
+
+
+def _sections(text: str) -> tuple[str, dict[str, str]]:
+    """The text before the first `## ` heading, and each `## ` section by its number (or name)."""
+    head, sections, current = [], {}, None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            current = line[3:].split(" ", 1)[0].strip()
+            sections[current] = line
+        elif current is None:
+            head.append(line)
+        else:
+            sections[current] += line
+    return "".join(head), sections

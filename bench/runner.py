@@ -14,11 +14,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from bench import concurrency, memory, rate_bound, report, timeline, typed_path, write_path
+from bench import (
+    concurrency,
+    incremental,
+    memory,
+    rate_bound,
+    read_budget,
+    report,
+    timeline,
+    typed_path,
+    write_path,
+)
 from bench.common import RESULTS_DIR, WORK_DIR, machine
 
 T = TypeVar("T")
-SCENARIOS = ("concurrency", "rate_bound", "write_path", "typed_path", "memory")
+SCENARIOS = ("concurrency", "rate_bound", "read_budget", "incremental", "write_path", "typed_path", "memory")
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,8 @@ class Sizes:
     name: str
     concurrency: concurrency.ConcurrencyConfig
     rate_bound: rate_bound.RateBoundConfig
+    read_budget: read_budget.ReadBudgetConfig
+    incremental: incremental.IncrementalConfig
     write_path: write_path.WritePathConfig
     typed_path: typed_path.TypedPathConfig
     memory: memory.MemoryConfig
@@ -35,6 +47,8 @@ FULL = Sizes(
     name="full",
     concurrency=concurrency.ConcurrencyConfig(),
     rate_bound=rate_bound.RateBoundConfig(),
+    read_budget=read_budget.ReadBudgetConfig(),
+    incremental=incremental.IncrementalConfig(),
     write_path=write_path.WritePathConfig(profile_rows=50_000),
     typed_path=typed_path.TypedPathConfig(profile_rows=50_000),
     memory=memory.MemoryConfig(),
@@ -46,6 +60,10 @@ TINY = Sizes(
                                               plus_write_rpm=600, plus_read_rpm=2000, probe_repeats=2),
     rate_bound=rate_bound.RateBoundConfig(queries=4, window_seconds=1.5, min_latency_minutes=0.25,
                                           max_latency_minutes=0.5, rows=5),
+    read_budget=read_budget.ReadBudgetConfig(queries=4, min_latency=0.1, max_latency=0.3, rows=20, write_rpm=600,
+                                             read_rpm=2000, unlimited_queries=3, unlimited_min_latency=0.2,
+                                             unlimited_max_latency=0.3, min_poll_seconds=0.05),
+    incremental=incremental.IncrementalConfig(rows=200, growth=2, syncs=3, execution_seconds=0.05),
     write_path=write_path.WritePathConfig(rows=2000, repeats=1, top=8),
     typed_path=typed_path.TypedPathConfig(rows=1000, repeats=1, top=8, conversion_rows=1000),
     memory=memory.MemoryConfig(small_rows=500, large_rows=2000, page_size_probe=None),  # the probe: one more run
@@ -62,16 +80,20 @@ class BenchResults:
     timings: dict[str, float] = field(default_factory=dict)
     concurrency: concurrency.ConcurrencyResult | None = None
     rate_bound: rate_bound.RateBoundResult | None = None
+    read_budget: read_budget.ReadBudgetResult | None = None
+    incremental: incremental.IncrementalResult | None = None
     write_path: write_path.WritePathResult | None = None
     typed_path: typed_path.TypedPathResult | None = None
     memory: memory.MemoryResult | None = None
     timeline_path: Path | None = None
+    read_budget_timeline_path: Path | None = None
     report_path: Path | None = None
 
 
 def run_all(sizes: Sizes = FULL, *, out: Path = RESULTS_DIR, work: Path = WORK_DIR,
-            only: Iterable[str] = SCENARIOS, log: bool = True) -> BenchResults:
-    """Runs the chosen scenarios, then writes `out/latest.md` and `out/timeline.png`."""
+            only: Iterable[str] = SCENARIOS, log: bool = True, keep: bool = False) -> BenchResults:
+    """Runs the chosen scenarios, then writes `out/latest.md` and `out/timeline.png`. With `keep`, the sections
+    of an existing `out/latest.md` for the scenarios not chosen stay in it (marked with their run's date)."""
     chosen = set(only)
     unknown = chosen - set(SCENARIOS)
     if unknown:
@@ -93,6 +115,8 @@ def run_all(sizes: Sizes = FULL, *, out: Path = RESULTS_DIR, work: Path = WORK_D
 
     results.concurrency = step("concurrency", lambda: concurrency.run(sizes.concurrency))
     results.rate_bound = step("rate_bound", lambda: rate_bound.run(sizes.rate_bound))
+    results.read_budget = step("read_budget", lambda: read_budget.run(sizes.read_budget))
+    results.incremental = step("incremental", lambda: incremental.run(sizes.incremental))
     results.write_path = step("write_path", lambda: write_path.run(sizes.write_path, work=work / "write_path",
                                                                    home=home))
     results.typed_path = step("typed_path", lambda: typed_path.run(sizes.typed_path, work=work / "typed_path",
@@ -107,10 +131,19 @@ def run_all(sizes: Sizes = FULL, *, out: Path = RESULTS_DIR, work: Path = WORK_D
             runs, out / "timeline.png",
             title=f"{c.config.queries} queries of {c.config.min_latency:g}–{c.config.max_latency:g} s: "
                   "one at a time vs concurrent")
+    if results.read_budget:
+        b = results.read_budget
+        results.read_budget_timeline_path = timeline.draw(
+            [m.timeline for m in (*b.plus, *b.unlimited)], out / "timeline_read_budget.png",
+            title=f"Read budget: {b.config.queries} queries on the Plus plan, {b.config.unlimited_queries} without "
+                  "limits; sync 1 (no state), then sync 2 (with it)")
     results.finished = datetime.now(UTC)
     results.seconds = time.monotonic() - clock
     results.report_path = out / "latest.md"
-    results.report_path.write_text(report.markdown(results), encoding="utf-8")
+    text = report.markdown(results)
+    if keep and results.report_path.exists():
+        text = report.keep_previous(text, results.report_path.read_text(encoding="utf-8"), chosen)
+    results.report_path.write_text(text, encoding="utf-8")
     return results
 
 

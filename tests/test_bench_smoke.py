@@ -16,10 +16,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_in_process_scenarios_write_the_report_and_the_timeline(tmp_path: Path) -> None:
-    results = run_all(TINY, out=tmp_path / "out", work=tmp_path / "work", only=("concurrency", "rate_bound"),
-                      log=False)
+    results = run_all(TINY, out=tmp_path / "out", work=tmp_path / "work",
+                      only=("concurrency", "rate_bound", "read_budget", "incremental"), log=False)
     concurrency, rate = results.concurrency, results.rate_bound
-    assert concurrency is not None and rate is not None
+    budget, incremental = results.read_budget, results.incremental
+    assert concurrency is not None and rate is not None and budget is not None and incremental is not None
     assert concurrency.concurrent.seconds < concurrency.sequential.seconds
     assert concurrency.lower_bound <= concurrency.concurrent.seconds
     assert concurrency.concurrent.by_route["execute"] == TINY.concurrency.queries
@@ -30,10 +31,35 @@ def test_in_process_scenarios_write_the_report_and_the_timeline(tmp_path: Path) 
     assert rate.writes.requests == TINY.rate_bound.queries
     assert rate.writes.peak_in_window <= TINY.rate_bound.write_limit
     assert rate.reads.peak_in_window <= TINY.rate_bound.read_limit
+    for run in (*budget.plus, *budget.unlimited):  # one execute per query, every query read, nothing refused
+        assert run.by_route["execute"] == len(run.reads) and run.rate_limited == 0
+    assert budget.plus[-1].reads_per_query() <= budget.plus[0].reads_per_query()
+    with_cursor, without = incremental.with_cursor, incremental.without_cursor
+    assert [s.rows_served for s in without] == [s.result_rows for s in without]
+    assert with_cursor[0].rows_served == TINY.incremental.rows
+    assert all(s.rows_served == TINY.incremental.growth + 1 for s in with_cursor[1:])  # new rows + the cursor's row
+    assert 0 < with_cursor[-1].bytes_served < without[-1].bytes_served
     report = (tmp_path / "out" / "latest.md").read_text()
-    for heading in ("## Summary", "## 1. Concurrency", "## 2. Rate-bound", "## 5. Timeline", "| scenario |"):
+    for heading in ("## Summary", "## 1. Concurrency", "## 2. Rate-bound", "## 2b. Read budget", "## 5. Timeline",
+                    "## 6. Incremental loads", "| scenario |"):
         assert heading in report
-    assert (tmp_path / "out" / "timeline.png").read_bytes().startswith(PNG_SIGNATURE)
+    for image in ("timeline.png", "timeline_read_budget.png"):
+        assert (tmp_path / "out" / image).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_a_partial_run_keeps_the_other_scenarios_sections(tmp_path: Path) -> None:
+    from bench.report import keep_previous
+
+    previous = ("# Benchmark results\n\n- date: 2026-01-01 00:00 UTC\n\n## Summary\n\n| scenario | measure | value | "
+                "goal | met |\n|---|---|---|---|---|\n| 1. concurrency | a | 1 | — | — |\n| 3. write path | b | 2 | "
+                "— | — |\n\n## 1. Concurrency\n\nold\n\n## 3. Write path\n\nkept\n")
+    new = ("# Benchmark results\n\n- date: 2026-02-02 00:00 UTC\n\n## Summary\n\n| scenario | measure | value | "
+           "goal | met |\n|---|---|---|---|---|\n| 1. concurrency | a | 9 | — | — |\n\n## 1. Concurrency\n\nnew\n")
+    merged = keep_previous(new, previous, ran={"concurrency"})
+    assert "| 1. concurrency | a | 9 |" in merged and "| 3. write path | b | 2 |" in merged
+    assert "| 1. concurrency | a | 1 |" not in merged and "old" not in merged
+    assert merged.index("## 1. Concurrency") < merged.index("## 3. Write path")
+    assert "Not rerun: measured in the run of 2026-01-01 00:00 UTC" in merged and "kept" in merged
 
 
 @pytest.mark.e2e
