@@ -542,10 +542,7 @@ def _require_rows(page: ResultPage, call: _Call) -> None:
 
 def _with_metadata(page: ResultPage) -> ResultPage:
     """The page with its `result.metadata` also on the execution, where a status puts it."""
-    execution = page.execution
-    if execution.result_metadata is None and page.metadata is not None:
-        execution = replace(execution, result_metadata=page.metadata)
-    return replace(page, execution=execution)
+    return replace(page, execution=page.status)
 
 
 def _segment(execution_id: str) -> str:

@@ -7,7 +7,7 @@ and strict about the ones we rely on: a missing `execution_id` or `state` is an 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
@@ -239,6 +239,15 @@ class ResultPage:
     @property
     def is_last(self) -> bool:
         return self.next_offset is None and self.next_uri is None
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """The execution with the result's metadata on it, where a status answer puts it (a results answer has
+        it under `result` only)."""
+        execution = self.execution
+        if execution.result_metadata is None and self.metadata is not None:
+            execution = replace(execution, result_metadata=self.metadata)
+        return execution
 
     @classmethod
     def from_dict(cls, data: Any, *, offset: int) -> ResultPage:

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -258,8 +258,7 @@ class Orchestrator:
         except NotFoundError:
             logger.info("%s: Dune has no earlier result; executing", plan.label)
             return False
-        # The results endpoint puts the metadata under `result`; the execution record wants it on the status.
-        status = replace(latest.execution, result_metadata=latest.execution.result_metadata or latest.metadata)
+        status = latest.status  # the execution record wants the metadata the results endpoint puts under `result`
         age_hours = _age_seconds(status.execution_ended_at) / 3600
         if status.state is not ExecutionState.COMPLETED or status.execution_ended_at is None or age_hours > max_age:
             logger.info("%s: latest result is %s and %.1f h old (limit %g h); executing",
@@ -408,8 +407,7 @@ class Orchestrator:
         if slot is None:
             return await self._client.status(run.execution_id, query_id=run.query_id)
         page = await self._client.peek(run.execution_id, query_id=run.query_id, columns=run.plan.columns)
-        # Results answers put the metadata under `result`; the execution record wants it on the status.
-        status = replace(page.execution, result_metadata=page.execution.result_metadata or page.metadata)
+        status = page.status  # with the metadata the results answer puts under `result`
         if status.state.is_terminal and status.rows_readable:
             run.first_page = (page, slot)
         return status
