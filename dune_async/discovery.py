@@ -1,8 +1,8 @@
 """What `schema()` declares: the connector's own tables, and each catalogue entry's typed table.
 
-An entry's columns are typed from the metadata of its query's latest result on Dune, read with one
-single-row request per saved-query entry, all at once under the read bucket (no execution, no credits beyond
-that one row's export). A query Dune has never run, and a raw SQL entry, have no latest result: their tables
+An entry's columns are typed from the metadata of its query's latest result on Dune, read with one request
+without rows per distinct saved query (and parameters and columns), all at once under the read bucket (no
+execution, no export). A query Dune has never run, and a raw SQL entry, have no latest result: their tables
 are declared with their key and the connector's columns only, and the rest is typed from the values of the
 first sync. Nothing here fails a sync: a setting or a read that goes wrong is logged, and `update()` then
 reports it properly.
@@ -11,6 +11,7 @@ reports it properly.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -39,19 +40,26 @@ def destination_schema(configuration: Mapping[str, Any]) -> list[dict[str, Any]]
 
 
 async def _latest_metadata(settings: Settings) -> dict[str, ResultMetadata | None]:
+    """The latest result's metadata per table, read once per distinct (query, parameters, columns)."""
     saved = [entry for entry in settings.entries if entry.query_id is not None]
+    distinct = list({_lookup(entry): entry for entry in saved}.values())
     # Types are a nicety here: a Dune that does not answer must not hold schema() for the sync's retry budget.
     impatient = replace(settings.client_settings(), max_tries=2, max_retry_seconds=10.0)
     async with DuneClient(impatient) as client:
-        found = await asyncio.gather(*(_metadata(client, entry) for entry in saved))
-    return {entry.table: metadata for entry, metadata in zip(saved, found, strict=True)}
+        found = await asyncio.gather(*(_metadata(client, entry) for entry in distinct))
+    by_lookup = {_lookup(entry): metadata for entry, metadata in zip(distinct, found, strict=True)}
+    return {entry.table: by_lookup[_lookup(entry)] for entry in saved}
+
+
+def _lookup(entry: Entry) -> tuple[object, ...]:
+    return entry.query_id, json.dumps(dict(entry.parameters), sort_keys=True, default=str), entry.columns
 
 
 async def _metadata(client: DuneClient, entry: Entry) -> ResultMetadata | None:
     assert entry.query_id is not None
     try:
-        page = await client.latest_result(entry.query_id, parameters=dict(entry.parameters), limit=1,
-                                          columns=entry.columns)
+        page = await client.latest_metadata(entry.query_id, parameters=dict(entry.parameters),
+                                            columns=entry.columns)
     except DuneError as exc:
         logger.info("%s: no column types from Dune yet (%s); the first sync types them from values",
                     entry.label, exc)

@@ -1,8 +1,8 @@
 """The setup form (`fivetran configuration`) and its setup tests.
 
 The tests prove the API key and every query id work without spending execution credits: the key is checked
-on the free status endpoint, each query with a one-row read of its latest result (a query that exists but
-never ran answers "No execution found", which is fine).
+on the free status endpoint, each query with a read of its latest result's metadata, without rows (a query
+that exists but never ran answers "No execution found", which is fine).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ async def _probe_query(client: DuneClient, query_id: int, parameters: dict[str, 
                        where: str) -> tuple[str, list[str] | None]:
     """A problem ("" when none) and the columns of the latest result (None when there is none yet)."""
     try:
-        page = await client.latest_result(query_id, parameters=parameters, limit=1)
+        page = await client.latest_metadata(query_id, parameters=parameters)
     except NotFoundError as exc:
         if "no execution found" in exc.detail.lower():
             return "", None  # the query exists; it has just never run with these parameters
