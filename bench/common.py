@@ -372,6 +372,21 @@ def _clock_seconds(match: re.Match[str]) -> float:
     return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
+def interleaved_runs(connector: Path, configuration: dict[str, Any], bare_loop: Path, *, repeats: int,
+                     rows: int, home: Path, timeout: float,
+                     table: str = RESULT_TABLE) -> tuple[list[DebugRun], list[DebugRun]]:
+    """The connector and the bare loop through `fivetran debug`, one after the other `repeats` times (so a
+    passing load on the machine hits both alike), each checked to have written `rows` rows into `table`."""
+    connector_runs: list[DebugRun] = []
+    bare_loop_runs: list[DebugRun] = []
+    for _ in range(repeats):
+        connector_runs.append(run_debug(connector, configuration, home=home, timeout=timeout).check())
+        expect_rows(connector, rows, table)
+        bare_loop_runs.append(run_debug(bare_loop, {}, home=home, timeout=timeout).check())
+        expect_rows(bare_loop, rows, table)
+    return connector_runs, bare_loop_runs
+
+
 def expect_rows(project: Path, rows: int, table: str = RESULT_TABLE) -> None:
     """Fails unless `table` of the warehouse `fivetran debug` wrote holds exactly `rows` rows."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", table):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import baseline
-from bench.common import API_KEY, DebugRun, configuration, expect_rows, run_debug
+from bench.common import API_KEY, configuration, interleaved_runs
 from bench.write_path import WritePathConfig, WritePathResult, run_profile
 from devtools import sdk
 from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
@@ -73,8 +73,6 @@ def connector_configuration(base_url: str) -> dict[str, str]:
 
 def run(config: TypedPathConfig, *, work: Path, home: Path) -> TypedPathResult:
     work.mkdir(parents=True, exist_ok=True)
-    connector_runs: list[DebugRun] = []
-    bare_loop_runs: list[DebugRun] = []
     with EmulatorThread(scenario=scenario(config.rows), api_key=API_KEY) as emulator:
         rows_file = work / "baseline" / baseline.ROWS_FILE
         execution_id, metadata = baseline.fetch_result(emulator.base_url, QUERY_ID, rows_file)
@@ -85,11 +83,9 @@ def run(config: TypedPathConfig, *, work: Path, home: Path) -> TypedPathResult:
                                              preload=True, typed=typed)
         connector_project = sdk.make_project(work / "connector")
         config_json = connector_configuration(emulator.base_url)
-        for _ in range(config.repeats):
-            connector_runs.append(run_debug(connector_project, config_json, home=home, timeout=config.timeout).check())
-            expect_rows(connector_project, config.rows, TABLE)
-            bare_loop_runs.append(run_debug(bare_project, {}, home=home, timeout=config.timeout).check())
-            expect_rows(bare_project, config.rows, TABLE)
+        connector_runs, bare_loop_runs = interleaved_runs(
+            connector_project, config_json, bare_project, repeats=config.repeats, rows=config.rows, home=home,
+            timeout=config.timeout, table=TABLE)
         conversion = time_conversion(rows_file, metadata.column_names, metadata.column_types, execution_id,
                                      config.conversion_rows)
         rows_file.unlink()

@@ -28,8 +28,7 @@ from bench.common import (
     API_KEY,
     DebugRun,
     configuration,
-    expect_rows,
-    run_debug,
+    interleaved_runs,
     run_python,
 )
 from devtools import sdk
@@ -95,8 +94,6 @@ def connector_configuration(base_url: str) -> dict[str, str]:
 
 def run(config: WritePathConfig, *, work: Path, home: Path) -> WritePathResult:
     work.mkdir(parents=True, exist_ok=True)
-    connector_runs: list[DebugRun] = []
-    bare_loop_runs: list[DebugRun] = []
     with EmulatorThread(scenario=scenario(config.rows), api_key=API_KEY) as emulator:
         rows_file = work / "baseline" / baseline.ROWS_FILE
         execution_id = baseline.fetch_rows(emulator.base_url, QUERY_ID, rows_file)
@@ -104,11 +101,9 @@ def run(config: WritePathConfig, *, work: Path, home: Path) -> WritePathResult:
                                              preload=True)
         connector_project = sdk.make_project(work / "connector")
         config_json = connector_configuration(emulator.base_url)
-        for _ in range(config.repeats):
-            connector_runs.append(run_debug(connector_project, config_json, home=home, timeout=config.timeout).check())
-            expect_rows(connector_project, config.rows)
-            bare_loop_runs.append(run_debug(bare_project, {}, home=home, timeout=config.timeout).check())
-            expect_rows(bare_project, config.rows)
+        connector_runs, bare_loop_runs = interleaved_runs(
+            connector_project, config_json, bare_project, repeats=config.repeats, rows=config.rows, home=home,
+            timeout=config.timeout)
         rows_file.unlink()
 
     profile = None
