@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -136,3 +138,53 @@ def test_an_incremental_entry_is_never_reused() -> None:
                                           "DUNE_MAX_RESULT_AGE_HOURS": "24"})
     (plan,) = plan_queries(config, SyncState())
     assert plan.action is Action.EXECUTE and plan.max_result_age_hours is None
+
+
+def test_comparisons_and_values_by_kind() -> None:
+    later = canonical("2024-03-05 20:47:49.5+00:00", CursorKind.TIMESTAMP)
+    earlier = canonical("2024-03-05T20:47:49.123456Z", CursorKind.TIMESTAMP)
+    assert greatest(later, earlier, CursorKind.TIMESTAMP) == later, "fractions of any length compare as times"
+    assert greatest("1e2", "99", CursorKind.NUMBER) == "1e2"
+    for text in ("0.29999999999999999999", "0.30000000000000000001", "123456789.123456789123"):
+        sent = json.dumps(parameter_value(canonical(text, CursorKind.NUMBER), CursorKind.NUMBER, 0))
+        assert Decimal(sent) <= Decimal(text), "a value rounded up would skip the rows between the two"
+
+
+def test_an_empty_result_or_null_cursor_values_keep_the_cursor() -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    sync(op, state, config, "01A", [range(100, 110)])
+    sync(op, state, config, "01B", [])
+    assert state.get("trades").cursor.value == "109", "nothing new: the cursor stays"  # type: ignore[union-attr]
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01C", Origin.EXECUTED))
+    page = [{"tx": "0xdead", "block": None, "at": None}, *rows(range(110, 112))]
+    sink.handle(RowsPage(plan.key, "01C", 0, page, None, METADATA))
+    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01C", "COMPLETED", started_here=True))
+    sink.close()
+    assert state.get("trades").cursor.value == "111"  # type: ignore[union-attr]
+    assert ("0xdead",) in op.live("trades", ("tx",)), "a row without a cursor value is still written"
+
+
+def test_a_state_written_before_cursors_starts_the_entry_from_start() -> None:
+    old = {"version": 2, "sync_id": 3, "sync_finished": True,
+           "queries": {"trades": {"execution_id": "01OLD", "offset": 5, "complete": True, "completed_by": 3,
+                                  "fingerprint": "x", "outcome": "SYNCED", "origin": "executed"}}}
+    state, op = SyncState.from_dict(old), FakeOperations()
+    assert sync(op, state, settings(entry()), "01A", [range(100, 103)]) == {"since": 100}
+    assert state.get("trades").cursor.value == "102"  # type: ignore[union-attr]
+
+
+def test_the_summary_shows_each_cursor_before_and_after(caplog: pytest.LogCaptureFixture) -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    sync(op, state, config, "01A", [range(100, 110)])
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01B", Origin.EXECUTED))
+    sink.handle(RowsPage(plan.key, "01B", 0, rows(range(109, 115)), None, METADATA))
+    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01B", "COMPLETED", started_here=True))
+    with caplog.at_level(logging.INFO, logger="dune_async.sink"):
+        (report,) = sink.close()
+    assert report.cursors == {"trades": ("109", "114")}
+    assert "trades cursor: 109 -> 114" in caplog.text
+
