@@ -175,16 +175,32 @@ def test_a_state_written_before_cursors_starts_the_entry_from_start() -> None:
     assert state.get("trades").cursor.value == "102"  # type: ignore[union-attr]
 
 
-def test_the_summary_shows_each_cursor_before_and_after(caplog: pytest.LogCaptureFixture) -> None:
-    config, state, op = settings(entry()), SyncState(), FakeOperations()
+def two_syncs_but_the_close(op: FakeOperations, state: SyncState, config: Settings) -> Sink:
+    """A first sync of blocks 100-109, then a second whose one execution (blocks 109-114) is all written."""
     sync(op, state, config, "01A", [range(100, 110)])
     (plan,) = plan_queries(config, state)
     sink = Sink(op, state, [plan])
     sink.handle(ExecutionStarted(plan.key, "01B", Origin.EXECUTED))
     sink.handle(RowsPage(plan.key, "01B", 0, rows(range(109, 115)), None, METADATA))
     sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01B", "COMPLETED", started_here=True))
+    return sink
+
+
+def test_the_summary_shows_each_cursor_before_and_after(caplog: pytest.LogCaptureFixture) -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    sink = two_syncs_but_the_close(op, state, config)
     with caplog.at_level(logging.INFO, logger="dune_async.sink"):
         (report,) = sink.close()
     assert report.cursors == {"trades": ("109", "114")}
     assert "trades cursor: 109 -> 114" in caplog.text
 
+
+def test_an_entry_the_killed_sync_completed_is_not_executed_again() -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    two_syncs_but_the_close(op, state, config)
+    crashed = SyncState.from_dict(op.checkpoints[-1])  # killed after the entry, before the sync's end
+    (plan,) = plan_queries(config, crashed)
+    assert (plan.action, plan.execution_id) == (Action.SKIP, "01B"), "its rows are written: no second execute"
+    assert crashed.get("trades").cursor.value == "114"  # type: ignore[union-attr]
+    (plan,) = plan_queries(config, SyncState.from_dict({**op.checkpoints[-1], "sync_finished": True}))
+    assert plan.action is Action.EXECUTE and plan.parameters["since"] == 114
