@@ -204,3 +204,18 @@ def test_an_entry_the_killed_sync_completed_is_not_executed_again() -> None:
     assert crashed.get("trades").cursor.value == "114"  # type: ignore[union-attr]
     (plan,) = plan_queries(config, SyncState.from_dict({**op.checkpoints[-1], "sync_finished": True}))
     assert plan.action is Action.EXECUTE and plan.parameters["since"] == 114
+
+
+def test_only_a_completely_written_execution_moves_the_cursor() -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    sync(op, state, config, "01A", [range(100, 110)])
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01B", Origin.EXECUTED))
+    sink.handle(RowsPage(plan.key, "01B", 0, rows(range(109, 130)), None, METADATA))
+    sink.handle(QueryDone(plan.key, Outcome.EXPIRED, "01B", "EXPIRED", started_here=True))
+    sink.close()
+    assert state.get("trades").cursor.value == "109", "01B's rows past 129 were never read"  # type: ignore[union-attr]
+    # The next execution answers for the same cursor value; only its own rows count once it is all written.
+    assert sync(op, state, config, "01C", [range(109, 112)]) == {"since": 109}
+    assert state.get("trades").cursor.value == "111"  # type: ignore[union-attr]
