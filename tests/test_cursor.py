@@ -175,14 +175,15 @@ def test_a_state_written_before_cursors_starts_the_entry_from_start() -> None:
     assert state.get("trades").cursor.value == "102"  # type: ignore[union-attr]
 
 
-def two_syncs_but_the_close(op: FakeOperations, state: SyncState, config: Settings) -> Sink:
-    """A first sync of blocks 100-109, then a second whose one execution (blocks 109-114) is all written."""
+def two_syncs_but_the_close(op: FakeOperations, state: SyncState, config: Settings, *,
+                            blocks: range = range(109, 115), outcome: Outcome = Outcome.SYNCED) -> Sink:
+    """A first sync of blocks 100-109, then a second whose one execution 01B brings `blocks` and ends."""
     sync(op, state, config, "01A", [range(100, 110)])
     (plan,) = plan_queries(config, state)
     sink = Sink(op, state, [plan])
     sink.handle(ExecutionStarted(plan.key, "01B", Origin.EXECUTED))
-    sink.handle(RowsPage(plan.key, "01B", 0, rows(range(109, 115)), None, METADATA))
-    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01B", "COMPLETED", started_here=True))
+    sink.handle(RowsPage(plan.key, "01B", 0, rows(blocks), None, METADATA))
+    sink.handle(QueryDone(plan.key, outcome, "01B", outcome.value, started_here=True))
     return sink
 
 
@@ -208,13 +209,7 @@ def test_an_entry_the_killed_sync_completed_is_not_executed_again() -> None:
 
 def test_only_a_completely_written_execution_moves_the_cursor() -> None:
     config, state, op = settings(entry()), SyncState(), FakeOperations()
-    sync(op, state, config, "01A", [range(100, 110)])
-    (plan,) = plan_queries(config, state)
-    sink = Sink(op, state, [plan])
-    sink.handle(ExecutionStarted(plan.key, "01B", Origin.EXECUTED))
-    sink.handle(RowsPage(plan.key, "01B", 0, rows(range(109, 130)), None, METADATA))
-    sink.handle(QueryDone(plan.key, Outcome.EXPIRED, "01B", "EXPIRED", started_here=True))
-    sink.close()
+    two_syncs_but_the_close(op, state, config, blocks=range(109, 130), outcome=Outcome.EXPIRED).close()
     assert state.get("trades").cursor.value == "109", "01B's rows past 129 were never read"  # type: ignore[union-attr]
     # The next execution answers for the same cursor value; only its own rows count once it is all written.
     assert sync(op, state, config, "01C", [range(109, 112)]) == {"since": 109}
