@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -214,3 +215,22 @@ def test_only_a_completely_written_execution_moves_the_cursor() -> None:
     # The next execution answers for the same cursor value; only its own rows count once it is all written.
     assert sync(op, state, config, "01C", [range(109, 112)]) == {"since": 109}
     assert state.get("trades").cursor.value == "111"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    (ResultMetadata(column_names=["tx", "at"], column_types=["varbinary", "timestamp(3) with time zone"]),
+     "entry 0 \\(table 'trades'\\): 'cursor' column 'block' is not in the result \\(it has tx, at\\)"),
+    (ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "varchar"]),
+     "'cursor' column 'block' is varchar; a cursor must be a number, a date or a timestamp"),
+])
+def test_a_cursor_column_the_result_cannot_serve_fails_the_entry_by_name(metadata: ResultMetadata,
+                                                                         message: str) -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01A", Origin.EXECUTED))
+    sink.handle(RowsPage(plan.key, "01A", 0, [{"tx": "0x01", "block": "1", "at": None}], None, metadata))
+    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01A", "COMPLETED", started_here=True))
+    (report,) = sink.close()
+    assert re.search(message, report.message)
+    assert state.get("trades").cursor is None and not state.get("trades").complete, "the next sync starts over"
