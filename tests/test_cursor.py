@@ -86,14 +86,19 @@ def test_values_are_sent_the_way_dune_reads_parameters() -> None:
     ({"cursor": {"parameter": "since", "column": "block"}}, "'cursor' needs 'start'"),
     ({"cursor": {"parameter": "since", "start": 1}}, "'cursor' needs 'column'"),
     ({"cursor": {"parameter": "since", "column": "block", "start": 1, "lookback": -1}}, "'lookback' must be"),
+    ({"cursor": {"parameter": "since", "column": "block", "start": 1, "lookback": "5"}}, "'lookback' must be"),
+    ({"cursor": {"column": "block", "start": 1}}, "'cursor' needs 'parameter'"),
+    ({"cursor": {"parameter": "since", "column": "block", "start": True}}, "'cursor' needs 'start'"),
+    ({"cursor": "since"}, "'cursor' must be a JSON object"),
     ({"cursor": {"parameter": "since", "column": "block", "start": 1, "every": 1}}, "unknown key 'every'"),
     ({"columns": ["tx", "at"]}, "'cursor' column 'block' is not among 'columns'"),
 ])
 def test_cursor_mistakes_name_the_entry_and_the_key(change: dict[str, Any], message: str) -> None:
     bad = {**entry(), **change}
     bad = {key: value for key, value in bad.items() if value is not None}
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(SettingsError, match=message) as raised:
         settings(bad)
+    assert "entry 0 (table 'trades')" in str(raised.value)
     with pytest.raises(SettingsError, match="'cursor' is for saved queries"):
         settings({"sql": "SELECT 1", "table": "t", "mode": "merge", "primary_key": ["a"], "cursor": {}})
 
