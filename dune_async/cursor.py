@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation
@@ -95,7 +96,12 @@ def parameter_value(value: str, kind: CursorKind, lookback: float) -> int | floa
     """What to send Dune for a canonical cursor value, `lookback` earlier."""
     if kind is CursorKind.NUMBER:
         number = _EXACT.subtract(_number(value), Decimal(str(lookback)))
-        return int(number) if number == number.to_integral_value() else float(number)
+        if number == number.to_integral_value():
+            return int(number)
+        sent = float(number)
+        # A float nearer to a value of more digits than it holds may be above it: the rows in between would be
+        # skipped. The next float down is below it, so the gap becomes an overlap the merge de-duplicates.
+        return sent if Decimal(repr(sent)) <= number else math.nextafter(sent, -math.inf)
     if kind is CursorKind.DATE:
         day = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC) - timedelta(seconds=lookback)
         return day.date().isoformat()

@@ -109,7 +109,7 @@ def _requests(settings: Settings, state: SyncState) -> list[QueryPlan]:
         ))
     for entry in settings.entries:
         source = {"sql": entry.sql} if entry.sql is not None else {}
-        parameters, cursor_value, note = _with_cursor(entry, state.get(entry.table))
+        parameters, cursor_value, note = _with_cursor(entry, state.get(entry.table), state.interrupted_sync)
         requests.append(QueryPlan(
             key=entry.table, query_id=entry.query_id, parameters=parameters,
             performance=entry.performance, fingerprint=fingerprint(parameters, entry.performance, **source),
@@ -127,10 +127,12 @@ def _declared(entry: Entry, progress: QueryProgress) -> bool:
     return entry.sql is None and progress.completed_by is not None
 
 
-def _with_cursor(entry: Entry, progress: QueryProgress) -> tuple[dict[str, Any], int | float | str | None, str]:
+def _with_cursor(entry: Entry, progress: QueryProgress,
+                 interrupted_sync: int | None) -> tuple[dict[str, Any], int | float | str | None, str]:
     """The entry's parameters with its cursor's value: `start` at first, then the committed greatest value less
     the lookback. The cursor moves only when an execution is completely written, so an interrupted sync's
-    execution is asked for with the same value again (and resumed, not run again)."""
+    execution is asked for with the same value again (and resumed, not run again). An execution the
+    interrupted sync completed has moved the cursor: it is asked for as it was asked, so it is skipped."""
     spec = entry.cursor
     if spec is None:
         return dict(entry.parameters), None, ""
@@ -139,6 +141,12 @@ def _with_cursor(entry: Entry, progress: QueryProgress) -> tuple[dict[str, Any],
         note = (f"{entry.label}: the cursor's parameter, column or start changed; the entry starts over from "
                 f"{spec.start!r}")
         current = None
+    if current is not None and interrupted_sync is not None and progress.completed_by == interrupted_sync:
+        asked = spec.start if current.previous is None else parameter_value(current.previous, current.kind,
+                                                                            spec.lookback)
+        parameters = {**entry.parameters, spec.parameter: asked}
+        if progress.complete and fingerprint(parameters, entry.performance) == progress.fingerprint:
+            return parameters, asked, note
     value = spec.start if current is None or current.value is None else parameter_value(current.value, current.kind,
                                                                                         spec.lookback)
     return {**entry.parameters, spec.parameter: value}, value, note

@@ -42,12 +42,14 @@ def fingerprint(parameters: Mapping[str, Any], performance: str, **source: Any) 
 @dataclass(frozen=True)
 class CursorState:
     """An incremental entry's cursor: `value` counts only executions whose rows are all committed; `pending` is
-    the greatest value among the committed rows of the execution being synced."""
+    the greatest value among the committed rows of the execution being synced; `previous` is the value before
+    the last execution settled (what it was asked from, so a sync killed after it is not paid again)."""
 
     source: str  # the cursor settings it belongs to (`CursorSpec.source`)
     kind: CursorKind
     value: str | None = None
     pending: str | None = None
+    previous: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> CursorState | None:
@@ -56,16 +58,17 @@ class CursorState:
         kind = _enum(CursorKind, data.get("kind"))
         if kind is None:
             return None
-        value, pending = data.get("value"), data.get("pending")
+        value, pending, previous = (data.get(name) for name in ("value", "pending", "previous"))
         return cls(data["source"], kind, value if isinstance(value, str) else None,
-                   pending if isinstance(pending, str) else None)
+                   pending if isinstance(pending, str) else None, previous if isinstance(previous, str) else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "kind": self.kind.value, "value": self.value, "pending": self.pending}
+        return {"source": self.source, "kind": self.kind.value, "value": self.value, "pending": self.pending,
+                "previous": self.previous}
 
     def settled(self) -> CursorState:
         """The execution's rows are all committed: its greatest value becomes the cursor."""
-        return replace(self, value=greatest(self.value, self.pending, self.kind), pending=None)
+        return replace(self, value=greatest(self.value, self.pending, self.kind), pending=None, previous=self.value)
 
 
 @dataclass(frozen=True)

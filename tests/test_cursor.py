@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -83,14 +86,19 @@ def test_values_are_sent_the_way_dune_reads_parameters() -> None:
     ({"cursor": {"parameter": "since", "column": "block"}}, "'cursor' needs 'start'"),
     ({"cursor": {"parameter": "since", "start": 1}}, "'cursor' needs 'column'"),
     ({"cursor": {"parameter": "since", "column": "block", "start": 1, "lookback": -1}}, "'lookback' must be"),
+    ({"cursor": {"parameter": "since", "column": "block", "start": 1, "lookback": "5"}}, "'lookback' must be"),
+    ({"cursor": {"column": "block", "start": 1}}, "'cursor' needs 'parameter'"),
+    ({"cursor": {"parameter": "since", "column": "block", "start": True}}, "'cursor' needs 'start'"),
+    ({"cursor": "since"}, "'cursor' must be a JSON object"),
     ({"cursor": {"parameter": "since", "column": "block", "start": 1, "every": 1}}, "unknown key 'every'"),
     ({"columns": ["tx", "at"]}, "'cursor' column 'block' is not among 'columns'"),
 ])
 def test_cursor_mistakes_name_the_entry_and_the_key(change: dict[str, Any], message: str) -> None:
     bad = {**entry(), **change}
     bad = {key: value for key, value in bad.items() if value is not None}
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(SettingsError, match=message) as raised:
         settings(bad)
+    assert "entry 0 (table 'trades')" in str(raised.value)
     with pytest.raises(SettingsError, match="'cursor' is for saved queries"):
         settings({"sql": "SELECT 1", "table": "t", "mode": "merge", "primary_key": ["a"], "cursor": {}})
 
@@ -136,3 +144,98 @@ def test_an_incremental_entry_is_never_reused() -> None:
                                           "DUNE_MAX_RESULT_AGE_HOURS": "24"})
     (plan,) = plan_queries(config, SyncState())
     assert plan.action is Action.EXECUTE and plan.max_result_age_hours is None
+
+
+def test_comparisons_and_values_by_kind() -> None:
+    later = canonical("2024-03-05 20:47:49.5+00:00", CursorKind.TIMESTAMP)
+    earlier = canonical("2024-03-05T20:47:49.123456Z", CursorKind.TIMESTAMP)
+    assert greatest(later, earlier, CursorKind.TIMESTAMP) == later, "fractions of any length compare as times"
+    assert greatest("1e2", "99", CursorKind.NUMBER) == "1e2"
+    for text in ("0.29999999999999999999", "0.30000000000000000001", "123456789.123456789123"):
+        sent = json.dumps(parameter_value(canonical(text, CursorKind.NUMBER), CursorKind.NUMBER, 0))
+        assert Decimal(sent) <= Decimal(text), "a value rounded up would skip the rows between the two"
+
+
+def test_an_empty_result_or_null_cursor_values_keep_the_cursor() -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    sync(op, state, config, "01A", [range(100, 110)])
+    sync(op, state, config, "01B", [])
+    assert state.get("trades").cursor.value == "109", "nothing new: the cursor stays"  # type: ignore[union-attr]
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01C", Origin.EXECUTED))
+    page = [{"tx": "0xdead", "block": None, "at": None}, *rows(range(110, 112))]
+    sink.handle(RowsPage(plan.key, "01C", 0, page, None, METADATA))
+    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01C", "COMPLETED", started_here=True))
+    sink.close()
+    assert state.get("trades").cursor.value == "111"  # type: ignore[union-attr]
+    assert ("0xdead",) in op.live("trades", ("tx",)), "a row without a cursor value is still written"
+
+
+def test_a_state_written_before_cursors_starts_the_entry_from_start() -> None:
+    old = {"version": 2, "sync_id": 3, "sync_finished": True,
+           "queries": {"trades": {"execution_id": "01OLD", "offset": 5, "complete": True, "completed_by": 3,
+                                  "fingerprint": "x", "outcome": "SYNCED", "origin": "executed"}}}
+    state, op = SyncState.from_dict(old), FakeOperations()
+    assert sync(op, state, settings(entry()), "01A", [range(100, 103)]) == {"since": 100}
+    assert state.get("trades").cursor.value == "102"  # type: ignore[union-attr]
+
+
+def two_syncs_but_the_close(op: FakeOperations, state: SyncState, config: Settings, *,
+                            blocks: range = range(109, 115), outcome: Outcome = Outcome.SYNCED) -> Sink:
+    """A first sync of blocks 100-109, then a second whose one execution 01B brings `blocks` and ends."""
+    sync(op, state, config, "01A", [range(100, 110)])
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01B", Origin.EXECUTED))
+    sink.handle(RowsPage(plan.key, "01B", 0, rows(blocks), None, METADATA))
+    sink.handle(QueryDone(plan.key, outcome, "01B", outcome.value, started_here=True))
+    return sink
+
+
+def test_the_summary_shows_each_cursor_before_and_after(caplog: pytest.LogCaptureFixture) -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    sink = two_syncs_but_the_close(op, state, config)
+    with caplog.at_level(logging.INFO, logger="dune_async.sink"):
+        (report,) = sink.close()
+    assert report.cursors == {"trades": ("109", "114")}
+    assert "trades cursor: 109 -> 114" in caplog.text
+
+
+def test_an_entry_the_killed_sync_completed_is_not_executed_again() -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    two_syncs_but_the_close(op, state, config)
+    crashed = SyncState.from_dict(op.checkpoints[-1])  # killed after the entry, before the sync's end
+    (plan,) = plan_queries(config, crashed)
+    assert (plan.action, plan.execution_id) == (Action.SKIP, "01B"), "its rows are written: no second execute"
+    assert crashed.get("trades").cursor.value == "114"  # type: ignore[union-attr]
+    (plan,) = plan_queries(config, SyncState.from_dict({**op.checkpoints[-1], "sync_finished": True}))
+    assert plan.action is Action.EXECUTE and plan.parameters["since"] == 114
+
+
+def test_only_a_completely_written_execution_moves_the_cursor() -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    two_syncs_but_the_close(op, state, config, blocks=range(109, 130), outcome=Outcome.EXPIRED).close()
+    assert state.get("trades").cursor.value == "109", "01B's rows past 129 were never read"  # type: ignore[union-attr]
+    # The next execution answers for the same cursor value; only its own rows count once it is all written.
+    assert sync(op, state, config, "01C", [range(109, 112)]) == {"since": 109}
+    assert state.get("trades").cursor.value == "111"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    (ResultMetadata(column_names=["tx", "at"], column_types=["varbinary", "timestamp(3) with time zone"]),
+     "entry 0 \\(table 'trades'\\): 'cursor' column 'block' is not in the result \\(it has tx, at\\)"),
+    (ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "varchar"]),
+     "'cursor' column 'block' is varchar; a cursor must be a number, a date or a timestamp"),
+])
+def test_a_cursor_column_the_result_cannot_serve_fails_the_entry_by_name(metadata: ResultMetadata,
+                                                                         message: str) -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01A", Origin.EXECUTED))
+    sink.handle(RowsPage(plan.key, "01A", 0, [{"tx": "0x01", "block": "1", "at": None}], None, metadata))
+    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01A", "COMPLETED", started_here=True))
+    (report,) = sink.close()
+    assert re.search(message, report.message)
+    assert state.get("trades").cursor is None and not state.get("trades").complete, "the next sync starts over"

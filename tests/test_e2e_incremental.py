@@ -16,7 +16,7 @@ from tests.test_e2e import FAST, KEY, rows_written, sync, wait_for_committed_row
 
 pytestmark = pytest.mark.e2e
 
-TABLES = {91: "by_block", 92: "by_time", 93: "killed", 94: "restarted"}  # Fivetran would rename q91 to q_91
+TABLES = {91: "by_block", 92: "by_time", 93: "killed", 94: "restarted", 95: "done_first"}  # Fivetran would rename q91 to q_91
 CHAIN = [ColumnSpec("tx_hash", "varbinary"), ColumnSpec("block_number", "bigint"),
          ColumnSpec("block_time", "timestamp with time zone"), ColumnSpec("amount", "double")]
 
@@ -93,6 +93,32 @@ def test_a_sync_killed_midway_is_finished_without_a_gap_a_duplicate_or_a_second_
     found = keys(project, "killed")
     assert len(found) == len(set(found)) == 31_000
     assert sdk.state(project)["queries"]["killed"]["cursor"]["value"] == str(18_000_000 + 3 * 30_999)
+
+
+def test_an_entry_done_before_the_kill_is_not_executed_again_by_the_rerun(project: Path,
+                                                                          sdk_home: Path) -> None:
+    scenario = Scenario(queries=[query(95, "block_number", "since_block", rows=100, growth=10),
+                                 query(93, "block_number", "since_block", rows=1000, growth=30_000)],
+                        max_page_rows=1000, write_rpm=None, read_rpm=None)
+    with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
+        config = configuration(emulator, [entry(95, "block_number", "since_block", 0, 0),
+                                          entry(93, "block_number", "since_block", 0, 0)],
+                               DUNE_CHECKPOINT_ROWS="2000", DUNE_PAGE_SIZE="1000")
+        sync(project, sdk_home, config)
+        first = sdk.state(project)["queries"]["killed"]["execution_id"]
+        process = sdk.start_debug(project, config, home=sdk_home)
+        wait_for_committed_rows(project, "killed", at_least=4000, process=process, execution_other_than=first)
+        done_first = sdk.state(project)["queries"]["done_first"]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        assert done_first["complete"] and done_first["completed_by"] == 2, "the small entry ended before the kill"
+        sync(project, sdk_home, config)
+        counters = emulator.counters.snapshot()
+    assert counters["executions_per_query"][95] == 2, "the rerun skips what the killed sync completed"
+    assert counters["executions_per_query"][93] == 2, "and resumes what it did not"
+    found = keys(project, "done_first")
+    assert len(found) == len(set(found)) == 110
+    assert sdk.state(project)["queries"]["done_first"]["cursor"]["value"] == str(18_000_000 + 3 * 109)
 
 
 def test_a_changed_start_starts_the_entry_over(project: Path, sdk_home: Path) -> None:
