@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from devtools import sdk
-from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
+from dune_async.emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
+from dune_async.sync import run_sync
+from tests.fakes import FakeOperations
 from tests.test_e2e import KEY, configuration, result_rows, sync
 
 pytestmark = pytest.mark.e2e
@@ -80,3 +82,29 @@ def test_a_budget_cut_during_a_download_resumes_it_without_a_second_execute_or_p
     full = second["bytes_served"]
     assert execution["bytes_served"] == full and full == pytest.approx(first["bytes_served"] * rows / state["offset"],
                                                                       rel=0.05), "no page was read twice"
+
+
+def test_what_each_execution_cost_is_learned_recorded_and_estimated_from() -> None:
+    """Results answers (the polls' peeks and the pages) carry no execution_cost_credits: one free status read
+    per execution after its rows gives the execution table its cost and the state the next estimate."""
+    scenario = Scenario(queries=[QuerySpec(31, rows=20, columns=NARROW, execution_cost_credits=7.0),
+                                 QuerySpec(32, outcome=Outcome.FAILED, execution_cost_credits=4.0)],
+                        write_rpm=None, read_rpm=None)
+    with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
+        config = {"DUNE_API_KEY": KEY, "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERY_IDS": "31,32",
+                  "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05", "DUNE_MAX_POLL_INTERVAL_SECONDS": "0.2"}
+        first = FakeOperations()
+        run_sync(config, {}, first)
+        status_reads = emulator.counters.snapshot()["requests_by_route"]["status"]
+        second = FakeOperations()
+        # 7 + 4 learned fit 11.5; the never-seen estimate (10 each) would cut one of them
+        reports = run_sync({**config, "DUNE_MAX_CREDITS_PER_SYNC": "11.5"}, first.checkpoints[-1], second)
+        counters = emulator.counters.snapshot()
+    final = {r["query_id"]: r for r in first.rows("dune_query_execution") if r["sync_outcome"]}
+    assert {q: final[q]["execution_cost_credits"] for q in (31, 32)} == {31: 7.0, 32: 4.0}
+    state = first.checkpoints[-1]["queries"]
+    assert (state["31"]["last_cost"], state["32"]["last_cost"]) == (7.0, 4.0)
+    assert status_reads == 2, "one status read per execution, for its cost"
+    assert dict(counters["executions_per_query"]) == {31: 2, 32: 2}
+    assert [r.outcome for r in reports] == ["SYNCED", "FAILED"]
+    assert {r.query_id: r.credits for r in reports} == {31: 7.0, 32: 4.0}
