@@ -71,10 +71,14 @@ def test_a_budget_cut_during_a_download_resumes_it_without_a_second_execute_or_p
         page_credits = max(e["export_credits"] for e in first["by_execution"].values()) / max(
             1, len(result_rows(project, 21)) // 1000)
         state = sdk.state(project)["queries"]["21"]
+        with sdk.warehouse(project) as db:
+            recorded = db.execute("select sync_outcome, rows_synced, is_complete from tester.dune_query_execution"
+                                  " where query_id = 21").fetchall()
         sync(project, sdk_home, {**config, "DUNE_MAX_CREDITS_PER_SYNC": ""})
         second = billed(emulator)
         counters = emulator.counters.snapshot()
     assert 0 < state["offset"] < rows and state["outcome"] == "CUT_BY_BUDGET"
+    assert recorded == [("CUT_BY_BUDGET", state["offset"], False)], "the cut is recorded in the execution table"
     assert first["total_credits"] <= 20 + page_credits, "over the budget by more than one page"
     assert counters["executions_per_query"][21] == 1
     assert [row[1] for row in result_rows(project, 21)] == list(range(rows))
