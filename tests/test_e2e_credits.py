@@ -10,9 +10,11 @@ import pytest
 
 from devtools import sdk
 from dune_async.emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
+from dune_async.errors import DuneUnavailableError
 from dune_async.sync import run_sync
-from tests.fakes import FakeOperations
+from tests.fakes import FakeDune, FakeOperations, FakeQuery
 from tests.test_e2e import KEY, configuration, result_rows, sync
+from tests.test_resume import fake_configuration
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +114,29 @@ def test_what_each_execution_cost_is_learned_recorded_and_estimated_from() -> No
     assert dict(counters["executions_per_query"]) == {31: 2, 32: 2}
     assert [r.outcome for r in reports] == ["SYNCED", "FAILED"]
     assert {r.query_id: r.credits for r in reports} == {31: 7.0, 32: 4.0}
+
+
+def test_an_unreadable_usage_report_leaves_credits_used_null_and_the_sync_succeeds() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3, credits=7.0), 2: FakeQuery(rows=3, credits=7.0)})
+    working_usage = dune.usage
+
+    async def broken_usage(start_date: Any, end_date: Any) -> Any:
+        raise DuneUnavailableError("usage: 503 after retries", status=503)
+
+    dune.usage = broken_usage  # type: ignore[method-assign]
+    first = FakeOperations()
+    reports = run_sync(fake_configuration([1, 2]), {}, first, client_factory=dune.factory)
+    dune.usage = working_usage  # type: ignore[method-assign]
+    second = FakeOperations()
+    run_sync(fake_configuration([1, 2], DUNE_MAX_CREDITS_PER_SYNC="100"), first.checkpoints[-1], second,
+             client_factory=dune.factory)
+    assert [r.outcome for r in reports] == ["SYNCED", "SYNCED"]
+    (one,) = first.rows("dune_sync")
+    (two,) = second.rows("dune_sync")
+    columns = {"sync_id", "started_at", "ended_at", "outcome", "queries", "rows", "bytes_downloaded",
+               "credits_estimated", "credits_used", "budget"}
+    assert set(one) == set(two) == columns
+    assert (one["sync_id"], one["outcome"], one["credits_used"], one["budget"]) == (1, "SUCCEEDED", None, None)
+    assert (one["queries"], one["rows"], one["credits_estimated"]) == (2, 6, 20.0)  # never seen: 10 each
+    assert (two["sync_id"], two["credits_used"], two["budget"]) == (2, 14.0, 100.0)
+    assert two["credits_estimated"] == 14.0, "the second sync estimates from the costs the first one learned"
