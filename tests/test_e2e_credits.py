@@ -140,3 +140,19 @@ def test_an_unreadable_usage_report_leaves_credits_used_null_and_the_sync_succee
     assert (one["queries"], one["rows"], one["credits_estimated"]) == (2, 6, 20.0)  # never seen: 10 each
     assert (two["sync_id"], two["credits_used"], two["budget"]) == (2, 14.0, 100.0)
     assert two["credits_estimated"] == 14.0, "the second sync estimates from the costs the first one learned"
+
+
+def test_a_state_written_before_costs_were_kept_plans_with_the_defaults_and_learns_them() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3, credits=7.0)})
+    first = FakeOperations()
+    run_sync(fake_configuration([1]), {}, first, client_factory=dune.factory)
+    older = first.checkpoints[-1]
+    for progress in older["queries"].values():  # as an earlier version wrote it
+        del progress["last_cost"], progress["last_seconds"]
+    older["queries"]["2"] = {**older["queries"]["1"], "last_cost": "lots"}  # and a value nobody can use
+    dune.queries[2] = FakeQuery(rows=3, credits=7.0)
+    second = FakeOperations()
+    run_sync(fake_configuration([1, 2]), older, second, client_factory=dune.factory)
+    (record,) = second.rows("dune_sync")
+    assert record["credits_estimated"] == 20.0, "no recorded cost: 10 each (medium)"
+    assert {k: q["last_cost"] for k, q in second.checkpoints[-1]["queries"].items()} == {"1": 7.0, "2": 7.0}
