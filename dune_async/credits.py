@@ -1,8 +1,9 @@
 """What Dune charges, and the budget a sync may not exceed.
 
 Dune bills every execution by the compute it used (failed ones too) and, since January 2026, every export of
-results by the megabyte (Dune's billing docs, as of 2026-11): Free 20 credits a MB, Analyst 10, Plus 2,
-Enterprise by contract. This module owns the plan presets (rate limits and export price), the estimates made
+results by the megabyte (docs.dune.com/api-reference/overview/billing, read 2026-12-01): Free 20 credits a MB,
+Analyst 10, Plus 2, Enterprise by contract. Rate limits: docs.dune.com/api-reference/overview/rate-limits
+(same date), which lists no Analyst limits. This module owns the plan presets (rate limits and export price), the estimates made
 before spending (an execution: the last cost recorded for the query, else 10 medium / 20 large; a page: its
 bytes at the export price), and `Budget`, which refuses any spending whose estimate would take the sync over
 `DUNE_MAX_CREDITS_PER_SYNC`.
@@ -38,7 +39,7 @@ class PlanPreset:
 
 PRESETS = {
     Plan.FREE: PlanPreset(15, 40, 20.0),
-    Plan.ANALYST: PlanPreset(15, 40, 10.0),  # Dune documents no Analyst rate limits: Free's
+    Plan.ANALYST: PlanPreset(15, 40, 10.0),  # Dune's rate-limits page documents no Analyst limits: Free's
     Plan.PLUS: PlanPreset(70, 200, 2.0),
     Plan.ENTERPRISE: PlanPreset(350, 1000, None),
 }

@@ -6,7 +6,8 @@ at the minimum and grows while nothing changes; an execution whose query took T 
 looked at after T. A poll goes through the results endpoint where it can, so the read that sees COMPLETED
 brings the first page too, and no round starts while pages of finished executions are being read. As soon
 as an execution completes, a fetch task streams its pages into the channel, reserving a page slot before each
-download, so memory stays bounded while other queries still run.
+download, so memory stays bounded while other queries still run. Results answers carry no execution cost:
+once an execution this sync started has ended and its rows are read, one status read (free) fetches it.
 
 With a credit budget (`Spending`), no execute and no page starts whose estimate does not fit: that query ends
 CUT_BY_BUDGET and the next sync finishes it. Dune's usage is read at the start and the end (`SyncTotals`).
@@ -22,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -433,9 +434,33 @@ class Orchestrator:
         if status.rows_readable:
             self._group.create_task(self._fetch(run))
         else:
+            await self._learn_cost(run)  # failed executions are billed too
             error = (status.error or {}).get("message", "")
             self._finish(run, _OUTCOME_OF_STATE.get(status.state, Outcome.FAILED), message=str(error))
         return True
+
+    async def _learn_cost(self, run: _Run) -> None:
+        """What an execution this sync started cost, when the answers seen so far did not say.
+
+        Results answers (the polls' peeks and the pages) carry no `execution_cost_credits`; only the status
+        endpoint does. One status read (free of credits) per such execution, made after its last page so it
+        never holds up a download, gives the execution record its cost and the next execute its estimate.
+        Not needed when a status poll saw the end (under a budget, or a resume). Not worth failing a query for.
+        """
+        status = run.status
+        if not run.started_here or run.execution_id is None or status is None \
+                or status.execution_cost_credits is not None:
+            return
+        try:
+            seen = await self._client.status(run.execution_id, query_id=run.query_id)
+        except FATAL_ERRORS:
+            raise
+        except DuneError as exc:
+            logger.info("%s: could not read what execution %s cost (%s)", run.plan.label, run.execution_id, exc)
+            return
+        if seen.execution_cost_credits is not None and not run.done:
+            run.status = replace(status, execution_cost_credits=seen.execution_cost_credits)
+            self._send_update(run)
 
     async def _time_out(self, run: _Run) -> None:
         limit = self._timing.execution_timeout_seconds
@@ -476,6 +501,7 @@ class Orchestrator:
             self._send_page(run, page, slot)
             following = self._client.next_offset(page)
             if following is None:
+                await self._learn_cost(run)
                 self._finish(run, Outcome.PARTIAL if partial else Outcome.SYNCED)
                 return
             offset = run.next_offset = following
@@ -493,6 +519,7 @@ class Orchestrator:
             self._finish(run, _outcome_of_error(exc, reading=True), message=str(exc))
             return
         if not run.done:
+            await self._learn_cost(run)
             self._finish(run, Outcome.PARTIAL if partial else Outcome.SYNCED)
 
     async def _forward_page(self, run: _Run, pages: Any) -> bool:

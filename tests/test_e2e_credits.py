@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 
 from devtools import sdk
-from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
+from dune_async.emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
+from dune_async.errors import DuneUnavailableError
+from dune_async.sync import run_sync
+from tests.fakes import FakeDune, FakeOperations, FakeQuery
 from tests.test_e2e import KEY, configuration, result_rows, sync
+from tests.test_resume import fake_configuration
 
 pytestmark = pytest.mark.e2e
 
@@ -69,10 +73,14 @@ def test_a_budget_cut_during_a_download_resumes_it_without_a_second_execute_or_p
         page_credits = max(e["export_credits"] for e in first["by_execution"].values()) / max(
             1, len(result_rows(project, 21)) // 1000)
         state = sdk.state(project)["queries"]["21"]
+        with sdk.warehouse(project) as db:
+            recorded = db.execute("select sync_outcome, rows_synced, is_complete from tester.dune_query_execution"
+                                  " where query_id = 21").fetchall()
         sync(project, sdk_home, {**config, "DUNE_MAX_CREDITS_PER_SYNC": ""})
         second = billed(emulator)
         counters = emulator.counters.snapshot()
     assert 0 < state["offset"] < rows and state["outcome"] == "CUT_BY_BUDGET"
+    assert recorded == [("CUT_BY_BUDGET", state["offset"], False)], "the cut is recorded in the execution table"
     assert first["total_credits"] <= 20 + page_credits, "over the budget by more than one page"
     assert counters["executions_per_query"][21] == 1
     assert [row[1] for row in result_rows(project, 21)] == list(range(rows))
@@ -80,3 +88,71 @@ def test_a_budget_cut_during_a_download_resumes_it_without_a_second_execute_or_p
     full = second["bytes_served"]
     assert execution["bytes_served"] == full and full == pytest.approx(first["bytes_served"] * rows / state["offset"],
                                                                       rel=0.05), "no page was read twice"
+
+
+def test_what_each_execution_cost_is_learned_recorded_and_estimated_from() -> None:
+    """Results answers (the polls' peeks and the pages) carry no execution_cost_credits: one free status read
+    per execution after its rows gives the execution table its cost and the state the next estimate."""
+    scenario = Scenario(queries=[QuerySpec(31, rows=20, columns=NARROW, execution_cost_credits=7.0),
+                                 QuerySpec(32, outcome=Outcome.FAILED, execution_cost_credits=4.0)],
+                        write_rpm=None, read_rpm=None)
+    with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
+        config = {"DUNE_API_KEY": KEY, "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERY_IDS": "31,32",
+                  "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05", "DUNE_MAX_POLL_INTERVAL_SECONDS": "0.2"}
+        first = FakeOperations()
+        run_sync(config, {}, first)
+        status_reads = emulator.counters.snapshot()["requests_by_route"]["status"]
+        second = FakeOperations()
+        # 7 + 4 learned fit 11.5; the never-seen estimate (10 each) would cut one of them
+        reports = run_sync({**config, "DUNE_MAX_CREDITS_PER_SYNC": "11.5"}, first.checkpoints[-1], second)
+        counters = emulator.counters.snapshot()
+    final = {r["query_id"]: r for r in first.rows("dune_query_execution") if r["sync_outcome"]}
+    assert {q: final[q]["execution_cost_credits"] for q in (31, 32)} == {31: 7.0, 32: 4.0}
+    state = first.checkpoints[-1]["queries"]
+    assert (state["31"]["last_cost"], state["32"]["last_cost"]) == (7.0, 4.0)
+    assert status_reads == 2, "one status read per execution, for its cost"
+    assert dict(counters["executions_per_query"]) == {31: 2, 32: 2}
+    assert [r.outcome for r in reports] == ["SYNCED", "FAILED"]
+    assert {r.query_id: r.credits for r in reports} == {31: 7.0, 32: 4.0}
+
+
+def test_an_unreadable_usage_report_leaves_credits_used_null_and_the_sync_succeeds() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3, credits=7.0), 2: FakeQuery(rows=3, credits=7.0)})
+    working_usage = dune.usage
+
+    async def broken_usage(start_date: Any, end_date: Any) -> Any:
+        raise DuneUnavailableError("usage: 503 after retries", status=503)
+
+    dune.usage = broken_usage  # type: ignore[method-assign]
+    first = FakeOperations()
+    reports = run_sync(fake_configuration([1, 2]), {}, first, client_factory=dune.factory)
+    dune.usage = working_usage  # type: ignore[method-assign]
+    second = FakeOperations()
+    run_sync(fake_configuration([1, 2], DUNE_MAX_CREDITS_PER_SYNC="100"), first.checkpoints[-1], second,
+             client_factory=dune.factory)
+    assert [r.outcome for r in reports] == ["SYNCED", "SYNCED"]
+    (one,) = first.rows("dune_sync")
+    (two,) = second.rows("dune_sync")
+    columns = {"sync_id", "started_at", "ended_at", "outcome", "queries", "rows", "bytes_downloaded",
+               "credits_estimated", "credits_used", "budget"}
+    assert set(one) == set(two) == columns
+    assert (one["sync_id"], one["outcome"], one["credits_used"], one["budget"]) == (1, "SUCCEEDED", None, None)
+    assert (one["queries"], one["rows"], one["credits_estimated"]) == (2, 6, 20.0)  # never seen: 10 each
+    assert (two["sync_id"], two["credits_used"], two["budget"]) == (2, 14.0, 100.0)
+    assert two["credits_estimated"] == 14.0, "the second sync estimates from the costs the first one learned"
+
+
+def test_a_state_written_before_costs_were_kept_plans_with_the_defaults_and_learns_them() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3, credits=7.0)})
+    first = FakeOperations()
+    run_sync(fake_configuration([1]), {}, first, client_factory=dune.factory)
+    older = first.checkpoints[-1]
+    for progress in older["queries"].values():  # as an earlier version wrote it
+        del progress["last_cost"], progress["last_seconds"]
+    older["queries"]["2"] = {**older["queries"]["1"], "last_cost": "lots"}  # and a value nobody can use
+    dune.queries[2] = FakeQuery(rows=3, credits=7.0)
+    second = FakeOperations()
+    run_sync(fake_configuration([1, 2]), older, second, client_factory=dune.factory)
+    (record,) = second.rows("dune_sync")
+    assert record["credits_estimated"] == 20.0, "no recorded cost: 10 each (medium)"
+    assert {k: q["last_cost"] for k, q in second.checkpoints[-1]["queries"].items()} == {"1": 7.0, "2": 7.0}

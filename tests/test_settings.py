@@ -119,3 +119,43 @@ def test_the_api_key_never_shows_in_a_repr_or_an_error() -> None:
 def test_not_a_mapping() -> None:
     with pytest.raises(SettingsError, match="configuration"):
         Settings.from_configuration(["DUNE_API_KEY"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("plan", "write", "read", "price"), [
+    ("free", 15, 40, 20.0), ("analyst", 15, 40, 10.0), ("plus", 70, 200, 2.0), ("ENTERPRISE", 350, 1000, None),
+])
+def test_dune_plan_sets_the_rate_and_export_price_defaults(plan: str, write: int, read: int,
+                                                           price: float | None) -> None:
+    """Dune's rate-limits page documents no Analyst limits (Free's apply); its billing page prices exports."""
+    settings = parse(DUNE_PLAN=plan)
+    assert (settings.write_rpm, settings.read_rpm, settings.export_credits_per_mb) == (write, read, price)
+
+
+def test_without_dune_plan_the_defaults_are_free() -> None:
+    settings = parse()
+    assert settings.plan is None and settings.max_credits_per_sync is None
+    assert (settings.write_rpm, settings.read_rpm, settings.export_credits_per_mb) == (15, 40, 20.0)
+
+
+def test_explicit_settings_win_over_the_plan() -> None:
+    settings = parse(DUNE_PLAN="plus", DUNE_WRITE_RPM="20", DUNE_READ_RPM="50", DUNE_EXPORT_CREDITS_PER_MB="3.5")
+    assert (settings.write_rpm, settings.read_rpm, settings.export_credits_per_mb) == (20, 50, 3.5)
+
+
+def test_an_enterprise_budget_needs_the_contract_export_price() -> None:
+    with pytest.raises(SettingsError) as error:
+        parse(DUNE_PLAN="enterprise", DUNE_MAX_CREDITS_PER_SYNC="100")
+    assert error.value.key == "DUNE_EXPORT_CREDITS_PER_MB"
+    settings = parse(DUNE_PLAN="enterprise", DUNE_MAX_CREDITS_PER_SYNC="100", DUNE_EXPORT_CREDITS_PER_MB="1")
+    assert (settings.max_credits_per_sync, settings.export_credits_per_mb) == (100.0, 1.0)
+    assert parse(DUNE_PLAN="enterprise").export_credits_per_mb is None  # no budget: no price needed
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("DUNE_PLAN", "pro"), ("DUNE_MAX_CREDITS_PER_SYNC", "-1"), ("DUNE_MAX_CREDITS_PER_SYNC", "lots"),
+    ("DUNE_EXPORT_CREDITS_PER_MB", "-2"), ("DUNE_EXPORT_CREDITS_PER_MB", "inf"),
+])
+def test_bad_credit_settings_name_their_key(key: str, value: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        parse(**{key: value})
+    assert error.value.key == key and value in str(error.value)
