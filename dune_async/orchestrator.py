@@ -443,12 +443,14 @@ class Orchestrator:
         """What an execution this sync started cost, when the answers seen so far did not say.
 
         Results answers (the polls' peeks and the pages) carry no `execution_cost_credits`; only the status
-        endpoint does. One status read (free of credits) per such execution, made after its last page so it
-        never holds up a download, gives the execution record its cost and the next execute its estimate.
-        Not needed when a status poll saw the end (under a budget, or a resume). Not worth failing a query for.
+        endpoint does. One status read (free of credits), made after its last page so it never holds up a
+        download, gives the execution record its cost and the next execute its estimate. Only while the state
+        knows no cost for the query: every sync paying it would double the reads of one-page queries, which
+        a plan's read limit turns into time (30 queries on Plus: 9 s more). Not needed when a status poll saw
+        the end (under a budget, or a resume). Not worth failing a query for.
         """
         status = run.status
-        if not run.started_here or run.execution_id is None or status is None \
+        if not run.started_here or run.plan.cost_known or run.execution_id is None or status is None \
                 or status.execution_cost_credits is not None:
             return
         try:

@@ -74,6 +74,7 @@ class QueryPlan:
     targets: tuple[Target, ...] = ()
     cursor_value: int | float | str | None = None  # the value an incremental entry's cursor parameter is sent
     execution_estimate: float = 0.0  # credits an execute is expected to cost (the budget's estimate)
+    cost_known: bool = False  # the state holds what its last execution cost: no read is spent to learn it again
     expected_seconds: float | None = None  # how long its last execution took: the first poll waits that long
     note: str = ""  # something the sync should tell the user about this plan
 
@@ -157,6 +158,7 @@ def _decide(request: QueryPlan, progress: QueryProgress, interrupted_sync: int |
     synced = _synced(progress, request.fingerprint)
     base = replace(request, fallback=fresh, synced_execution_id=progress.execution_id if synced else None,
                    execution_estimate=execution_estimate(progress.last_cost, request.performance),
+                   cost_known=progress.last_cost is not None,
                    expected_seconds=progress.last_seconds)
     if interrupted_sync is not None and synced and progress.completed_by == interrupted_sync:
         return replace(base, action=Action.SKIP, execution_id=progress.execution_id, origin=progress.origin)
@@ -173,7 +175,8 @@ def _grouped(decided: list[QueryPlan]) -> list[QueryPlan]:
         same_work = (plan.query_id, plan.sql, plan.fingerprint, plan.columns, plan.max_result_age_hours,
                      plan.action, plan.execution_id, plan.offset, plan.origin, plan.synced_execution_id)
         first = groups.get(same_work)
-        groups[same_work] = plan if first is None else replace(first, targets=first.targets + plan.targets)
+        groups[same_work] = plan if first is None else replace(first, targets=first.targets + plan.targets,
+                                                               cost_known=first.cost_known and plan.cost_known)
     return list(groups.values())
 
 

@@ -28,10 +28,10 @@ def reads(counters: dict[str, Any], before: dict[str, Any] | None = None) -> dic
     return routes
 
 
-def test_with_its_history_a_one_page_query_costs_one_read_for_its_rows(caplog: pytest.LogCaptureFixture) -> None:
-    """Sync 1 learns how long each query takes; sync 2 looks once, when it is done, and gets its rows in that
-    same read (the results endpoint), instead of a status call and then a page. Results answers carry no
-    execution cost, so one status read after the rows (free of credits) tells what the execution cost."""
+def test_with_its_history_a_one_page_query_costs_one_read(caplog: pytest.LogCaptureFixture) -> None:
+    """Sync 1 learns how long each query takes and what it costs (one status read each: results answers carry
+    no cost); sync 2 looks once, when it is done, and gets its rows in that same read (the results endpoint),
+    instead of a status call and then a page, and reads no cost it already knows."""
     query_ids = list(range(401, 411))
     scenario = Scenario(queries=[QuerySpec(q, rows=20, queue_seconds=0.1, execution_seconds=0.3 + (q % 3) / 10)
                                  for q in query_ids], write_rpm=None, read_rpm=None)
@@ -43,10 +43,12 @@ def test_with_its_history_a_one_page_query_costs_one_read_for_its_rows(caplog: p
         with caplog.at_level("INFO", logger="dune_async"):
             run_sync(configuration(emulator, query_ids), first.checkpoints[-1], second)
         after_second = emulator.counters.snapshot()
-    assert reads(after_second, after_first) == {"status": len(query_ids), "results": len(query_ids)}
+    assert reads(after_second, after_first) == {"status": 0, "results": len(query_ids)}
     assert len(second.rows()) == 20 * len(query_ids)
     assert first.checkpoints[-1]["queries"]["401"]["last_seconds"] > 0.3
-    assert "2 reads" in caplog.text, "the closing summary shows reads per query"
+    assert {first.checkpoints[-1]["queries"][str(q)]["last_cost"] for q in query_ids} == {10.0}
+    assert {second.checkpoints[-1]["queries"][str(q)]["last_cost"] for q in query_ids} == {10.0}
+    assert "1 reads" in caplog.text, "the closing summary shows reads per query"
 
 
 async def test_no_poll_round_starts_while_pages_of_finished_executions_are_read() -> None:
