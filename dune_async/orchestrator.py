@@ -38,6 +38,7 @@ from dune_async.errors import (
     ExecuteOutcomeUnknownError,
     ExecutionNotReadableError,
     NotFoundError,
+    RequestLimitError,
 )
 from dune_async.events import (
     ExecutionStarted,
@@ -598,6 +599,10 @@ def _outcome_of_error(exc: DuneError, *, reading: bool = False) -> Outcome:
         return Outcome.UNKNOWN_START
     if isinstance(exc, ExecutionNotReadableError):
         return _OUTCOME_OF_STATE.get(exc.state, Outcome.UNAVAILABLE)  # type: ignore[call-overload]
+    if isinstance(exc, RequestLimitError) and exc.execution_id:
+        # Even the smallest page of a finished execution was refused (by a results poll or a page read alike):
+        # its rows wait there, so once the user raises the limit the next sync reads on without executing again.
+        return Outcome.UNAVAILABLE
     if isinstance(exc, DuneHTTPError) and not reading:
         return Outcome.REFUSED
     return Outcome.UNAVAILABLE
