@@ -193,8 +193,9 @@ class Orchestrator:
         used_after = await self._credits_used() if used_before is not None else None
         reads = self._client.stats.reads
         self._channel.send(SyncTotals(
-            reads={run.key: sum(reads[e] for e in run.execution_ids) + reads[f"query:{run.query_id}"]
-                   for run in self._runs},
+            # A raw-SQL plan has no query id: "query:None" holds the usage reads, which are no query's.
+            reads={run.key: sum(reads[e] for e in run.execution_ids)
+                   + (reads[f"query:{run.query_id}"] if run.query_id is not None else 0) for run in self._runs},
             credits_estimated=self.budget.spent,
             bytes_downloaded=self._client.stats.result_bytes,
             credits_used=None if used_before is None or used_after is None else max(0.0, used_after - used_before),

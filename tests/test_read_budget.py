@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from typing import Any
 
 import pytest
@@ -74,3 +76,23 @@ async def test_no_poll_round_starts_while_pages_of_finished_executions_are_read(
     await asyncio.sleep(0)
     assert dune.calls["results"] > 5, "query 1 has many pages"
     assert reading["polls_meanwhile"] == 0, "a poll of query 2 went ahead of query 1's pages"
+
+
+def test_the_summary_counts_every_read_of_each_query(caplog: pytest.LogCaptureFixture) -> None:
+    """A first sync (no history: polls, then pages): the summary's reads per query add up to the status and
+    results requests the emulator answered, and a raw-SQL entry is not charged the sync's usage reads."""
+    sql = "SELECT n FROM demo.rows"
+    scenario = Scenario(queries=[QuerySpec(421, rows=50, execution_seconds=0.4), QuerySpec(422, rows=3)],
+                        sql={sql: QuerySpec(0, rows=2)}, max_page_rows=10, write_rpm=None, read_rpm=None)
+    entries = [{"query_id": 421, "table": "a"}, {"query_id": 422, "table": "b"}, {"sql": sql, "table": "c"}]
+    with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
+        config = {**configuration(emulator, []), "DUNE_QUERIES": json.dumps(entries)}
+        del config["DUNE_QUERY_IDS"]
+        with caplog.at_level("INFO", logger="dune_async"):
+            run_sync(config, {}, FakeOperations())
+        counters = emulator.counters.snapshot()
+    summary = {label: int(count) for label, count in
+               re.findall(r"(query \d+|sql for c) → .*?, (\d+) reads,", caplog.text)}
+    assert set(summary) == {"query 421", "query 422", "sql for c"}
+    assert summary["query 421"] >= 5, "five pages at least"
+    assert sum(summary.values()) == sum(reads(counters).values()), "usage reads are no query's"
