@@ -477,6 +477,7 @@ class Orchestrator:
             run.first_page = None
             self._send_page(run, page, slot)
             following = self._client.next_offset(page)
+            del page  # the writer owns it now: not kept while the other pages of the result are read
             if following is None:
                 self._finish(run, Outcome.PARTIAL if partial else Outcome.SYNCED)
                 return

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
+import weakref
 from typing import Any
 
 import pytest
@@ -96,3 +98,28 @@ def test_the_summary_counts_every_read_of_each_query(caplog: pytest.LogCaptureFi
     assert set(summary) == {"query 421", "query 422", "sql for c"}
     assert summary["query 421"] >= 5, "five pages at least"
     assert sum(summary.values()) == sum(reads(counters).values()), "usage reads are no query's"
+
+
+async def test_the_page_a_results_poll_brought_is_not_kept_while_the_rest_is_read() -> None:
+    """The first page comes with the poll that saw COMPLETED; once handed to the writer, the fetch that reads
+    the remaining pages must not keep it (memory is bounded by the pages in the channel)."""
+    dune = FakeDune({1: FakeQuery(rows=6, polls=1)}, page_rows=2)
+    peeked: list[weakref.ref[Any]] = []
+    kept_while_reading: list[bool] = []
+    original_peek, original_pages = dune.peek, dune.pages
+
+    async def peek(*args: Any, **kwargs: Any) -> Any:
+        page = await original_peek(*args, **kwargs)
+        if page.rows:
+            peeked.append(weakref.ref(page))
+        return page
+
+    async def pages(*args: Any, **kwargs: Any) -> Any:
+        gc.collect()
+        kept_while_reading.append(any(ref() is not None for ref in peeked))
+        async for page in original_pages(*args, **kwargs):
+            yield page
+
+    dune.peek, dune.pages = peek, pages  # type: ignore[method-assign]
+    events, _ = await run(dune, [plan(1)])
+    assert peeked and kept_while_reading == [False]
