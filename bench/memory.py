@@ -10,7 +10,7 @@ table gets larger, whoever feeds them, so the bare loop is the floor. Goals, sid
 - growth: the connector's growth from `small_rows` to `large_rows` <= the bare loop's + `growth_goal_mb`
   (40 MB), i.e. memory bounded by pages and checkpoints, not by the result.
 
-Pages are sized to `ClientSettings.page_bytes` (2 MB) of Dune's result bytes once a result's bytes per row are
+Pages are sized to `ClientSettings.page_bytes` (1 MB) of Dune's result bytes once a result's bytes per row are
 known; `page_rows` records the rows of each page of one in-process sync of `small_rows` (the first page, read
 before the size of a row is known, is sized by DUNE_PAGE_SIZE and the emulator's cap).
 

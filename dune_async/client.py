@@ -306,8 +306,17 @@ class DuneClient:
                 column_count = len(page.metadata.column_names)  # the first page told us how wide the result is
             if page.metadata and page.metadata.bytes_per_row:
                 bytes_per_row = page.metadata.bytes_per_row  # ... and how heavy its rows are
-            yield page
-            following = self._next_offset(page, call)
+            try:
+                following, malformed = self._next_offset(page, call), None
+            except UnexpectedResponseError as error:
+                following, malformed = None, error  # raised once the rows it did bring are handed out
+            # Handed out, not kept: the caller waits for a page slot with this stream suspended, and a page
+            # held here meanwhile would sit in memory outside the channel's bound.
+            handed_out = [page]
+            del page
+            yield handed_out.pop()
+            if malformed is not None:
+                raise malformed
             if following is None:
                 return
             offset = following

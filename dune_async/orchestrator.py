@@ -39,6 +39,7 @@ from dune_async.errors import (
     ExecuteOutcomeUnknownError,
     ExecutionNotReadableError,
     NotFoundError,
+    RequestLimitError,
 )
 from dune_async.events import (
     ExecutionStarted,
@@ -193,8 +194,9 @@ class Orchestrator:
         used_after = await self._credits_used() if used_before is not None else None
         reads = self._client.stats.reads
         self._channel.send(SyncTotals(
-            reads={run.key: sum(reads[e] for e in run.execution_ids) + reads[f"query:{run.query_id}"]
-                   for run in self._runs},
+            # A raw-SQL plan has no query id: "query:None" holds the usage reads, which are no query's.
+            reads={run.key: sum(reads[e] for e in run.execution_ids)
+                   + (reads[f"query:{run.query_id}"] if run.query_id is not None else 0) for run in self._runs},
             credits_estimated=self.budget.spent,
             bytes_downloaded=self._client.stats.result_bytes,
             credits_used=None if used_before is None or used_after is None else max(0.0, used_after - used_before),
@@ -502,6 +504,7 @@ class Orchestrator:
             run.first_page = None
             self._send_page(run, page, slot)
             following = self._client.next_offset(page)
+            del page  # the writer owns it now: not kept while the other pages of the result are read
             if following is None:
                 await self._learn_cost(run)
                 self._finish(run, Outcome.PARTIAL if partial else Outcome.SYNCED)
@@ -627,6 +630,10 @@ def _outcome_of_error(exc: DuneError, *, reading: bool = False) -> Outcome:
         return Outcome.UNKNOWN_START
     if isinstance(exc, ExecutionNotReadableError):
         return _OUTCOME_OF_STATE.get(exc.state, Outcome.UNAVAILABLE)  # type: ignore[call-overload]
+    if isinstance(exc, RequestLimitError) and exc.execution_id:
+        # Even the smallest page of a finished execution was refused (by a results poll or a page read alike):
+        # its rows wait there, so once the user raises the limit the next sync reads on without executing again.
+        return Outcome.UNAVAILABLE
     if isinstance(exc, DuneHTTPError) and not reading:
         return Outcome.REFUSED
     return Outcome.UNAVAILABLE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -13,9 +14,12 @@ from aiohttp import web
 
 from dune_async import retry
 from dune_async.client import ClientSettings, DuneClient
-from dune_async.emulator import Emulator, QuerySpec, Scenario
+from dune_async.emulator import ColumnSpec, Emulator, EmulatorThread, QuerySpec, Scenario
 from dune_async.errors import DuneError, DuneUnavailableError, ExecuteOutcomeUnknownError
+from dune_async.events import Outcome
 from dune_async.models import ExecutionState
+from dune_async.sync import run_sync
+from tests.fakes import FakeOperations
 
 KEY = "emulator-KEY-5b8d2e71c4a9-do-not-leak"
 
@@ -207,3 +211,33 @@ async def test_the_key_never_follows_a_redirect_to_another_origin() -> None:
         await other_runner.cleanup()
     assert seen_elsewhere == []
     assert "302" in str(raised.value)
+
+
+def test_a_per_request_402_ends_only_its_query_and_the_size_that_worked_is_kept() -> None:
+    """A whole sync under a per-request credit cap (credits = result bytes here): query 503 passes once its
+    pages are small enough and later pages start at that size; query 501's rows are so wide that even the
+    smallest page is refused, so it ends with a message to raise the limit; 502 and the sync carry on."""
+    wide = [ColumnSpec(f"c{i}", "varchar") for i in range(40)]  # ~1,100 bytes a row: 100 rows cost ~110,000
+    scenario = Scenario(queries=[QuerySpec(501, rows=300, columns=wide), QuerySpec(502, rows=1),
+                                 QuerySpec(503, rows=400)],  # ~175 bytes a row: 156 rows pass, 312 do not
+                        write_rpm=None, read_rpm=None, export_credits_per_mb=1_000_000,
+                        max_credits_per_request=30_000)
+    op, raised = FakeOperations(), FakeOperations()
+    with EmulatorThread(scenario, api_key=KEY, port=0) as emulator:
+        configuration = {"DUNE_API_KEY": KEY, "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERY_IDS": "501,502,503",
+                         "DUNE_WRITE_RPM": "6000", "DUNE_READ_RPM": "6000", "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.1"}
+        reports = {r.query_id: r for r in run_sync(configuration, {}, op)}
+        refusals = [status for _at, route, _bucket, status in emulator.counters.snapshot()["request_log"]
+                    if route == "results" and status == 402]
+        emulator.scenario.max_credits_per_request = None  # the user raised the limit
+        run_sync({**configuration, "DUNE_QUERY_IDS": "501"}, op.checkpoints[-1], raised)
+        executions = emulator.counters.snapshot()["executions_per_query"]
+    rows = Counter(row["query_id"] for row in op.rows())
+    assert rows == Counter({502: 1, 503: 400})
+    assert (reports[502].outcome, reports[503].outcome) == ("SYNCED", "SYNCED")
+    assert reports[501].outcome == Outcome.UNAVAILABLE.value, "resumable: once the limit is raised, no new execute"
+    assert "raise the per-request limit in Dune's settings" in reports[501].message
+    # 503: 5000, 2500, 1250, 625 and 312 rows refused once; 501: every size down to 100. A size forgotten after
+    # each page would cost 503's second page five refusals more.
+    assert len(refusals) <= 12, f"{len(refusals)} pages refused"
+    assert len(raised.rows()) == 300 and executions[501] == 1, "the next sync read the rows it had paid for"

@@ -7,7 +7,9 @@ real Dune answers (shared/reference/real-dune/fixtures), kept inline so the test
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from datetime import date
 from typing import Any
 
@@ -328,3 +330,18 @@ def test_pages_are_sized_to_a_byte_budget_once_the_rows_weight_is_known() -> Non
     assert client.page_limit(6, bytes_per_row=170.0) == 11_764, "2 MB of 170-byte rows"
     assert client.page_limit(6, bytes_per_row=10.0) == 32_000, "never more than the configured rows"
     assert client.page_limit(6, bytes_per_row=5_000_000.0) == 1, "at least one row"
+
+
+async def test_a_page_handed_out_is_not_kept_by_the_stream(mocked: aioresponses) -> None:
+    """A fetch waits for a page slot between pages with its stream suspended: if the stream still held the page
+    it last handed out, every waiting fetch would keep one page in memory outside the channel's bound."""
+    script(mocked, "GET", RESULTS, paged_server(total=6, max_rows=2))
+    async with DuneClient(make_settings()) as client:
+        stream = client.pages(EXECUTION_ID).__aiter__()
+        page = await stream.__anext__()  # the stream stays suspended, as while its fetch waits for a slot
+        assert len(page.rows) == 2 and not page.is_last
+        handed_out = weakref.ref(page)
+        del page  # the writer is done with it
+        gc.collect()
+        assert handed_out() is None, "the stream still references a page it handed out"
+        await stream.aclose()

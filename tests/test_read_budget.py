@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
+import re
+import weakref
 from typing import Any
 
 import pytest
@@ -77,3 +81,48 @@ async def test_no_poll_round_starts_while_pages_of_finished_executions_are_read(
     await asyncio.sleep(0)
     assert dune.calls["results"] > 5, "query 1 has many pages"
     assert reading["polls_meanwhile"] == 0, "a poll of query 2 went ahead of query 1's pages"
+
+
+def test_the_summary_counts_every_read_of_each_query(caplog: pytest.LogCaptureFixture) -> None:
+    """A first sync (no history: polls, then pages): the summary's reads per query add up to the status and
+    results requests the emulator answered, and a raw-SQL entry is not charged the sync's usage reads."""
+    sql = "SELECT n FROM demo.rows"
+    scenario = Scenario(queries=[QuerySpec(421, rows=50, execution_seconds=0.4), QuerySpec(422, rows=3)],
+                        sql={sql: QuerySpec(0, rows=2)}, max_page_rows=10, write_rpm=None, read_rpm=None)
+    entries = [{"query_id": 421, "table": "a"}, {"query_id": 422, "table": "b"}, {"sql": sql, "table": "c"}]
+    with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
+        config = {**configuration(emulator, []), "DUNE_QUERIES": json.dumps(entries)}
+        del config["DUNE_QUERY_IDS"]
+        with caplog.at_level("INFO", logger="dune_async"):
+            run_sync(config, {}, FakeOperations())
+        counters = emulator.counters.snapshot()
+    summary = {label: int(count) for label, count in
+               re.findall(r"(query \d+|sql for c) → .*?, (\d+) reads,", caplog.text)}
+    assert set(summary) == {"query 421", "query 422", "sql for c"}
+    assert summary["query 421"] >= 5, "five pages at least"
+    assert sum(summary.values()) == sum(reads(counters).values()), "usage reads are no query's"
+
+
+async def test_the_page_a_results_poll_brought_is_not_kept_while_the_rest_is_read() -> None:
+    """The first page comes with the poll that saw COMPLETED; once handed to the writer, the fetch that reads
+    the remaining pages must not keep it (memory is bounded by the pages in the channel)."""
+    dune = FakeDune({1: FakeQuery(rows=6, polls=1)}, page_rows=2)
+    peeked: list[weakref.ref[Any]] = []
+    kept_while_reading: list[bool] = []
+    original_peek, original_pages = dune.peek, dune.pages
+
+    async def peek(*args: Any, **kwargs: Any) -> Any:
+        page = await original_peek(*args, **kwargs)
+        if page.rows:
+            peeked.append(weakref.ref(page))
+        return page
+
+    async def pages(*args: Any, **kwargs: Any) -> Any:
+        gc.collect()
+        kept_while_reading.append(any(ref() is not None for ref in peeked))
+        async for page in original_pages(*args, **kwargs):
+            yield page
+
+    dune.peek, dune.pages = peek, pages  # type: ignore[method-assign]
+    events, _ = await run(dune, [plan(1)])
+    assert peeked and kept_while_reading == [False]
