@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
+from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.events import ExecutionStarted, Origin, Outcome, QueryDone, RowsPage
 from dune_async.models import ResultMetadata
 from dune_async.plan import plan_queries
 from dune_async.settings import Settings
 from dune_async.sink import Sink
 from dune_async.state import SyncState
+from dune_async.sync import run_sync
 from tests.fakes import FakeOperations
 
 METADATA = ResultMetadata(column_names=["n", "day", "amount"], column_types=["bigint", "date", "uint256"])
@@ -127,3 +129,28 @@ def test_history_keeps_every_execution() -> None:
     sync(op, state, settings, "01B", [rows(0, 3)])
     live = op.live("h", ("_dune_execution_id", "_dune_row"))
     assert sorted(live) == [("01A", i) for i in range(5)] + [("01B", i) for i in range(3)]
+
+
+def test_a_columns_name_the_result_does_not_have_fails_with_the_entry_and_key_named() -> None:
+    """Where Dune sends the result without the unknown column, the writer names the entry and `columns`."""
+    settings = catalogue({"query_id": 1, "table": "narrow", "columns": ["n", "nope"]})
+    op = FakeOperations()
+    sink = sync(op, SyncState(), settings, "01A", [rows(0, 3)])
+    report = next(iter(sink.reports.values()))
+    assert "entry 0 (table 'narrow'): 'columns' names column 'nope', which the result does not have" in report.message
+    assert not op.rows("narrow")
+
+
+def test_columns_dune_refuses_fail_that_entry_only_with_the_entry_and_key_named(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Where Dune refuses the request instead (the emulator answers 400), the report still names them."""
+    scenario = Scenario(queries=[QuerySpec(5, rows=10)], write_rpm=None, read_rpm=None)
+    entries = [{"query_id": 5, "table": "narrow", "columns": ["n", "nope"]}, {"query_id": 5, "table": "whole"}]
+    op = FakeOperations()
+    with EmulatorThread(scenario, api_key="k", port=0) as emulator, caplog.at_level("WARNING", logger="dune_async"):
+        run_sync({"DUNE_API_KEY": "k", "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERIES": json.dumps(entries),
+                  "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.2"}, {}, op)
+    final = SyncState.from_dict(op.checkpoints[-1])
+    assert final.get("whole").complete and len(op.rows("whole")) == 10, "the other entry carries on"
+    assert not final.get("narrow").complete and not op.rows("narrow")
+    assert "entry 0 (table 'narrow'): Dune refused its 'columns' (n, nope)" in caplog.text
