@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
+from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 from dune_async.events import ExecutionStarted, Origin, Outcome, QueryDone, RowsPage
 from dune_async.models import ResultMetadata
 from dune_async.plan import plan_queries
@@ -154,3 +154,29 @@ def test_columns_dune_refuses_fail_that_entry_only_with_the_entry_and_key_named(
     assert final.get("whole").complete and len(op.rows("whole")) == 10, "the other entry carries on"
     assert not final.get("narrow").complete and not op.rows("narrow")
     assert "entry 0 (table 'narrow'): Dune refused its 'columns' (n, nope)" in caplog.text
+
+
+def test_a_sql_entry_interrupted_midway_resumes_its_execution_by_id_and_is_not_run_again() -> None:
+    """A SQL entry has no saved query to reuse, but its own execution, bound in the state, is read on."""
+    sql = "SELECT n, label FROM demo.rows"
+    spec = QuerySpec(0, rows=50, columns=[ColumnSpec("n", "bigint"), ColumnSpec("label", "varchar")],
+                     queue_seconds=0, execution_seconds=0.2)
+    scenario = Scenario(queries=[], sql={sql: spec}, max_page_rows=10, write_rpm=None, read_rpm=None)
+    with EmulatorThread(scenario, api_key="k", port=0) as emulator:
+        config = {"DUNE_API_KEY": "k", "DUNE_BASE_URL": emulator.base_url, "DUNE_PAGE_SIZE": "10",
+                  "DUNE_READ_RPM": "6000", "DUNE_WRITE_RPM": "6000",
+                  "DUNE_CHECKPOINT_ROWS": "10", "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05",
+                  "DUNE_QUERIES": json.dumps([{"sql": sql, "table": "adhoc"}])}
+        crashing = FakeOperations(fail_after_upserts=25)
+        with pytest.raises(RuntimeError, match="destination write failed"):
+            run_sync(config, {}, crashing)
+        interrupted = crashing.checkpoints[-1]
+        bound = interrupted["queries"]["adhoc"]
+        assert not bound["complete"] and 0 < bound["offset"] < 50
+        resumed = FakeOperations()
+        run_sync(config, interrupted, resumed)
+        counters = emulator.counters.snapshot()
+    assert counters["sql_executions"] == 1, "the interrupted execution is read on, not run again"
+    assert [row["_dune_row"] for row in resumed.rows("adhoc")] == list(range(bound["offset"], 50))
+    assert {row["_dune_execution_id"] for row in resumed.rows("adhoc")} == {bound["execution_id"]}
+    assert resumed.checkpoints[-1]["queries"]["adhoc"]["complete"] is True
