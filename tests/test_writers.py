@@ -149,7 +149,8 @@ def test_columns_dune_refuses_fail_that_entry_only_with_the_entry_and_key_named(
     op = FakeOperations()
     with EmulatorThread(scenario, api_key="k", port=0) as emulator, caplog.at_level("WARNING", logger="dune_async"):
         run_sync({"DUNE_API_KEY": "k", "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERIES": json.dumps(entries),
-                  "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.2"}, {}, op)
+                  "DUNE_READ_RPM": "6000", "DUNE_WRITE_RPM": "6000", "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05"},
+                 {}, op)
     final = SyncState.from_dict(op.checkpoints[-1])
     assert final.get("whole").complete and len(op.rows("whole")) == 10, "the other entry carries on"
     assert not final.get("narrow").complete and not op.rows("narrow")
