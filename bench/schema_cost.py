@@ -20,11 +20,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench.common import API_KEY
+from bench.common import API_KEY, RecordingOperations
 from dune_async.discovery import destination_schema
 from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.sync import run_sync
-from tests.fakes import FakeOperations
 
 PLANS = {"plus": (70, 200), "free": (15, 40)}  # executes, reads a minute
 FIRST_QUERY = 5000
@@ -59,7 +58,7 @@ def run(queries: int, plan: str) -> SchemaCost:
         destination_schema(configuration)
         schema_done = time.monotonic()
         after_schema = emulator.counters.snapshot()
-        run_sync(configuration, {}, FakeOperations())
+        run_sync(configuration, {}, RecordingOperations())
         sync_done = time.monotonic()
         after_sync = emulator.counters.snapshot()
     return SchemaCost(
