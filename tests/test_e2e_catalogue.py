@@ -31,6 +31,7 @@ ALL_TYPES = [
     ("letters", "char(3)", "VARCHAR"), ("hash", "varbinary", "VARCHAR"), ("day", "date", "DATE"),
     ("moment", "timestamp(3)", "TIMESTAMP"), ("moment_tz", "timestamp(3) with time zone", "TIMESTAMP WITH TIME ZONE"),
     ("tags", "array(varchar)", "JSON"), ("weights", "map(varchar, double)", "JSON"), ("doc", "json", "JSON"),
+    ("pair", "row(a bigint, b decimal(10, 2))", "JSON"), ("clock", "time(3)", "VARCHAR"),  # anything else: text
 ]
 
 
@@ -95,7 +96,7 @@ def _assert_exact(got: dict[str, Any], sent: dict[str, Any]) -> None:
     def present(name: str) -> bool:
         return sent[name] is not None
 
-    for name in ("balance", "delta", "wide_decimal", "label", "code", "hash", "letters"):
+    for name in ("balance", "delta", "wide_decimal", "label", "code", "hash", "letters", "clock"):
         assert not present(name) or got[name] == sent[name], name
     for name in ("n", "tiny", "small", "whole", "flag", "amount"):
         assert not present(name) or got[name] == sent[name], name
@@ -105,7 +106,7 @@ def _assert_exact(got: dict[str, Any], sent: dict[str, Any]) -> None:
     if present("moment_tz"):
         instant = datetime.fromisoformat(sent["moment_tz"].removesuffix(" UTC")).replace(tzinfo=UTC)
         assert got["moment_tz"] == instant
-    for name in ("tags", "weights", "doc"):
+    for name in ("tags", "weights", "doc", "pair"):
         assert not present(name) or json.loads(got[name]) == sent[name], name
 
 
