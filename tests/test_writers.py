@@ -181,3 +181,20 @@ def test_a_sql_entry_interrupted_midway_resumes_its_execution_by_id_and_is_not_r
     assert [row["_dune_row"] for row in resumed.rows("adhoc")] == list(range(bound["offset"], 50))
     assert {row["_dune_execution_id"] for row in resumed.rows("adhoc")} == {bound["execution_id"]}
     assert resumed.checkpoints[-1]["queries"]["adhoc"]["complete"] is True
+
+
+def test_an_entry_with_columns_downloads_only_those_on_every_page() -> None:
+    """`columns` goes to Dune on the first page and every later one: the table gets only those columns."""
+    scenario = Scenario(queries=[QuerySpec(6, rows=35, queue_seconds=0, execution_seconds=0.2)], max_page_rows=10,
+                        write_rpm=None, read_rpm=None)
+    op = FakeOperations()
+    with EmulatorThread(scenario, api_key="k", port=0) as emulator:
+        run_sync({"DUNE_API_KEY": "k", "DUNE_BASE_URL": emulator.base_url, "DUNE_READ_RPM": "6000",
+                  "DUNE_WRITE_RPM": "6000", "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05", "DUNE_PAGE_SIZE": "10",
+                  "DUNE_QUERIES": json.dumps([{"query_id": 6, "table": "narrow", "columns": ["amount", "n"]}])},
+                 {}, op)
+        reads = emulator.counters.snapshot()["requests_by_route"]["results"]
+    assert reads >= 4, "35 rows in pages of 10"
+    assert [row["n"] for row in op.rows("narrow")] == list(range(35))
+    assert {frozenset(row) for row in op.rows("narrow")} == {
+        frozenset({"n", "amount", "_dune_execution_id", "_dune_row"})}
