@@ -184,3 +184,20 @@ def test_a_replace_sync_killed_midway_keeps_old_or_new_rows_and_finishes_without
     final = table(project, "latest")
     assert [row["_dune_row"] for row in final] == list(range(12_000))
     assert {row["_dune_execution_id"] for row in final} == {new_id}
+
+
+def test_an_entry_whose_parameters_change_keeps_its_column_types(project: Path, sdk_home: Path) -> None:
+    """New parameters have no latest result yet, so schema() declares no columns for that sync: the values must
+    still be sent so that each column keeps its type (an aware datetime sent as such would land as text and
+    turn the TIMESTAMP WITH TIME ZONE column into VARCHAR)."""
+    columns = [ColumnSpec("n", "bigint"), ColumnSpec("moment", "timestamp(3) with time zone"),
+               ColumnSpec("amount", "double")]
+    spec = QuerySpec(91, rows=5, columns=columns, parameters={"days": 7}, execution_seconds=0.1)
+    with EmulatorThread(scenario=Scenario(queries=[spec], write_rpm=None, read_rpm=None), api_key=KEY) as emulator:
+        for days in (7, 8):
+            entries = [{"query_id": 91, "table": "by_days", "parameters": {"days": days}}]
+            sync(project, sdk_home, configuration(emulator, entries))
+            types = column_types(project, "by_days")
+            assert (types["moment"], types["amount"]) == ("TIMESTAMP WITH TIME ZONE", "DOUBLE"), f"days={days}"
+    rows = table(project, "by_days")
+    assert len(rows) == 5 and all(isinstance(row["moment"], datetime) for row in rows)
