@@ -387,7 +387,7 @@ class Orchestrator:
             logger.warning("%s: status check failed, will retry next round: %s", run.plan.label, exc)
             return False
         except DuneError as exc:
-            self._finish(run, _outcome_of_error(exc), message=str(exc))
+            self._finish(run, _outcome_of_error(exc), message=_message(run.plan, exc))
             self._changed = True
             return True
         finally:
@@ -521,7 +521,7 @@ class Orchestrator:
         except FATAL_ERRORS:
             raise
         except DuneError as exc:
-            self._finish(run, _outcome_of_error(exc, reading=True), message=str(exc))
+            self._finish(run, _outcome_of_error(exc, reading=True), message=_message(run.plan, exc))
             return
         if not run.done:
             await self._learn_cost(run)
@@ -637,6 +637,16 @@ def _outcome_of_error(exc: DuneError, *, reading: bool = False) -> Outcome:
     if isinstance(exc, DuneHTTPError) and not reading:
         return Outcome.REFUSED
     return Outcome.UNAVAILABLE
+
+
+def _message(plan: QueryPlan, exc: DuneError) -> str:
+    """The error as the user should read it. A results request refused (400) for an entry with `columns`
+    is most likely about a name the result does not have: say which entry and key to look at."""
+    entry = plan.targets[0].entry if plan.targets else None
+    if isinstance(exc, BadRequestError) and plan.columns and entry is not None:
+        return (f"{entry.label}: Dune refused its 'columns' ({', '.join(plan.columns)}); is each one a column "
+                f"of the result? {exc}")
+    return str(exc)
 
 
 def _age_seconds(moment: datetime | None) -> float:

@@ -111,21 +111,26 @@ def _requests(settings: Settings, state: SyncState) -> list[QueryPlan]:
     for entry in settings.entries:
         source = {"sql": entry.sql} if entry.sql is not None else {}
         parameters, cursor_value, note = _with_cursor(entry, state.get(entry.table), state.interrupted_sync)
+        digest = fingerprint(parameters, entry.performance, **source)
+        declared = _declared(entry, state.get(entry.table), digest)
         requests.append(QueryPlan(
             key=entry.table, query_id=entry.query_id, parameters=parameters,
-            performance=entry.performance, fingerprint=fingerprint(parameters, entry.performance, **source),
+            performance=entry.performance, fingerprint=digest,
             sql=entry.sql, columns=entry.columns,
             max_result_age_hours=entry.max_result_age_hours,
-            targets=(Target(entry.table, entry.table, entry, declared=_declared(entry, state.get(entry.table))),),
+            targets=(Target(entry.table, entry.table, entry, declared=declared),),
             cursor_value=cursor_value, note=note,
         ))
     return requests
 
 
-def _declared(entry: Entry, progress: QueryProgress) -> bool:
-    """Whether `schema()` has typed the entry's table: a saved query that ran before has a latest result whose
-    column types it declares; raw SQL has none, and a query's first sync may not either."""
-    return entry.sql is None and progress.completed_by is not None
+def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
+    """Whether `schema()` has typed the entry's table: a saved query that ran before with these parameters has a
+    latest result whose column types it declares; raw SQL has none, and a query's first sync may not either.
+    New parameters (an edited entry, a cursor's next value) may have no latest result yet: then schema()
+    declared no columns, and a value sent as for a declared one would retype the column (an aware datetime
+    lands as text and turns a TIMESTAMP WITH TIME ZONE column into VARCHAR)."""
+    return entry.sql is None and progress.completed_by is not None and progress.fingerprint == digest
 
 
 def _with_cursor(entry: Entry, progress: QueryProgress,

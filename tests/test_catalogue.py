@@ -76,6 +76,12 @@ def test_each_mistake_names_the_setting_the_entry_and_the_key(entries: Any, mess
     with pytest.raises(SettingsError, match=message) as raised:
         Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1", "DUNE_QUERIES": raw})
     assert raised.value.key == "DUNE_QUERIES"
+    if isinstance(entries, list) and entries and isinstance(entries[-1], dict):
+        index = len(entries) - 1  # the faulty entry is the last one
+        query_id = entries[-1].get("query_id")
+        table = entries[-1].get("table") or (f"dune_query_{query_id}" if type(query_id) is int else None)
+        named = f"entry {index} (table {table!r})" if table else f"entry {index}:"
+        assert named in str(raised.value), "the message names the entry by index and table"
 
 
 def test_one_execution_feeds_every_target_of_the_same_computation() -> None:

@@ -31,6 +31,7 @@ ALL_TYPES = [
     ("letters", "char(3)", "VARCHAR"), ("hash", "varbinary", "VARCHAR"), ("day", "date", "DATE"),
     ("moment", "timestamp(3)", "TIMESTAMP"), ("moment_tz", "timestamp(3) with time zone", "TIMESTAMP WITH TIME ZONE"),
     ("tags", "array(varchar)", "JSON"), ("weights", "map(varchar, double)", "JSON"), ("doc", "json", "JSON"),
+    ("pair", "row(a bigint, b decimal(10, 2))", "JSON"), ("clock", "time(3)", "VARCHAR"),  # anything else: text
 ]
 
 
@@ -95,7 +96,7 @@ def _assert_exact(got: dict[str, Any], sent: dict[str, Any]) -> None:
     def present(name: str) -> bool:
         return sent[name] is not None
 
-    for name in ("balance", "delta", "wide_decimal", "label", "code", "hash", "letters"):
+    for name in ("balance", "delta", "wide_decimal", "label", "code", "hash", "letters", "clock"):
         assert not present(name) or got[name] == sent[name], name
     for name in ("n", "tiny", "small", "whole", "flag", "amount"):
         assert not present(name) or got[name] == sent[name], name
@@ -105,7 +106,7 @@ def _assert_exact(got: dict[str, Any], sent: dict[str, Any]) -> None:
     if present("moment_tz"):
         instant = datetime.fromisoformat(sent["moment_tz"].removesuffix(" UTC")).replace(tzinfo=UTC)
         assert got["moment_tz"] == instant
-    for name in ("tags", "weights", "doc"):
+    for name in ("tags", "weights", "doc", "pair"):
         assert not present(name) or json.loads(got[name]) == sent[name], name
 
 
@@ -183,3 +184,20 @@ def test_a_replace_sync_killed_midway_keeps_old_or_new_rows_and_finishes_without
     final = table(project, "latest")
     assert [row["_dune_row"] for row in final] == list(range(12_000))
     assert {row["_dune_execution_id"] for row in final} == {new_id}
+
+
+def test_an_entry_whose_parameters_change_keeps_its_column_types(project: Path, sdk_home: Path) -> None:
+    """New parameters have no latest result yet, so schema() declares no columns for that sync: the values must
+    still be sent so that each column keeps its type (an aware datetime sent as such would land as text and
+    turn the TIMESTAMP WITH TIME ZONE column into VARCHAR)."""
+    columns = [ColumnSpec("n", "bigint"), ColumnSpec("moment", "timestamp(3) with time zone"),
+               ColumnSpec("amount", "double")]
+    spec = QuerySpec(91, rows=5, columns=columns, parameters={"days": 7}, execution_seconds=0.1)
+    with EmulatorThread(scenario=Scenario(queries=[spec], write_rpm=None, read_rpm=None), api_key=KEY) as emulator:
+        for days in (7, 8):
+            entries = [{"query_id": 91, "table": "by_days", "parameters": {"days": days}}]
+            sync(project, sdk_home, configuration(emulator, entries))
+            types = column_types(project, "by_days")
+            assert (types["moment"], types["amount"]) == ("TIMESTAMP WITH TIME ZONE", "DOUBLE"), f"days={days}"
+    rows = table(project, "by_days")
+    assert len(rows) == 5 and all(isinstance(row["moment"], datetime) for row in rows)

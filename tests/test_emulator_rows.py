@@ -114,14 +114,14 @@ def test_rows_are_stable_across_processes() -> None:
     "bigint", "integer", "double", "real", "varchar", "boolean", "uint256", "int256", "decimal(38,18)",
     "varbinary", "timestamp with time zone", "date", "array(varchar)", "map(varchar,bigint)", "varchar(42)",
     "timestamp(3) with time zone", "timestamp", "array(array(bigint))", "map(varchar, array(double))",
-    "decimal(10,0)", "smallint", "tinyint",
+    "decimal(10,0)", "smallint", "tinyint", "row(a bigint, b array(varchar))", "time(3)", "time",
 ])
 def test_supported_types(type_string: str) -> None:
     generate = generator_for(type_string)
     json.dumps([generate(i, i * 7919 + 13) for i in range(50)])
 
 
-@pytest.mark.parametrize("type_string", ["row(a bigint)", "geometry", "map(varchar)"])
+@pytest.mark.parametrize("type_string", ["row(bigint)", "geometry", "map(varchar)"])
 def test_unknown_types_are_refused(type_string: str) -> None:
     with pytest.raises(ValueError, match="type"):
         generator_for(type_string)
@@ -138,3 +138,14 @@ async def test_serving_100k_rows_of_six_columns_is_fast() -> None:
         served = emulator.counters.snapshot()["rows_served"]
     assert len(rows) == served == 100_000
     assert took < 8, f"serving 100k rows took {took:.1f} s"
+
+
+def test_row_and_time_columns_are_objects_and_clock_text() -> None:
+    columns = [ColumnSpec("n", "bigint"), ColumnSpec("pair", "row(a bigint, b array(decimal(10, 2)))"),
+               ColumnSpec("clock", "time(3)")]
+    rows = [row for row in RowSource(1, "{}", columns).rows(0, 500)]
+    pairs = [pair for _, pair, _ in rows if pair is not None]
+    assert pairs and all(set(pair) == {"a", "b"} and isinstance(pair["b"], list) for pair in pairs)
+    assert any(pair["b"] and re.fullmatch(r"-?\d+\.\d{2}", pair["b"][0]) for pair in pairs)
+    clocks = [clock for _, _, clock in rows if clock is not None]
+    assert clocks and all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", clock) for clock in clocks)

@@ -38,7 +38,9 @@ def test_the_form_offers_every_setting_and_three_setup_tests() -> None:
     form = configuration_form()
     names = {field.name for field in form._fields}
     assert {"DUNE_API_KEY", "DUNE_QUERY_IDS", "DUNE_BASE_URL", "DUNE_MAX_RESULT_AGE_HOURS",
-            "DUNE_CHECKPOINT_ROWS"} <= names
+            "DUNE_CHECKPOINT_ROWS", "DUNE_QUERIES"} <= names
+    catalogue = next(field for field in form._fields if field.name == "DUNE_QUERIES")
+    assert json.loads(catalogue.placeholder)[0]["mode"] == "merge", "the field shows an example catalogue"
     assert len(form._tests) == 3
 
 
@@ -96,6 +98,7 @@ def test_catalogue_entries_are_checked_against_their_latest_result(emulator: Emu
     entries = [{"query_id": 12, "table": "ok", "parameters": {"days": 7}, "mode": "merge", "primary_key": ["n"]},
                {"query_id": 12, "table": "bad_key", "parameters": {"days": 7}, "mode": "merge",
                 "primary_key": ["day_of_week"]},
+               {"query_id": 12, "table": "bad_columns", "parameters": {"days": 7}, "columns": ["n", "nope"]},
                {"query_id": 11, "table": "never_ran", "columns": ["anything"]},
                {"query_id": 404404, "table": "missing"},
                {"sql": "SELECT 1", "table": "adhoc"}]
@@ -104,7 +107,8 @@ def test_catalogue_entries_are_checked_against_their_latest_result(emulator: Emu
     after = emulator.counters.snapshot()["requests_by_route"]
     message = answer.failure or ""
     assert "entry 1 (table 'bad_key'), query 12: 'primary_key' names column 'day_of_week'" in message
-    assert "entry 3 (table 'missing'), query 404404 does not exist" in message
+    assert "entry 2 (table 'bad_columns'), query 12: 'columns' names column 'nope'" in message
+    assert "entry 4 (table 'missing'), query 404404 does not exist" in message
     assert "'ok'" not in message and "never_ran" not in message, "a query that never ran cannot be checked yet"
     assert after.get("execute", 0) == before.get("execute", 0) and after.get("sql_execute", 0) == before.get(
         "sql_execute", 0), "a setup test executed something"

@@ -35,14 +35,18 @@ TABLES = json.loads(Path(__file__).with_name("tables.json").read_text())
 
 def schema(configuration):
     return [{"table": t["table"], "primary_key": ["id"],
-             "columns": {"id": "LONG", **fivetran_columns(t["names"], t["types"] or [])}} for t in TABLES]
+             "columns": {"id": "LONG", **(fivetran_columns(t["names"], t["types"] or []) if t.get("declared", True)
+                                         else {})}} for t in TABLES]
 
 
 def update(configuration, state):
     for t in TABLES:
-        convert = row_converter(t["names"], t["types"]) if t["convert"] else dict
+        declared = t.get("declared", True)
+        convert = row_converter(t["names"], t["types"], declared=declared) if t["convert"] else dict
         for row in t["rows"]:
             op.upsert(t["table"], convert(row))
+            if not declared:
+                op.checkpoint({"table": t["table"]})  # each row its own batch: the first alone types the column
     op.checkpoint({"done": True})
 
 
@@ -129,6 +133,13 @@ FRIENDLY_TYPES = {  # the same values through infer_friendly
 }
 
 
+UNDECLARED = {"u": "uint256", "price": "double", "moment": "timestamp(3) with time zone", "day": "date"}
+UNDECLARED_ROWS = [  # the first batch has only a small uint256; a later one a value beyond 64 bits
+    {"id": 1, "u": "7", "price": 0.1, "moment": "2024-03-05 20:47:49.000 UTC", "day": "2024-03-05"},
+    {"id": 2, "u": UINT256_MAX, "price": 2.5, "moment": "2024-03-06 00:00:00.000 UTC", "day": "2024-03-06"},
+]
+
+
 def tables_json() -> list[dict[str, Any]]:
     return [
         {"table": "typed", "names": list(TYPED_COLUMNS), "types": [t for t, _ in TYPED_COLUMNS.values()],
@@ -137,6 +148,11 @@ def tables_json() -> list[dict[str, Any]]:
          "rows": [{"id": 1, **{name: value for name, (value, _) in UNTYPED_COLUMNS.items()}}]},
         {"table": "friendly", "names": [], "types": None, "convert": True,
          "rows": [{"id": 1, **{name: value for name, (value, _) in FRIENDLY_TYPES.items()}}]},
+        # A table schema() could not type (raw SQL, a first sync): converted as the writers do with declared=False.
+        {"table": "undeclared", "names": list(UNDECLARED), "types": list(UNDECLARED.values()), "convert": True,
+         "declared": False, "rows": UNDECLARED_ROWS},
+        {"table": "undeclared_small", "names": list(UNDECLARED), "types": list(UNDECLARED.values()),
+         "convert": True, "declared": False, "rows": UNDECLARED_ROWS[:1]},
     ]
 
 
@@ -226,3 +242,18 @@ def test_what_the_sdk_infers_for_undeclared_columns(warehouse: Any) -> None:
     assert (values["double_friendly"], values["big_double_friendly"]) == (0.1, 1e20)
     assert values["huge_int_friendly"] == str(2**70)
     assert rows_by_id(warehouse, "as_sent")[1]["double_as_dune_sends"] != 0.1  # 32-bit: 0.10000000149...
+
+
+def test_an_undeclared_table_infers_the_mapped_types_except_a_small_uint256_at_first(warehouse: Any) -> None:
+    """What the README's first-sync caveat says: the SDK infers a small uint256 as BIGINT (no value the SDK
+    takes says otherwise), then widens the column to text when a value beyond 64 bits arrives, digits intact."""
+    types = column_types(warehouse, "undeclared")
+    assert (types["u"], types["price"], types["moment"], types["day"]) == (
+        "VARCHAR", "DOUBLE", "TIMESTAMP WITH TIME ZONE", "DATE")
+    rows = rows_by_id(warehouse, "undeclared")
+    assert (rows[1]["u"], rows[2]["u"]) == ("7", UINT256_MAX)
+    assert rows[1]["price"] == 0.1 and rows[1]["moment"] == datetime(2024, 3, 5, 20, 47, 49, tzinfo=UTC)
+    assert rows[2]["day"] == date(2024, 3, 6)
+    # The limit: while every value so far fits 64 bits, the column is BIGINT (README, the first-sync caveat).
+    assert column_types(warehouse, "undeclared_small")["u"] == "BIGINT"
+    assert rows_by_id(warehouse, "undeclared_small")[1]["u"] == 7

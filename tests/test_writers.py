@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
+from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 from dune_async.events import ExecutionStarted, Origin, Outcome, QueryDone, RowsPage
 from dune_async.models import ResultMetadata
 from dune_async.plan import plan_queries
 from dune_async.settings import Settings
 from dune_async.sink import Sink
 from dune_async.state import SyncState
+from dune_async.sync import run_sync
 from tests.fakes import FakeOperations
 
 METADATA = ResultMetadata(column_names=["n", "day", "amount"], column_types=["bigint", "date", "uint256"])
@@ -127,3 +129,72 @@ def test_history_keeps_every_execution() -> None:
     sync(op, state, settings, "01B", [rows(0, 3)])
     live = op.live("h", ("_dune_execution_id", "_dune_row"))
     assert sorted(live) == [("01A", i) for i in range(5)] + [("01B", i) for i in range(3)]
+
+
+def test_a_columns_name_the_result_does_not_have_fails_with_the_entry_and_key_named() -> None:
+    """Where Dune sends the result without the unknown column, the writer names the entry and `columns`."""
+    settings = catalogue({"query_id": 1, "table": "narrow", "columns": ["n", "nope"]})
+    op = FakeOperations()
+    sink = sync(op, SyncState(), settings, "01A", [rows(0, 3)])
+    report = next(iter(sink.reports.values()))
+    assert "entry 0 (table 'narrow'): 'columns' names column 'nope', which the result does not have" in report.message
+    assert not op.rows("narrow")
+
+
+def test_columns_dune_refuses_fail_that_entry_only_with_the_entry_and_key_named(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Where Dune refuses the request instead (the emulator answers 400), the report still names them."""
+    scenario = Scenario(queries=[QuerySpec(5, rows=10)], write_rpm=None, read_rpm=None)
+    entries = [{"query_id": 5, "table": "narrow", "columns": ["n", "nope"]}, {"query_id": 5, "table": "whole"}]
+    op = FakeOperations()
+    with EmulatorThread(scenario, api_key="k", port=0) as emulator, caplog.at_level("WARNING", logger="dune_async"):
+        run_sync({"DUNE_API_KEY": "k", "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERIES": json.dumps(entries),
+                  "DUNE_READ_RPM": "6000", "DUNE_WRITE_RPM": "6000", "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05"},
+                 {}, op)
+    final = SyncState.from_dict(op.checkpoints[-1])
+    assert final.get("whole").complete and len(op.rows("whole")) == 10, "the other entry carries on"
+    assert not final.get("narrow").complete and not op.rows("narrow")
+    assert "entry 0 (table 'narrow'): Dune refused its 'columns' (n, nope)" in caplog.text
+
+
+def test_a_sql_entry_interrupted_midway_resumes_its_execution_by_id_and_is_not_run_again() -> None:
+    """A SQL entry has no saved query to reuse, but its own execution, bound in the state, is read on."""
+    sql = "SELECT n, label FROM demo.rows"
+    spec = QuerySpec(0, rows=50, columns=[ColumnSpec("n", "bigint"), ColumnSpec("label", "varchar")],
+                     queue_seconds=0, execution_seconds=0.2)
+    scenario = Scenario(queries=[], sql={sql: spec}, max_page_rows=10, write_rpm=None, read_rpm=None)
+    with EmulatorThread(scenario, api_key="k", port=0) as emulator:
+        config = {"DUNE_API_KEY": "k", "DUNE_BASE_URL": emulator.base_url, "DUNE_PAGE_SIZE": "10",
+                  "DUNE_READ_RPM": "6000", "DUNE_WRITE_RPM": "6000",
+                  "DUNE_CHECKPOINT_ROWS": "10", "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05",
+                  "DUNE_QUERIES": json.dumps([{"sql": sql, "table": "adhoc"}])}
+        crashing = FakeOperations(fail_after_upserts=25)
+        with pytest.raises(RuntimeError, match="destination write failed"):
+            run_sync(config, {}, crashing)
+        interrupted = crashing.checkpoints[-1]
+        bound = interrupted["queries"]["adhoc"]
+        assert not bound["complete"] and 0 < bound["offset"] < 50
+        resumed = FakeOperations()
+        run_sync(config, interrupted, resumed)
+        counters = emulator.counters.snapshot()
+    assert counters["sql_executions"] == 1, "the interrupted execution is read on, not run again"
+    assert [row["_dune_row"] for row in resumed.rows("adhoc")] == list(range(bound["offset"], 50))
+    assert {row["_dune_execution_id"] for row in resumed.rows("adhoc")} == {bound["execution_id"]}
+    assert resumed.checkpoints[-1]["queries"]["adhoc"]["complete"] is True
+
+
+def test_an_entry_with_columns_downloads_only_those_on_every_page() -> None:
+    """`columns` goes to Dune on the first page and every later one: the table gets only those columns."""
+    scenario = Scenario(queries=[QuerySpec(6, rows=35, queue_seconds=0, execution_seconds=0.2)], max_page_rows=10,
+                        write_rpm=None, read_rpm=None)
+    op = FakeOperations()
+    with EmulatorThread(scenario, api_key="k", port=0) as emulator:
+        run_sync({"DUNE_API_KEY": "k", "DUNE_BASE_URL": emulator.base_url, "DUNE_READ_RPM": "6000",
+                  "DUNE_WRITE_RPM": "6000", "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05", "DUNE_PAGE_SIZE": "10",
+                  "DUNE_QUERIES": json.dumps([{"query_id": 6, "table": "narrow", "columns": ["amount", "n"]}])},
+                 {}, op)
+        reads = emulator.counters.snapshot()["requests_by_route"]["results"]
+    assert reads >= 4, "35 rows in pages of 10"
+    assert [row["n"] for row in op.rows("narrow")] == list(range(35))
+    assert {frozenset(row) for row in op.rows("narrow")} == {
+        frozenset({"n", "amount", "_dune_execution_id", "_dune_row"})}

@@ -1,9 +1,9 @@
 """Deterministic result rows: the value of a cell is a pure function of (query, parameters, row, column).
 
 Owns the Dune type strings the emulator understands and how each is encoded in JSON (uint256 and decimals as
-strings, varbinary as 0x-hex, timestamps as "YYYY-MM-DD HH:MM:SS.fff UTC", arrays and maps as JSON). Values
-never depend on page size or on the execution, so a client paging 10 or 30,000 rows at a time must end with
-the same table. Generation is cheap integer hashing, with a small cache of recently served row blocks.
+strings, varbinary as 0x-hex, timestamps as "YYYY-MM-DD HH:MM:SS.fff UTC", arrays and maps as JSON, a row as an
+object of its fields, time(p) as "HH:MM:SS.fff"). Values never depend on page size or on the execution, so a
+client paging 10 or 30,000 rows at a time must end with the same table. Generation is cheap integer hashing, with a small cache of recently served row blocks.
 """
 
 from __future__ import annotations
@@ -180,6 +180,17 @@ def _array(element: Generator) -> Generator:
     return generate
 
 
+def _row(fields: tuple[tuple[str, Generator], ...]) -> Generator:
+    def generate(index: int, h: int) -> dict[str, Value]:
+        return {name: value(index, mix(h + k)) for k, (name, value) in enumerate(fields)}
+
+    return generate
+
+
+def _time(index: int, h: int) -> str:
+    return _clock(_moment(index, h)[1])
+
+
 def _map(key: Generator, value: Generator) -> Generator:
     def generate(index: int, h: int) -> dict[str, Value]:
         pairs = ((key(index, mix(h + 2 * k)), value(index, mix(h + 2 * k + 1))) for k in range(h % 4))
@@ -210,6 +221,7 @@ SCALARS: dict[str, Generator] = {
 _DECIMAL = re.compile(r"decimal\((\d+),(\d+)\)")
 _VARCHAR_N = re.compile(r"(var)?char\(\d+\)")
 _TIMESTAMP_P = re.compile(r"timestamp\(\d\)( with time zone)?")
+_TIME_P = re.compile(r"time(\(\d\))?")  # a type the connector has no mapping for: it lands as text
 
 
 def generator_for(type_string: str) -> Generator:
@@ -229,6 +241,10 @@ def generator_for(type_string: str) -> Generator:
     if compact.startswith("map(") and compact.endswith(")"):
         key, value = _split_top_level(text[text.index("(") + 1 : text.rindex(")")])
         return _map(generator_for(key), generator_for(value))
+    if compact.startswith("row(") and compact.endswith(")"):
+        return _row(_row_fields(text[text.index("(") + 1 : text.rindex(")")]))
+    if _TIME_P.fullmatch(compact):
+        return _time
     raise ValueError(f"unsupported column type {type_string!r}")
 
 
@@ -239,6 +255,20 @@ def _split_top_level(inner: str) -> tuple[str, str]:
         if char == "," and depth == 0:
             return inner[:position].strip(), inner[position + 1 :].strip()
     raise ValueError(f"map type needs a key and a value type: map({inner})")
+
+
+def _row_fields(inner: str) -> tuple[tuple[str, Generator], ...]:
+    """`a bigint, b array(varchar)` -> (("a", generator), ("b", generator)); Dune sends a row as an object."""
+    fields, depth, start = [], 0, 0
+    for position, char in enumerate(inner + ","):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            name, _, kind = inner[start:position].strip().partition(" ")
+            if not name or not kind:
+                raise ValueError(f"row type needs named fields: row({inner})")
+            fields.append((name, generator_for(kind)))
+            start = position + 1
+    return tuple(fields)
 
 
 # --- cursor and key columns --------------------------------------------------------------------------
