@@ -7,7 +7,7 @@ from fivetran_connector_sdk import Connector
 from fivetran_connector_sdk import Logging as log
 from fivetran_connector_sdk import Operations as op
 
-from dune_async.discovery import destination_schema
+from dune_async.discovery import declared_tables, destination_schema
 from dune_async.logbridge import sdk_logging
 from dune_async.setup_form import configuration_form
 from dune_async.sync import run_sync
@@ -22,7 +22,7 @@ def schema(configuration: dict) -> list:
 def update(configuration: dict, state: dict) -> None:
     """One sync: every configured query runs concurrently; rows stream to Fivetran with checkpoints."""
     with sdk_logging(log):
-        run_sync(configuration, state, op)
+        run_sync(configuration, state, op, declared_tables=declared_tables(configuration))
 
 
 connector = Connector(update=update, schema=schema, configuration_form=configuration_form)

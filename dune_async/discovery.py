@@ -6,6 +6,11 @@ execution, no export). A query Dune has never run, and a raw SQL entry, have no 
 are declared with their key and the connector's columns only, and the rest is typed from the values of the
 first sync. Nothing here fails a sync: a setting or a read that goes wrong is logged, and `update()` then
 reports it properly.
+
+What was declared is remembered for `update()` (`declared_tables`): a value must be sent as its declared type
+only into a column `schema()` really declared this time (an aware datetime sent into an undeclared column lands
+as text and turns it into VARCHAR), and the state can only guess that. The SDK calls `schema()` before
+`update()` in the same process; where it does not, `update()` falls back on the state's guess.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from dune_async.catalogue import Entry
+from dune_async.catalogue import META_COLUMNS, Entry
 from dune_async.client import DuneClient
 from dune_async.errors import DuneError
 from dune_async.models import ResultMetadata
@@ -25,6 +30,10 @@ from dune_async.settings import Settings, SettingsError
 from dune_async.tables import SCHEMA, typed_table
 
 logger = logging.getLogger("dune_async.discovery")
+
+_declared: dict[str, frozenset[str]] = {}
+"""Per catalogue (the `DUNE_QUERIES` text), the tables whose result columns this process's last `schema()`
+declared from Dune's column types."""
 
 
 def destination_schema(configuration: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -36,7 +45,20 @@ def destination_schema(configuration: Mapping[str, Any]) -> list[dict[str, Any]]
     if not settings.entries:
         return list(SCHEMA)
     metadata = asyncio.run(_latest_metadata(settings))
-    return list(SCHEMA) + [typed_table(entry, metadata.get(entry.table)) for entry in settings.entries]
+    tables = [typed_table(entry, metadata.get(entry.table)) for entry in settings.entries]
+    _declared[_catalogue(configuration)] = frozenset(
+        table["table"] for table in tables if set(table["columns"]) - set(META_COLUMNS))
+    return list(SCHEMA) + tables
+
+
+def declared_tables(configuration: Mapping[str, Any]) -> frozenset[str] | None:
+    """The catalogue tables whose result columns `schema()` declared in this process for this configuration's
+    catalogue, or None if it has not run here for it."""
+    return _declared.get(_catalogue(configuration))
+
+
+def _catalogue(configuration: Mapping[str, Any]) -> str:
+    return str(configuration.get("DUNE_QUERIES") or "")
 
 
 async def _latest_metadata(settings: Settings) -> dict[str, ResultMetadata | None]:

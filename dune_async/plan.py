@@ -90,14 +90,18 @@ class QueryPlan:
         return tuple(target.table for target in self.targets) or (RESULT_TABLE,)
 
 
-def plan_queries(settings: Settings, state: SyncState) -> list[QueryPlan]:
-    """What to do for each target, grouped into plans (call before `state.begin()`)."""
+def plan_queries(settings: Settings, state: SyncState,
+                 declared_tables: frozenset[str] | None = None) -> list[QueryPlan]:
+    """What to do for each target, grouped into plans (call before `state.begin()`).
+
+    `declared_tables`: the catalogue tables whose result columns `schema()` declared for this sync, where known;
+    None: judged from the state."""
     decided = [_decide(request, state.get(request.key), state.interrupted_sync)
-               for request in _requests(settings, state)]
+               for request in _requests(settings, state, declared_tables)]
     return _grouped(decided)
 
 
-def _requests(settings: Settings, state: SyncState) -> list[QueryPlan]:
+def _requests(settings: Settings, state: SyncState, declared_tables: frozenset[str] | None) -> list[QueryPlan]:
     """One undecided single-target plan per destination, JSON-table queries first."""
     requests = []
     for query_id in settings.query_ids:
@@ -112,7 +116,8 @@ def _requests(settings: Settings, state: SyncState) -> list[QueryPlan]:
         source = {"sql": entry.sql} if entry.sql is not None else {}
         parameters, cursor_value, note = _with_cursor(entry, state.get(entry.table), state.interrupted_sync)
         digest = fingerprint(parameters, entry.performance, **source)
-        declared = _declared(entry, state.get(entry.table), digest)
+        declared = (_declared(entry, state.get(entry.table), digest) if declared_tables is None
+                    else entry.table in declared_tables)
         requests.append(QueryPlan(
             key=entry.table, query_id=entry.query_id, parameters=parameters,
             performance=entry.performance, fingerprint=digest,
@@ -125,7 +130,7 @@ def _requests(settings: Settings, state: SyncState) -> list[QueryPlan]:
 
 
 def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
-    """Whether `schema()` has typed the entry's table: a saved query that ran before with these parameters has a
+    """Whether `schema()` has typed the entry's table, judged from the state when `schema()` could not say: a saved query that ran before with these parameters has a
     latest result whose column types it declares; raw SQL has none, and a query's first sync may not either.
     New parameters (an edited entry, a cursor's next value) may have no latest result yet: then schema()
     declared no columns, and a value sent as for a declared one would retype the column (an aware datetime

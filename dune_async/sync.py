@@ -34,11 +34,14 @@ ClientFactory = Callable[[ClientSettings], Any]
 
 
 def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, operations: Operations,
-             *, page_capacity: int = PAGE_CAPACITY, client_factory: ClientFactory = DuneClient) -> list[QueryReport]:
-    """Runs one sync; raises `SettingsError` before any request, or `SyncError` after committing what it wrote."""
+             *, page_capacity: int = PAGE_CAPACITY, client_factory: ClientFactory = DuneClient,
+             declared_tables: frozenset[str] | None = None) -> list[QueryReport]:
+    """Runs one sync; raises `SettingsError` before any request, or `SyncError` after committing what it wrote.
+
+    `declared_tables`: the catalogue tables whose result columns `schema()` declared, if it ran in this process."""
     settings = Settings.from_configuration(configuration)
     sync_state = SyncState.from_dict(state)
-    plans = plan_queries(settings, sync_state)
+    plans = plan_queries(settings, sync_state, declared_tables)
     channel = PageChannel(page_capacity)
     sink = Sink(operations, sync_state, plans, checkpoint_rows=settings.checkpoint_rows,
                 budget=settings.max_credits_per_sync)

@@ -201,3 +201,23 @@ def test_an_entry_whose_parameters_change_keeps_its_column_types(project: Path, 
             assert (types["moment"], types["amount"]) == ("TIMESTAMP WITH TIME ZONE", "DOUBLE"), f"days={days}"
     rows = table(project, "by_days")
     assert len(rows) == 5 and all(isinstance(row["moment"], datetime) for row in rows)
+
+
+def test_a_column_schema_could_not_declare_keeps_its_type_whatever_the_state_says(project: Path,
+                                                                                   sdk_home: Path) -> None:
+    """The state says the entry ran before with these parameters, but this time schema() finds no latest result
+    (Dune unreachable, or the result expired): schema() declares no columns, and update() must know it, or an
+    aware datetime sent as for a declared column lands as text and turns the column into VARCHAR."""
+    columns = [ColumnSpec("n", "bigint"), ColumnSpec("moment", "timestamp(3) with time zone")]
+    entries = [{"query_id": 92, "table": "moments"}]
+    written = []
+    for _ in range(2):  # a fresh emulator each time: Dune has no latest result when schema() asks
+        spec = QuerySpec(92, rows=5, columns=columns, execution_seconds=0.1)
+        with EmulatorThread(scenario=Scenario(queries=[spec], write_rpm=None, read_rpm=None),
+                            api_key=KEY) as emulator:
+            sync(project, sdk_home, configuration(emulator, entries))
+        assert column_types(project, "moments")["moment"] == "TIMESTAMP WITH TIME ZONE"
+        rows = table(project, "moments")
+        assert len(rows) == 5 and all(isinstance(row["moment"], datetime) for row in rows)
+        written.append({row["_dune_execution_id"] for row in rows})
+    assert written[0] != written[1], "the second sync wrote its own execution's rows"

@@ -97,3 +97,19 @@ def test_a_version_1_state_is_migrated_without_paying_twice() -> None:
     assert migrated.to_dict()["version"] == 2 and migrated.to_dict()["sync_id"] == 1
     finished_v1 = SyncState.from_dict({**v1, "sync_finished": True})
     assert actions(settings, finished_v1)[1] is Action.EXECUTE
+
+
+def test_a_table_is_declared_as_schema_said_and_judged_from_the_state_only_without_it() -> None:
+    """A value is sent as its declared type only into a column schema() declared (an aware datetime sent into an
+    undeclared column lands as text and turns it into VARCHAR): what schema() said wins over the state's guess."""
+    entries = '[{"query_id": 7, "table": "ran_before"}, {"query_id": 8, "table": "first_time"}]'
+    settings = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERIES": entries})
+    ran = SyncState({"ran_before": QueryProgress("01DONE", 5, True, PLAIN, Outcome.SYNCED, completed_by=1)},
+                    sync_id=1)
+
+    def declared(tables: frozenset[str] | None) -> dict[str, bool]:
+        return {t.table: t.declared for p in plan_queries(settings, ran, tables) for t in p.targets}
+
+    assert declared(None) == {"ran_before": True, "first_time": False}, "without schema()'s word: the state's guess"
+    assert declared(frozenset({"first_time"})) == {"ran_before": False, "first_time": True}
+    assert declared(frozenset()) == {"ran_before": False, "first_time": False}
