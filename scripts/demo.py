@@ -5,7 +5,8 @@ then 60, and one raw SQL text) on a free loopback port and syncs twice with the 
 files/warehouse.db, with the same settings both times:
 - 1001-1005 (`DUNE_QUERY_IDS`) land as JSON rows in `dune_query_result`;
 - the catalogue (`DUNE_QUERIES`) sends 2001 to three typed tables, one per write mode (one execution a sync
-  feeds all three), and the SQL text to a typed table of its own.
+  feeds all three), the SQL text to a typed table of its own, and 2002 (200 rows, 10 more each execution)
+  incrementally: a cursor on `block_number`, so the second sync asks only for what is new.
 Then it stops the emulator and prints what landed: the tables after each sync (live and soft-deleted rows),
 their DuckDB column types, and `dune_query_execution`. Offline-safe: the SDK's version check and telemetry
 are kept away from your home directory.
@@ -35,7 +36,10 @@ CATALOGUE: list[dict[str, Any]] = [
     {"query_id": 2001, "table": "q_2001_history", "mode": "history"},
     {"query_id": 2001, "table": "q_2001_merge", "mode": "merge", "primary_key": ["n"]},
     {"sql": FEATURE_SQL, "table": "sql_transactions"},
+    {"query_id": 2002, "table": "transfers", "mode": "merge", "primary_key": ["tx_hash"],
+     "cursor": {"parameter": "since_block", "column": "block_number", "start": 0, "lookback": 6}},
 ]
+INCREMENTAL = CATALOGUE[-1]
 
 
 def main() -> int:
@@ -107,6 +111,9 @@ def print_summary(counts: list[dict[str, tuple[int, int]]]) -> None:
             select coalesce(query_id::varchar, 'sql'), state, origin, row_count, rows_synced, sync_outcome,
                    is_complete, execution_cost_credits, tables
             from tester.dune_query_execution order by submitted_at, query_id""").fetchall()
+        incremental = db.execute("""
+            select cursor_value, rows_synced from tester.dune_query_execution where query_id = ?
+            order by submitted_at""", [INCREMENTAL["query_id"]]).fetchall()
     print("\nSummary read back from files/warehouse.db (schema tester)")
     print("\ndune_query_result: JSON rows of DUNE_QUERY_IDS, each execution's rows under its own execution_id")
     print(f"  {'query':>7} {'rows':>7} {'executions':>10}")
@@ -121,6 +128,15 @@ def print_summary(counts: list[dict[str, tuple[int, int]]]) -> None:
         print(f"  {table:<17} {entry.get('mode', 'replace'):<8} {cells}")
     print("  (2001 returns 100 rows, then 60: replace keeps the latest result, history every execution's rows,\n"
           "   merge upserts by n and never deletes; the SQL entry runs every sync, its rows replaced in place)")
+
+    cursor = INCREMENTAL["cursor"]
+    print(f"\nIncremental: {INCREMENTAL['table']} (query {INCREMENTAL['query_id']}, merge on tx_hash, cursor on "
+          f"{cursor['column']}, lookback {cursor['lookback']})")
+    print(f"  {'sync':>4}  {cursor['parameter'] + ' sent':>16}  {'rows downloaded':>15}  {'rows in table':>13}")
+    for number, ((sent, synced), after) in enumerate(zip(incremental, counts, strict=False), start=1):
+        print(f"  {number:>4}  {dash(sent):>16}  {dash(synced):>15}  {after[INCREMENTAL['table']][0]:>13}")
+    print("  (sync 2 sends the greatest block_number committed, less the lookback: 10 new rows and the 3 rows\n"
+          "   inside the lookback, merged by tx_hash, instead of the whole result again)")
 
     print("\nTheir columns, as DuckDB types them (information_schema.columns; Fivetran adds _fivetran_*)")
     for table, typed in columns.items():
