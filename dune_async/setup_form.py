@@ -14,8 +14,10 @@ from fivetran_connector_sdk import ConfigurationForm, Test, form_field
 
 from dune_async.catalogue import PERFORMANCE_TIERS, Entry
 from dune_async.client import DuneClient
+from dune_async.cursor import kind_of
 from dune_async.defaults import SETTINGS_TABLE, SettingSpec
 from dune_async.errors import AuthenticationError, DuneError, ForbiddenError, NotFoundError
+from dune_async.models import ResultMetadata
 from dune_async.settings import Settings, SettingsError
 
 _PROBE_EXECUTION_ID = "01HZZZZZZZZZZZZZZZZZZZZZZZ"  # well-formed, never issued: 404 with a good key, 401 without
@@ -102,23 +104,31 @@ async def _probe_queries(settings: Settings) -> list[str]:
     return [problem for problem, _ in answers if problem]
 
 
-async def _probe_entry(client: DuneClient, entry: Entry) -> tuple[str, list[str] | None]:
+async def _probe_entry(client: DuneClient, entry: Entry) -> tuple[str, ResultMetadata | None]:
     assert entry.query_id is not None
     where = f"DUNE_QUERIES {entry.label}, query {entry.query_id}"
-    problem, names = await _probe_query(client, entry.query_id, dict(entry.parameters), where)
-    if problem or names is None:
-        return problem, names
-    for key, wanted in (("primary_key", entry.primary_key), ("columns", entry.columns or ())):
+    problem, metadata = await _probe_query(client, entry.query_id, dict(entry.parameters), where)
+    if problem or metadata is None:
+        return problem, metadata
+    names = list(metadata.column_names)
+    cursor_column = (entry.cursor.column,) if entry.cursor else ()
+    for key, wanted in (("primary_key", entry.primary_key), ("columns", entry.columns or ()),
+                        ("cursor", cursor_column)):
         missing = [name for name in wanted if name not in names]
         if missing:
             return (f"{where}: {key!r} names column {missing[0]!r}, which its latest result does not have "
-                    f"(it has {', '.join(names)})"), names
-    return "", names
+                    f"(it has {', '.join(names)})"), metadata
+    if cursor_column and len(metadata.column_types) == len(names):
+        dune_type = metadata.column_types[names.index(cursor_column[0])]
+        if kind_of(dune_type) is None:
+            return (f"{where}: the 'cursor' column {cursor_column[0]!r} is {dune_type}; a cursor needs a number, "
+                    f"a date or a timestamp"), metadata
+    return "", metadata
 
 
 async def _probe_query(client: DuneClient, query_id: int, parameters: dict[str, Any],
-                       where: str) -> tuple[str, list[str] | None]:
-    """A problem ("" when none) and the columns of the latest result (None when there is none yet)."""
+                       where: str) -> tuple[str, ResultMetadata | None]:
+    """A problem ("" when none) and the metadata of the latest result (None when there is none yet)."""
     try:
         page = await client.latest_metadata(query_id, parameters=parameters)
     except NotFoundError as exc:
@@ -129,4 +139,4 @@ async def _probe_query(client: DuneClient, query_id: int, parameters: dict[str, 
         return f"{where} is archived, unsaved or not visible to this API key", None
     except AuthenticationError:
         return "Dune rejected the API key (DUNE_API_KEY)", None
-    return "", list(page.metadata.column_names) if page.metadata else []
+    return "", page.metadata or ResultMetadata()

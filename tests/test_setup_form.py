@@ -94,6 +94,10 @@ def test_fivetran_configuration_test_runs_the_checks(emulator: EmulatorThread, p
     assert KEY not in good.stdout + good.stderr + bad.stdout + bad.stderr
 
 
+INCREMENTAL = {"query_id": 12, "parameters": {"days": 7}, "mode": "merge", "primary_key": ["n"],
+               "cursor": {"parameter": "since", "column": "block_time", "start": "2024-01-01 00:00:00"}}
+
+
 def test_catalogue_entries_are_checked_against_their_latest_result(emulator: EmulatorThread) -> None:
     entries = [{"query_id": 12, "table": "ok", "parameters": {"days": 7}, "mode": "merge", "primary_key": ["n"]},
                {"query_id": 12, "table": "bad_key", "parameters": {"days": 7}, "mode": "merge",
@@ -101,7 +105,10 @@ def test_catalogue_entries_are_checked_against_their_latest_result(emulator: Emu
                {"query_id": 12, "table": "bad_columns", "parameters": {"days": 7}, "columns": ["n", "nope"]},
                {"query_id": 11, "table": "never_ran", "columns": ["anything"]},
                {"query_id": 404404, "table": "missing"},
-               {"sql": "SELECT 1", "table": "adhoc"}]
+               {"sql": "SELECT 1", "table": "adhoc"},
+               {**INCREMENTAL, "table": "good_cursor"},
+               {**INCREMENTAL, "table": "bad_cursor", "cursor": {**INCREMENTAL["cursor"], "column": "since"}},
+               {**INCREMENTAL, "table": "text_cursor", "cursor": {**INCREMENTAL["cursor"], "column": "label"}}]
     before = emulator.counters.snapshot()["requests_by_route"]
     answer = check_query_ids(config(emulator, DUNE_QUERY_IDS="", DUNE_QUERIES=json.dumps(entries)))
     after = emulator.counters.snapshot()["requests_by_route"]
@@ -109,6 +116,9 @@ def test_catalogue_entries_are_checked_against_their_latest_result(emulator: Emu
     assert "entry 1 (table 'bad_key'), query 12: 'primary_key' names column 'day_of_week'" in message
     assert "entry 2 (table 'bad_columns'), query 12: 'columns' names column 'nope'" in message
     assert "entry 4 (table 'missing'), query 404404 does not exist" in message
+    assert "entry 7 (table 'bad_cursor'), query 12: 'cursor' names column 'since'" in message
+    assert "entry 8 (table 'text_cursor'), query 12: the 'cursor' column 'label' is varchar" in message
+    assert "good_cursor" not in message
     assert "'ok'" not in message and "never_ran" not in message, "a query that never ran cannot be checked yet"
     assert after.get("execute", 0) == before.get("execute", 0) and after.get("sql_execute", 0) == before.get(
         "sql_execute", 0), "a setup test executed something"
