@@ -125,3 +125,14 @@ async def test_the_features_scenario_keeps_the_demo_and_adds_2001_to_2003() -> N
         sql = await api.call("POST", "/sql/execute", json={"sql": next(iter(scenario.sql))})
     assert len(first) == 200 and second[0] == first[-1] and len(second) == 11
     assert sql.status == 200
+
+
+async def test_a_timestamp_cursor_column_may_carry_its_precision() -> None:
+    """Dune writes `timestamp(3) with time zone`; a cursor on such a column is served like one without it."""
+    columns = [*BLOCKS[:3], ColumnSpec("block_time", "timestamp(3) with time zone")]
+    spec = QuerySpec(1, rows=30, columns=columns, cursor=CursorSpec("since", "block_time"))
+    clock = FakeClock()
+    async with running(unlimited(spec), clock=clock) as (_, api):
+        everything = await run(api, clock, 1)
+        later = await run(api, clock, 1, query_parameters={"since": everything[10]["block_time"][:19]})
+    assert later == everything[10:]

@@ -288,12 +288,18 @@ def _normal(type_string: str) -> str:
 
 
 def is_cursor_type(type_string: str) -> bool:
-    return _normal(type_string) in (*INTEGER_TYPES, CURSOR_TIMESTAMP)
+    # Dune writes a timestamp's precision (`timestamp(3) with time zone`); the values are the same either way.
+    return re.sub(r"^timestamp\(\d+\)", "timestamp", _normal(type_string)) in (*INTEGER_TYPES, CURSOR_TIMESTAMP)
+
+
+def is_numeric_cursor(type_string: str) -> bool:
+    """A cursor column of this type counts blocks; any other cursor column is a timestamp."""
+    return _normal(type_string) in INTEGER_TYPES
 
 
 def cursor_column(type_string: str) -> IndexValue:
     """A value rising strictly with the row: a block number, or a time 12 s per row from 2021-01-01."""
-    if _normal(type_string) in INTEGER_TYPES:
+    if is_numeric_cursor(type_string):
         return lambda index: CURSOR_FIRST_BLOCK + CURSOR_BLOCK_STEP * index
     return lambda index: f"{_day(index * CURSOR_SECONDS_STEP // 86_400)} " \
                          f"{_clock(index * CURSOR_SECONDS_STEP % 86_400 * 1000)} UTC"
@@ -301,8 +307,8 @@ def cursor_column(type_string: str) -> IndexValue:
 
 def first_index_at_or_after(type_string: str, threshold: float) -> int:
     """The first row whose cursor value is >= threshold (a number, or seconds since 2021-01-01 UTC)."""
-    step = CURSOR_BLOCK_STEP if _normal(type_string) in INTEGER_TYPES else CURSOR_SECONDS_STEP
-    base = CURSOR_FIRST_BLOCK if _normal(type_string) in INTEGER_TYPES else 0
+    step = CURSOR_BLOCK_STEP if is_numeric_cursor(type_string) else CURSOR_SECONDS_STEP
+    base = CURSOR_FIRST_BLOCK if is_numeric_cursor(type_string) else 0
     return max(0, -int((base - threshold) // step))  # ceil((threshold - base) / step)
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from dune_async.emulator.rows import (
-    CURSOR_TIMESTAMP,
     cursor_epoch_seconds,
     generator_for,
     is_cursor_type,
+    is_numeric_cursor,
     key_column,
 )
 
@@ -76,8 +76,8 @@ class CursorSpec:
         column = by_name.get(self.column)
         if column is None or not is_cursor_type(column.type):
             raise ValueError(f"query {query_id}: cursor column {self.column!r} must be one of the query's columns, "
-                             "of type bigint, integer or timestamp with time zone")
-        self._numeric = " ".join(column.type.lower().split()) != CURSOR_TIMESTAMP
+                             "of type bigint, integer or timestamp(p) with time zone")
+        self._numeric = is_numeric_cursor(column.type)
         if self.key_column is not None:
             key = by_name.get(self.key_column)
             if key is None:
