@@ -65,15 +65,13 @@ _OUTCOME_OF_STATE = {
     ExecutionState.CANCELLED: Outcome.CANCELLED,
     ExecutionState.EXPIRED: Outcome.EXPIRED,
 }
-RESUMABLE_STATES = frozenset(
-    {
-        ExecutionState.PENDING,
-        ExecutionState.EXECUTING,
-        ExecutionState.COMPLETED,
-        ExecutionState.COMPLETED_PARTIAL,
-        ExecutionState.UNKNOWN,
-    }
-)
+
+
+def can_read_on(status: ExecutionStatus) -> bool:
+    """Whether an earlier sync's execution may still give rows, so it is resumed rather than paid for again:
+    still running (or in a state a newer API added), or ended with rows to read (COMPLETED, COMPLETED_PARTIAL,
+    or FAILED for its size with its first rows kept). One rule, shared with the `plan` command's forecast."""
+    return not status.state.is_terminal or status.rows_readable
 
 
 @dataclass(frozen=True)
@@ -236,7 +234,7 @@ class Orchestrator:
             logger.info("%s: execution %s of an earlier sync is gone; starting afresh",
                         plan.label, plan.execution_id)
             return False
-        if status.state not in RESUMABLE_STATES and not status.truncated:
+        if not can_read_on(status):
             logger.info("%s: execution %s of an earlier sync is %s; starting afresh",
                         plan.label, status.execution_id, status.state.short)
             return False
