@@ -345,21 +345,14 @@ async def test_what_an_interrupted_sync_completed_is_not_run_again() -> None:
     assert done.execution_id == done_before
 
 
-async def test_a_partial_result_is_resumed_from_the_committed_offset_with_allow_partial() -> None:
-    dune = FakeDune({1: FakeQuery(rows=7)}, page_rows=3)
-    execution_id = dune.add_execution(1, state="QUERY_STATE_COMPLETED_PARTIAL")
-    events, _ = await run(dune, [resume(1, execution_id, 4)])
-    assert dune.executes[1] == 0
-    assert dune.page_requests == [(execution_id, 4, True)]
-    assert rows_of(events, 1) == [4, 5, 6]
-    assert outcomes(events) == {1: Outcome.PARTIAL}
-
-
-async def test_a_result_failed_for_its_size_is_resumed_not_run_again() -> None:
-    """FAILED with RESULT_SIZE_EXCEEDED kept its first rows: an interrupted read of it goes on (`can_read_on`)."""
-    dune = FakeDune({1: FakeQuery(rows=7, final="QUERY_STATE_FAILED", error_type="FAILED_TYPE_RESULT_SIZE_EXCEEDED")},
-                    page_rows=3)
-    execution_id = dune.add_execution(1, state="QUERY_STATE_FAILED")
+@pytest.mark.parametrize(("final", "error_type"), [
+    ("QUERY_STATE_COMPLETED_PARTIAL", "FAILED_TYPE_EXECUTION_FAILED"),
+    ("QUERY_STATE_FAILED", "FAILED_TYPE_RESULT_SIZE_EXCEEDED"),  # its first rows are kept: still read on
+])
+async def test_a_truncated_result_is_resumed_from_the_committed_offset_with_allow_partial(final: str,
+                                                                                          error_type: str) -> None:
+    dune = FakeDune({1: FakeQuery(rows=7, final=final, error_type=error_type)}, page_rows=3)
+    execution_id = dune.add_execution(1, state=final)
     events, _ = await run(dune, [resume(1, execution_id, 4)])
     assert dune.executes[1] == 0
     assert dune.page_requests == [(execution_id, 4, True)]
