@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from dune_async.channel import ChannelClosedError, PageChannel, PageSlot
 from dune_async.credits import Budget, export_estimate
+from dune_async.defaults import default_float
 from dune_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -78,10 +79,10 @@ def can_read_on(status: ExecutionStatus) -> bool:
 class Timing:
     """Polling and patience, from the settings."""
 
-    min_poll_seconds: float = 1.0
-    max_poll_seconds: float = 10.0
+    min_poll_seconds: float = default_float("DUNE_MIN_POLL_INTERVAL_SECONDS")
+    max_poll_seconds: float = default_float("DUNE_MAX_POLL_INTERVAL_SECONDS")
     poll_growth: float = 1.5
-    execution_timeout_seconds: float = 1800.0
+    execution_timeout_seconds: float = default_float("DUNE_EXECUTION_TIMEOUT_SECONDS")
     cancel_grace_seconds: float = 10.0
 
 

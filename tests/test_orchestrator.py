@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -29,6 +30,8 @@ from dune_async.events import (
 from dune_async.models import ExecutionState, ExecutionStatus
 from dune_async.orchestrator import Orchestrator, Timing
 from dune_async.plan import Action, QueryPlan
+from dune_async.settings import Settings
+from dune_async.sink import Sink
 from tests.fakes import FakeDune, FakeQuery
 
 FAST = Timing(min_poll_seconds=0.01, max_poll_seconds=0.05, execution_timeout_seconds=30)
@@ -474,3 +477,14 @@ async def test_an_execution_expiring_while_read_ends_expired_with_its_rows_so_fa
     assert rows_of(events, 1) == [0, 1]
     done = next(e for e in events if isinstance(e, QueryDone) and e.key == "1")
     assert "EXPIRED" in done.message
+
+
+def test_the_layers_defaults_are_the_settings_defaults() -> None:
+    """A default is written once, in the settings table: the orchestrator, plan and sink take theirs from it."""
+    defaults = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1"})
+    timing = Timing()
+    assert (timing.min_poll_seconds, timing.max_poll_seconds, timing.execution_timeout_seconds) == (
+        defaults.min_poll_seconds, defaults.max_poll_seconds, defaults.execution_timeout_seconds)
+    assert QueryPlan(key="1", query_id=1).performance == defaults.performance
+    checkpoint_rows = inspect.signature(Sink).parameters["checkpoint_rows"].default
+    assert checkpoint_rows == defaults.checkpoint_rows
