@@ -63,7 +63,8 @@ class ExecutionStarted:
 
 @dataclass(frozen=True)
 class ExecutionUpdated:
-    """A new snapshot of an execution, for `dune_query_execution`."""
+    """A new snapshot of an execution, for `dune_query_execution` (urgent: it depends on no rows written before
+    it, and its query's final record is written only at `QueryDone`, which follows the rows)."""
 
     key: str
     status: ExecutionStatus
@@ -112,8 +113,5 @@ class SyncAborted:
 
     error: BaseException = field(compare=False)
 
-
-URGENT_EVENTS = (ExecutionStarted, ExecutionUpdated)
-"""Small events that may overtake pages: none of them depends on rows written before it."""
 
 Event = ExecutionStarted | ExecutionUpdated | RowsPage | QueryDone | SyncTotals | SyncAborted

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from dune_async.channel import ChannelClosedError, PageChannel, PageSlot
 from dune_async.credits import Budget, export_estimate
+from dune_async.defaults import default_float
 from dune_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -67,25 +68,23 @@ _OUTCOME_OF_STATE = {
     ExecutionState.CANCELLED: Outcome.CANCELLED,
     ExecutionState.EXPIRED: Outcome.EXPIRED,
 }
-RESUMABLE_STATES = frozenset(
-    {
-        ExecutionState.PENDING,
-        ExecutionState.EXECUTING,
-        ExecutionState.COMPLETED,
-        ExecutionState.COMPLETED_PARTIAL,
-        ExecutionState.UNKNOWN,
-    }
-)
+
+
+def can_read_on(status: ExecutionStatus) -> bool:
+    """Whether an earlier sync's execution may still give rows, so it is resumed rather than paid for again:
+    still running (or in a state a newer API added), or ended with rows to read (COMPLETED, COMPLETED_PARTIAL,
+    or FAILED for its size with its first rows kept). One rule, shared with the `plan` command's forecast."""
+    return not status.state.is_terminal or status.rows_readable
 
 
 @dataclass(frozen=True)
 class Timing:
     """Polling and patience, from the settings."""
 
-    min_poll_seconds: float = 1.0
-    max_poll_seconds: float = 10.0
+    min_poll_seconds: float = default_float("DUNE_MIN_POLL_INTERVAL_SECONDS")
+    max_poll_seconds: float = default_float("DUNE_MAX_POLL_INTERVAL_SECONDS")
     poll_growth: float = 1.5
-    execution_timeout_seconds: float = 1800.0
+    execution_timeout_seconds: float = default_float("DUNE_EXECUTION_TIMEOUT_SECONDS")
     cancel_grace_seconds: float = 10.0
 
 
@@ -239,7 +238,7 @@ class Orchestrator:
             logger.info("%s: execution %s of an earlier sync is gone; starting afresh",
                         plan.label, plan.execution_id)
             return False
-        if status.state not in RESUMABLE_STATES and not status.truncated:
+        if not can_read_on(status):
             logger.info("%s: execution %s of an earlier sync is %s; starting afresh",
                         plan.label, status.execution_id, status.state.short)
             return False

@@ -29,6 +29,7 @@ from typing import Any
 from dune_async.catalogue import RESULT_TABLE, Entry
 from dune_async.credits import execution_estimate
 from dune_async.cursor import parameter_value
+from dune_async.defaults import DEFAULTS
 from dune_async.events import Origin
 from dune_async.settings import Settings
 from dune_async.state import QueryProgress, SyncState, fingerprint
@@ -60,7 +61,7 @@ class QueryPlan:
     key: str  # the first target's key; events name the plan by it
     query_id: int | None
     parameters: Mapping[str, Any] = field(default_factory=dict)
-    performance: str = "medium"
+    performance: str = DEFAULTS["DUNE_PERFORMANCE"]
     fingerprint: str = ""
     action: Action = Action.EXECUTE
     execution_id: str | None = None  # RESUME: the execution to read on; SKIP: the one already written

@@ -39,7 +39,7 @@ from dune_async.errors import (
     NotFoundError,
 )
 from dune_async.models import ExecutionState, ExecutionStatus, UsageReport
-from dune_async.orchestrator import RESUMABLE_STATES  # one rule for "can still be read on", the sync's
+from dune_async.orchestrator import can_read_on  # one rule for "can still be read on", the sync's
 from dune_async.plan import Action, QueryPlan, plan_queries
 from dune_async.settings import Settings, SettingsError
 from dune_async.state import SyncState
@@ -156,7 +156,7 @@ def intent(plan: QueryPlan, probe: Probe, now: datetime) -> Intent:
     action, why = plan.action, ""
     if action is Action.RESUME:
         status = probe.status
-        if status is not None and (status.state in RESUMABLE_STATES or status.truncated):
+        if status is not None and can_read_on(status):
             return _resume(plan, status)
         action = plan.fallback
         gone = f"is {status.state.short}" if status is not None else (probe.resume_problem or "is gone")
@@ -299,7 +299,7 @@ async def _probe(client: DuneClient, plan: QueryPlan) -> Probe:
     probe = Probe()
     if plan.action is Action.RESUME:
         probe = await _resume_status(client, plan)
-        if probe.status is not None and (probe.status.state in RESUMABLE_STATES or probe.status.truncated):
+        if probe.status is not None and can_read_on(probe.status):
             return probe
     if plan.sql is not None or plan.query_id is None:
         return probe  # raw SQL has no latest result to size it by

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dune_async.cursor import greatest
+from dune_async.defaults import default_int
 from dune_async.errors import AuthenticationError, CreditsExhaustedError
 from dune_async.events import (
     Event,
@@ -71,7 +72,7 @@ class Sink:
     """
 
     def __init__(self, operations: Operations, state: SyncState, plans: list[QueryPlan], *,
-                 checkpoint_rows: int = 10_000, budget: float | None = None) -> None:
+                 checkpoint_rows: int = default_int("DUNE_CHECKPOINT_ROWS"), budget: float | None = None) -> None:
         self._op = operations
         self._state = state
         self.sync_id = state.begin()  # until close(): a crash before it leaves work for the next sync to finish

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -29,6 +32,8 @@ from dune_async.events import (
 from dune_async.models import ExecutionState, ExecutionStatus
 from dune_async.orchestrator import Orchestrator, Timing
 from dune_async.plan import Action, QueryPlan
+from dune_async.settings import Settings
+from dune_async.sink import Sink
 from tests.fakes import FakeDune, FakeQuery
 
 FAST = Timing(min_poll_seconds=0.01, max_poll_seconds=0.05, execution_timeout_seconds=30)
@@ -99,13 +104,27 @@ async def test_the_execution_id_is_announced_before_any_of_its_rows() -> None:
 
 
 async def test_slow_queries_run_concurrently_not_one_after_another() -> None:
+    """Counted by the calls in flight together, not by a wall-clock bound a loaded machine can break."""
     dune = FakeDune({q: FakeQuery(rows=1, polls=3) for q in range(1, 21)}, latency=0.05)
-    started = time.monotonic()
+    in_flight: Counter[str] = Counter()
+    most: Counter[str] = Counter()
+
+    def overlapping(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            in_flight[name] += 1
+            most[name] = max(most[name], in_flight[name])
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                in_flight[name] -= 1
+        return counted
+
+    dune.execute = overlapping("execute", dune.execute)  # type: ignore[method-assign]
+    dune.status = overlapping("status", dune.status)  # type: ignore[method-assign]  # peeks go through it too
     events, _ = await run(dune, [plan(q) for q in range(1, 21)])
-    elapsed = time.monotonic() - started
     assert set(outcomes(events).values()) == {Outcome.SYNCED}
-    # One query alone needs ~5 round trips of 50 ms; twenty in series would need 5 s.
-    assert elapsed < 2.5, elapsed
+    assert most["execute"] == 20, "every execute was sent without waiting for another query"
+    assert most["status"] >= 2, "polls of different executions overlap"
 
 
 async def test_all_pending_executions_are_polled_in_one_round() -> None:
@@ -345,9 +364,14 @@ async def test_what_an_interrupted_sync_completed_is_not_run_again() -> None:
     assert done.execution_id == done_before
 
 
-async def test_a_partial_result_is_resumed_from_the_committed_offset_with_allow_partial() -> None:
-    dune = FakeDune({1: FakeQuery(rows=7)}, page_rows=3)
-    execution_id = dune.add_execution(1, state="QUERY_STATE_COMPLETED_PARTIAL")
+@pytest.mark.parametrize(("final", "error_type"), [
+    ("QUERY_STATE_COMPLETED_PARTIAL", "FAILED_TYPE_EXECUTION_FAILED"),
+    ("QUERY_STATE_FAILED", "FAILED_TYPE_RESULT_SIZE_EXCEEDED"),  # its first rows are kept: still read on
+])
+async def test_a_truncated_result_is_resumed_from_the_committed_offset_with_allow_partial(final: str,
+                                                                                          error_type: str) -> None:
+    dune = FakeDune({1: FakeQuery(rows=7, final=final, error_type=error_type)}, page_rows=3)
+    execution_id = dune.add_execution(1, state=final)
     events, _ = await run(dune, [resume(1, execution_id, 4)])
     assert dune.executes[1] == 0
     assert dune.page_requests == [(execution_id, 4, True)]
@@ -469,3 +493,14 @@ async def test_an_execution_expiring_while_read_ends_expired_with_its_rows_so_fa
     assert rows_of(events, 1) == [0, 1]
     done = next(e for e in events if isinstance(e, QueryDone) and e.key == "1")
     assert "EXPIRED" in done.message
+
+
+def test_the_layers_defaults_are_the_settings_defaults() -> None:
+    """A default is written once, in the settings table: the orchestrator, plan and sink take theirs from it."""
+    defaults = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1"})
+    timing = Timing()
+    assert (timing.min_poll_seconds, timing.max_poll_seconds, timing.execution_timeout_seconds) == (
+        defaults.min_poll_seconds, defaults.max_poll_seconds, defaults.execution_timeout_seconds)
+    assert QueryPlan(key="1", query_id=1).performance == defaults.performance
+    checkpoint_rows = inspect.signature(Sink).parameters["checkpoint_rows"].default
+    assert checkpoint_rows == defaults.checkpoint_rows

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
-from dune_async.errors import DuneUnavailableError
+from dune_async.errors import CreditsExhaustedError, DuneUnavailableError
 from dune_async.events import Outcome
 from dune_async.plan import Action, plan_queries
 from dune_async.settings import Settings
@@ -171,3 +171,31 @@ def test_an_execution_that_expires_while_read_keeps_its_rows_and_runs_again_next
     assert not state.get("1").resumable(fingerprint({}, "medium")), "an expired result cannot be read on"
     (plan,) = plan_queries(Settings.from_configuration(fake_configuration([1])), state)
     assert plan.action is Action.EXECUTE
+
+
+def test_a_402_abort_cancels_and_counts_only_what_this_sync_started(caplog: pytest.LogCaptureFixture) -> None:
+    """Sync 2 resumes query 1's execution and executes query 2; query 3's execute gets a 402 (billing cycle).
+    Only query 2's execution is cancelled and counted as this sync's spending; sync 3 reads query 1's on."""
+    dune = FakeDune({1: FakeQuery(rows=3, polls=10_000, credits=20.0), 2: FakeQuery(rows=2, polls=10_000),
+                     3: FakeQuery(execute_error=CreditsExhaustedError("This api request would exceed your "
+                                                                      "configured datapoint limit per billing cycle"))})
+    resumed = dune.add_execution(1, state="QUERY_STATE_EXECUTING", polls=10_000)
+    state = {"version": 2, "sync_id": 1, "sync_finished": False, "queries": {"1": {
+        "execution_id": resumed, "offset": 0, "complete": False, "completed_by": None,
+        "fingerprint": fingerprint({}, "medium"), "outcome": None, "origin": "executed"}}}
+    op = FakeOperations()
+    with caplog.at_level("INFO", logger="dune_async"), pytest.raises(SyncError, match="credits are exhausted"):
+        run_sync(fake_configuration([1, 2, 3]), state, op, client_factory=dune.factory)
+    (own,) = [e.execution_id for e in dune.executions.values() if e.query_id == 2]
+    assert dune.cancelled == [own], "the resumed execution's credits are spent: it must keep running"
+    assert dune.executions[resumed].state == "QUERY_STATE_EXECUTING"
+    assert "10 execution credits spent by this sync" in caplog.text
+    records = {r["execution_id"]: r for r in op.rows("dune_query_execution")}
+    assert (records[own]["state"], records[own]["sync_outcome"]) == ("CANCELLED", "ABORTED")
+
+    dune.queries[1].polls = dune.queries[2].polls = dune.executions[resumed].polls_left = 1
+    dune.queries[3].execute_error = None
+    again = FakeOperations()
+    run_sync(fake_configuration([1, 2, 3]), op.checkpoints[-1], again, client_factory=dune.factory)
+    assert (dune.executes[1], dune.executes[2], dune.executes[3]) == (0, 2, 1), "1 read on, 2 (cancelled) run again"
+    assert {r["execution_id"] for r in again.rows() if r["query_id"] == 1} == {resumed}
