@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from dune_async.cursor import CursorSpec
+from dune_async.defaults import DEFAULTS
 
 RESULT_TABLE = "dune_query_result"
 """The JSON table every query of DUNE_QUERY_IDS lands in."""
@@ -56,7 +57,7 @@ class Entry:
     mode: Mode = Mode.REPLACE
     primary_key: tuple[str, ...] = ()
     parameters: Mapping[str, Any] = field(default_factory=dict)
-    performance: str = "medium"
+    performance: str = DEFAULTS["DUNE_PERFORMANCE"]
     columns: tuple[str, ...] | None = None
     max_result_age_hours: float | None = None
     cursor: CursorSpec | None = None

@@ -52,7 +52,7 @@ from dune_async.events import (
     SyncAborted,
     SyncTotals,
 )
-from dune_async.models import ExecutionState, ExecutionStatus, ResultPage
+from dune_async.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResultPage
 from dune_async.plan import Action, QueryPlan
 
 if TYPE_CHECKING:
@@ -283,17 +283,25 @@ class Orchestrator:
         if not self.budget.take(plan.execution_estimate):
             self._cut(run, f"executing it would cost about {plan.execution_estimate:g} credits")
             return
-        if plan.sql is not None:
-            handle = await self._client.execute_sql(plan.sql, performance=plan.performance)
-        else:
-            assert plan.query_id is not None
-            handle = await self._client.execute(plan.query_id, parameters=dict(plan.parameters) or None,
-                                                performance=plan.performance)
+        try:
+            handle = await self._send_execute(plan)
+        except ExecuteOutcomeUnknownError:
+            raise  # it may have started: its estimate stays spent
+        except DuneError:
+            self.budget.give_back(plan.execution_estimate)  # refused: nothing started, nothing to pay
+            raise
         run.started, run.started_here, run.resumed = self._clock(), True, False
         logger.info("%s: started execution %s", plan.label, handle.execution_id)
         self._bind(run, handle.execution_id, Origin.EXECUTED)
         run.state = handle.state
         self._watch(run)
+
+    async def _send_execute(self, plan: QueryPlan) -> ExecutionHandle:
+        if plan.sql is not None:
+            return await self._client.execute_sql(plan.sql, performance=plan.performance)
+        assert plan.query_id is not None
+        return await self._client.execute(plan.query_id, parameters=dict(plan.parameters) or None,
+                                          performance=plan.performance)
 
     def _bind(self, run: _Run, execution_id: str, origin: Origin) -> None:
         run.execution_id, run.origin = execution_id, origin
@@ -309,7 +317,6 @@ class Orchestrator:
             run.next_poll_at = run.started + min(expected, self._timing.execution_timeout_seconds / 2)
         else:
             run.next_poll_at = 0.0
-        self._interval = self._timing.min_poll_seconds  # a new execution deserves a prompt first look
 
     # -- polling -----------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from dune_async.errors import (
     CreditsExhaustedError,
     DuneUnavailableError,
     ExecuteOutcomeUnknownError,
+    NotFoundError,
 )
 from dune_async.events import (
     ExecutionStarted,
@@ -30,7 +31,7 @@ from dune_async.events import (
     SyncAborted,
 )
 from dune_async.models import ExecutionState, ExecutionStatus
-from dune_async.orchestrator import Orchestrator, Timing
+from dune_async.orchestrator import Orchestrator, Spending, Timing
 from dune_async.plan import Action, QueryPlan
 from dune_async.settings import Settings
 from dune_async.sink import Sink
@@ -504,3 +505,24 @@ def test_the_layers_defaults_are_the_settings_defaults() -> None:
     assert QueryPlan(key="1", query_id=1).performance == defaults.performance
     checkpoint_rows = inspect.signature(Sink).parameters["checkpoint_rows"].default
     assert checkpoint_rows == defaults.checkpoint_rows
+
+
+async def test_an_execute_dune_refused_spends_nothing_of_the_budget() -> None:
+    """The estimate is reserved before the execute; a refusal (nothing started) gives it back, so the sync's
+    estimate counts only what may be billed. An execute whose outcome is unknown may have started: it stays."""
+    dune = FakeDune({1: FakeQuery(), 2: FakeQuery(execute_error=NotFoundError("Query not found", endpoint="execute")),
+                     3: FakeQuery(execute_error=ExecuteOutcomeUnknownError("502 after sending"))})
+    channel = PageChannel(3)
+    orchestrator = Orchestrator(dune, channel, [plan(q, execution_estimate=10.0) for q in (1, 2, 3)], FAST,
+                                spending=Spending(max_credits=100.0))
+    await asyncio.gather(orchestrator.run(), asyncio.to_thread(drain_all, channel))
+    assert orchestrator.budget.spent == 20.0, "query 1 ran, query 3 may have: query 2's refusal costs nothing"
+
+
+def drain_all(channel: PageChannel) -> None:
+    while True:
+        event, holds_slot = channel.get(timeout=20)
+        if event is END:
+            return
+        if holds_slot:
+            channel.page_done()
