@@ -3,10 +3,10 @@
 Dune bills every execution by the compute it used (failed ones too) and, since January 2026, every export of
 results by the megabyte (docs.dune.com/api-reference/overview/billing, read 2026-12-01): Free 20 credits a MB,
 Analyst 10, Plus 2, Enterprise by contract. Rate limits: docs.dune.com/api-reference/overview/rate-limits
-(same date), which lists no Analyst limits. This module owns the plan presets (rate limits and export price), the estimates made
-before spending (an execution: the last cost recorded for the query, else 10 medium / 20 large; a page: its
-bytes at the export price), and `Budget`, which refuses any spending whose estimate would take the sync over
-`DUNE_MAX_CREDITS_PER_SYNC`.
+(same date), which lists no Analyst limits. This module owns the plan presets (rate limits and export price),
+the estimates made before spending (an execution: the last cost recorded for the query, else 10 medium / 20
+large; a page: its bytes at the export price), and `Budget`, which refuses any spending whose estimate would
+take the sync over `DUNE_MAX_CREDITS_PER_SYNC`.
 """
 
 from __future__ import annotations

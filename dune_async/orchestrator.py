@@ -7,7 +7,7 @@ looked at after T. A poll goes through the results endpoint where it can, so the
 brings the first page too, and no round starts while pages of finished executions are being read. As soon
 as an execution completes, a fetch task streams its pages into the channel, reserving a page slot before each
 download, so memory stays bounded while other queries still run. Results answers carry no execution cost:
-once an execution this sync started has ended and its rows are read, one status read (free) fetches it.
+while the state knows none for a query, one status read (free) fetches it once its execution's rows are read.
 
 With a credit budget (`Spending`), no execute and no page starts whose estimate does not fit: that query ends
 CUT_BY_BUDGET and the next sync finishes it. Dune's usage is read at the start and the end (`SyncTotals`).

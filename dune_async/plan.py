@@ -131,8 +131,9 @@ def _requests(settings: Settings, state: SyncState, declared_tables: frozenset[s
 
 
 def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
-    """Whether `schema()` has typed the entry's table, judged from the state when `schema()` could not say: a saved query that ran before with these parameters has a
-    latest result whose column types it declares; raw SQL has none, and a query's first sync may not either.
+    """Whether `schema()` has typed the entry's table, judged from the state where `schema()` could not say: a
+    saved query that ran before with these parameters has a latest result whose column types it declares; raw
+    SQL has none, and a query's first sync may not either.
     New parameters (an edited entry, a cursor's next value) may have no latest result yet: then schema()
     declared no columns, and a value sent as for a declared one would retype the column (an aware datetime
     lands as text and turns a TIMESTAMP WITH TIME ZONE column into VARCHAR)."""

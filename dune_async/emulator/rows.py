@@ -3,7 +3,8 @@
 Owns the Dune type strings the emulator understands and how each is encoded in JSON (uint256 and decimals as
 strings, varbinary as 0x-hex, timestamps as "YYYY-MM-DD HH:MM:SS.fff UTC", arrays and maps as JSON, a row as an
 object of its fields, time(p) as "HH:MM:SS.fff"). Values never depend on page size or on the execution, so a
-client paging 10 or 30,000 rows at a time must end with the same table. Generation is cheap integer hashing, with a small cache of recently served row blocks.
+client paging 10 or 30,000 rows at a time must end with the same table. Generation is cheap integer hashing,
+with a small cache of recently served row blocks.
 """
 
 from __future__ import annotations
