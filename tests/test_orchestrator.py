@@ -57,7 +57,7 @@ async def run(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, 
 
 async def run_orchestrator(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, capacity: int = 3,
                            writer_delay: float = 0.0, clock: Callable[[], float] = time.monotonic,
-                           ) -> tuple[list[object], PageChannel, Orchestrator]:
+                           spending: Spending | None = None) -> tuple[list[object], PageChannel, Orchestrator]:
     channel = PageChannel(capacity)
     events: list[object] = []
 
@@ -72,7 +72,7 @@ async def run_orchestrator(dune: FakeDune, plans: list[QueryPlan], timing: Timin
             if holds_slot:
                 channel.page_done()
 
-    orchestrator = Orchestrator(dune, channel, plans, timing, clock=clock)
+    orchestrator = Orchestrator(dune, channel, plans, timing, clock=clock, spending=spending)
     await asyncio.gather(orchestrator.run(), asyncio.to_thread(drain))
     return events, channel, orchestrator
 
@@ -512,17 +512,6 @@ async def test_an_execute_dune_refused_spends_nothing_of_the_budget() -> None:
     estimate counts only what may be billed. An execute whose outcome is unknown may have started: it stays."""
     dune = FakeDune({1: FakeQuery(), 2: FakeQuery(execute_error=NotFoundError("Query not found", endpoint="execute")),
                      3: FakeQuery(execute_error=ExecuteOutcomeUnknownError("502 after sending"))})
-    channel = PageChannel(3)
-    orchestrator = Orchestrator(dune, channel, [plan(q, execution_estimate=10.0) for q in (1, 2, 3)], FAST,
-                                spending=Spending(max_credits=100.0))
-    await asyncio.gather(orchestrator.run(), asyncio.to_thread(drain_all, channel))
+    _, _, orchestrator = await run_orchestrator(dune, [plan(q, execution_estimate=10.0) for q in (1, 2, 3)],
+                                                spending=Spending(max_credits=100.0))
     assert orchestrator.budget.spent == 20.0, "query 1 ran, query 3 may have: query 2's refusal costs nothing"
-
-
-def drain_all(channel: PageChannel) -> None:
-    while True:
-        event, holds_slot = channel.get(timeout=20)
-        if event is END:
-            return
-        if holds_slot:
-            channel.page_done()
