@@ -469,7 +469,7 @@ def _read_budget_details(r: ReadBudgetResult, timeline_path: object = None) -> l
         lines.append(_sync_line(run, f"{run.seconds / c.read_bound:.2f} × read bound"))
     for run in r.unlimited:
         lines.append(_sync_line(run, f"span {run.span:.2f} s = {run.span / r.unlimited_bound:.2f} × bound"))
-    second = r.plus[-1]
+    first, second = r.plus[0], r.plus[-1]
     spacing = 60.0 / c.read_rpm
     reads = second.client_reads + second.usage_reads
     m = second.milestones
@@ -481,7 +481,9 @@ def _read_budget_details(r: ReadBudgetResult, timeline_path: object = None) -> l
         f"from the first to the last. The executes all leave at once (by {_at(m.last_execute)}); the first results "
         f"read is at {_at(m.first_read)} (the earliest expected end), the last at {_at(m.last_read)}, the last row "
         f"written at {_at(m.last_row)}, the sync ends at {m.end:.2f} s (the closing usage call). Sync 1 has no "
-        f"history, so it polls queries that are still running: {r.plus[0].client_reads} reads instead of "
+        f"history: it polls queries that are still running ({first.by_route.get('results', 0)} results reads) and "
+        f"asks once what each query's execution cost, which results answers do not say "
+        f"({first.by_route.get('status', 0)} status reads): {first.client_reads} reads instead of "
         f"{second.client_reads}.",
     ]
     if timeline_path is not None:
