@@ -9,6 +9,7 @@ import pytest
 from yarl import URL
 
 from dune_async.emulator import ColumnSpec, QuerySpec
+from dune_async.emulator.results import go_float
 from tests.test_emulator_support import FakeClock, finished_execution, running, unlimited
 
 WIDE = [ColumnSpec(f"c{i}", "bigint") for i in range(10)]
@@ -255,7 +256,12 @@ async def test_csv_results_page_by_headers() -> None:
     assert first.headers["Content-Type"].startswith("text/csv")
     parsed = [row for text in texts for row in list(csv.DictReader(io.StringIO(text)))]
     assert [int(r["n"]) for r in parsed] == list(range(25))
-    assert [r["label"] for r in parsed] == [r["label"] if r["label"] is not None else "" for r in json_rows]
+    # As Dune's recorded CSV: NULL as <nil>, numbers as Go prints a float64, text as it is.
+    expected = [{name: "<nil>" if value is None else go_float(value) if type(value) in (int, float)
+                 else str(value).lower() if isinstance(value, bool) else value
+                 for name, value in row.items() if not isinstance(value, list | dict)} for row in json_rows]
+    assert [{name: row[name] for name in want} for row, want in zip(parsed, expected, strict=True)] == expected
+    assert any(value is None for row in json_rows for value in row.values()), "the scenario has NULLs to show"
     assert len(list(csv.DictReader(io.StringIO(latest.text)))) == 5
 
 

@@ -29,6 +29,7 @@ from devtools import sdk
 from dune_async import retry
 from dune_async.client import ClientSettings, DuneClient
 from dune_async.emulator import ErrorSpec, Outcome, QuerySpec
+from dune_async.emulator.results import go_float
 from dune_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -48,6 +49,7 @@ REAL_DUNE = Path(sdk.PROJECT_ROOT).parent / "shared" / "reference" / "real-dune"
 FIXTURES = REAL_DUNE / "fixtures"
 EXECUTION_ID = "01HKZJ2683PHF9Q9PHHQ8FW4Q1"
 TIMESTAMP_KEYS = ("submitted_at", "expires_at", "execution_started_at", "execution_ended_at", "cancelled_at")
+GO_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[+-]\d\d+)?")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d{0,8}[1-9]))?Z")
 
 
@@ -489,6 +491,12 @@ async def test_the_emulator_answers_the_same_shape(fixture: Fixture) -> None:
         for text in (fixture.data["body_text"], reply.text):  # a header line, then rows exactly as wide
             header, *records = list(csv.reader(io.StringIO(text)))
             assert len(header) >= 2 and records and {len(record) for record in records} == {len(header)}
+            assert "" not in {cell for record in records for cell in record}, "a NULL is written <nil>, as recorded"
+        # The emulator writes numbers with go_float (its CSV test compares cell by cell with the JSON rows):
+        # every number of the recording must read the same through it.
+        numbers = [cell for record in list(csv.reader(io.StringIO(fixture.data["body_text"])))[1:]
+                   for cell in record if GO_NUMBER.fullmatch(cell)]
+        assert numbers and [go_float(float(cell)) for cell in numbers] == numbers, "numbers as Go prints a float64"
         return
     if not 200 <= fixture.status < 300:
         assert set(reply.body) == set(fixture.body)

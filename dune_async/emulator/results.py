@@ -14,8 +14,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from multidict import MultiDict, MultiMapping
@@ -191,13 +193,39 @@ def _records(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...
 
 
 def _csv_cell(value: object) -> object:
+    """A cell as Dune's recorded CSV writes it: NULL as `<nil>`, numbers as Go prints a float64 (`%v`)."""
     if value is None:
-        return ""
+        return "<nil>"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int | float):
+        return go_float(float(value))
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
     return value
+
+
+def go_float(value: float) -> str:
+    """Go's `%v` of a float64: the shortest digits that read back exactly, in exponent form (at least two
+    exponent digits) when the decimal exponent is below -4 or 6 and above: 6296, 4.474223e+06, 1e-05."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    point = len(text) + int(exponent)  # digits before the decimal point
+    minus = "-" if sign else ""
+    if not -4 <= point - 1 < 6:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{minus}{mantissa}e{'-' if point - 1 < 0 else '+'}{abs(point - 1):02d}"
+    if point <= 0:
+        return f"{minus}0.{'0' * -point}{text}"
+    if point >= len(text):
+        return f"{minus}{text}{'0' * (point - len(text))}"
+    return f"{minus}{text[:point]}.{text[point:]}"
 
 
 def _csv(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...]]) -> tuple[bytes, int]:
