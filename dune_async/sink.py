@@ -33,7 +33,14 @@ from dune_async.events import (
 from dune_async.models import ExecutionStatus
 from dune_async.plan import QueryPlan, Target
 from dune_async.state import SyncState
-from dune_async.tables import EXECUTION_TABLE, SYNC_TABLE, ExecutionContext, SyncVerdict, execution_row
+from dune_async.tables import (
+    EXECUTION_TABLE,
+    SYNC_TABLE,
+    ExecutionContext,
+    SyncOutcome,
+    SyncVerdict,
+    execution_row,
+)
 from dune_async.types import DuneValueError
 from dune_async.writers import MergeWriter, Operations, TargetError, Writer, writer_for
 
@@ -118,7 +125,7 @@ class Sink:
         work (what it completed is not paid for again) before refreshing anything else."""
         cut = any(r.outcome == Outcome.CUT_BY_BUDGET.value for r in self.reports.values())
         self._state.finished = not cut
-        self._record_sync("SUCCEEDED" if not cut else "SUCCEEDED_WITHIN_BUDGET")
+        self._record_sync(SyncOutcome.SUCCEEDED_WITHIN_BUDGET if cut else SyncOutcome.SUCCEEDED)
         self.checkpoint()
         self._log_summary()
         return list(self.reports.values())
@@ -268,11 +275,11 @@ class Sink:
             logger.info("%s: %s, %d rows written in %.1f s", report.label, done.outcome.value, report.rows,
                         done.seconds)
 
-    def _record_sync(self, outcome: str) -> None:
+    def _record_sync(self, outcome: SyncOutcome) -> None:
         """The sync's row in `dune_sync`: what it did, what it was estimated to cost and what Dune counted."""
         totals = self.totals
         self._op.upsert(SYNC_TABLE, {
-            "sync_id": self.sync_id, "started_at": self._started_at, "ended_at": _now(), "outcome": outcome,
+            "sync_id": self.sync_id, "started_at": self._started_at, "ended_at": _now(), "outcome": outcome.value,
             "queries": len(self.reports), "rows": sum(r.rows for r in self.reports.values()),
             "bytes_downloaded": totals.bytes_downloaded if totals else None,
             "credits_estimated": totals.credits_estimated if totals else None,
@@ -280,7 +287,7 @@ class Sink:
         })
 
     def _abort(self, error: BaseException) -> None:
-        self._record_sync("FAILED")
+        self._record_sync(SyncOutcome.FAILED)
         self.checkpoint()  # what was written so far is kept
         self._log_summary()
         if isinstance(error, AuthenticationError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from dune_async.catalogue import EXECUTION_TABLE, RESULT_TABLE, SYNC_TABLE, Entry
@@ -83,6 +84,14 @@ def typed_table(entry: Entry, metadata: ResultMetadata | None) -> dict[str, Any]
         columns = {name: declared[name] for name in wanted if name in declared}
     columns.update({"_dune_execution_id": "STRING", "_dune_row": "LONG"})
     return {"table": entry.table, "primary_key": list(entry.table_key), "columns": columns}
+
+
+class SyncOutcome(StrEnum):
+    """How a sync ended, as `dune_sync.outcome` says it."""
+
+    SUCCEEDED = "SUCCEEDED"
+    SUCCEEDED_WITHIN_BUDGET = "SUCCEEDED_WITHIN_BUDGET"  # the budget cut some work; the next sync finishes it
+    FAILED = "FAILED"  # it stopped (401, 402, a bug); what it wrote before is committed
 
 
 @dataclass(frozen=True)
