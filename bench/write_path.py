@@ -40,7 +40,7 @@ QUERY_ID = 3001
 @dataclass(frozen=True)
 class WritePathConfig:
     rows: int = 200_000
-    repeats: int = 3  # each run, interleaved; the fastest of each counts (this machine's noise is a few %)
+    repeats: int = 5  # each run, interleaved; the fastest of each counts (one side's runs spread by up to 15 % here)
     profile: bool = True
     profile_rows: int | None = None  # defaults to `rows`
     top: int = 18
@@ -66,6 +66,14 @@ class WritePathResult:
     @property
     def ratio(self) -> float:
         return _update_seconds(self.connector) / _update_seconds(self.bare_loop)
+
+    @property
+    def paired_ratio(self) -> float:
+        """The median of each interleaved pair's ratio: less at the mercy of one lucky run than the fastest's."""
+        ratios = sorted(_update_seconds(c) / _update_seconds(b)
+                        for c, b in zip(self.connector_runs, self.bare_loop_runs, strict=True))
+        middle = len(ratios) // 2
+        return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
     @property
     def wall_ratio(self) -> float:
