@@ -1,7 +1,8 @@
 """Runs the scenarios with a size preset and writes the report: `run_all(FULL)` is what `make bench` does.
 
-`FULL` is sized to finish in well under ten minutes on two cores; `TINY` runs every scenario in seconds, for
-the smoke test. Each scenario is optional (`only`), so one can be rerun alone while working on it.
+`FULL` takes about 22 minutes on two cores (most of it the write paths' interleaved runs); `TINY` runs every
+scenario in seconds, for the smoke test. Each scenario is optional (`only`), so one can be rerun alone while
+working on it.
 """
 
 from __future__ import annotations
