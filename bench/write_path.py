@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +71,8 @@ class WritePathResult:
     @property
     def paired_ratio(self) -> float:
         """The median of each interleaved pair's ratio: less at the mercy of one lucky run than the fastest's."""
-        ratios = sorted(_update_seconds(c) / _update_seconds(b)
-                        for c, b in zip(self.connector_runs, self.bare_loop_runs, strict=True))
-        middle = len(ratios) // 2
-        return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+        return statistics.median(_update_seconds(c) / _update_seconds(b)
+                                 for c, b in zip(self.connector_runs, self.bare_loop_runs, strict=True))
 
     @property
     def wall_ratio(self) -> float:
