@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import backoff
+import orjson
 
 from dune_async import __version__
 from dune_async.defaults import DEFAULTS, default_int
@@ -570,11 +571,49 @@ def _text(value: Any) -> str:
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The JSON object an answer holds, or None.
+
+    Result pages are the only large thing the orchestrator's thread does, and every millisecond it holds the GIL
+    is one the writing thread (the sync's bottleneck) waits: orjson reads a page about 4x faster than `json`.
+    But orjson refuses some JSON that `json` reads (NaN and Infinity literals, lone surrogates) and reads an
+    integer literal beyond 64 bits as a float, losing digits. Such a body is read again by `json`, so the values
+    never depend on which parser read them.
+    """
     try:
-        data = json.loads(body)
-    except ValueError:
-        return None
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = _standard_json(body)
+    else:
+        if isinstance(data, dict) and _may_have_lost_digits(data):
+            data = _standard_json(body)
     return data if isinstance(data, dict) else None
+
+
+def _standard_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+# orjson keeps an integer literal in [-2**63, 2**64) an int; beyond, it gives a float at or past +-2**63.
+_ORJSON_EXACT_BOUND = 2.0**63
+
+
+def _may_have_lost_digits(data: dict[str, Any]) -> bool:
+    """Whether orjson may have turned an integer literal into a float: true for any float at or beyond +-2**63
+    (a real float that large only costs a second read). A loop, not recursion: answers may nest deeply."""
+    stack: list[dict[str, Any] | list[Any]] = [data]
+    while stack:
+        item = stack.pop()
+        for value in item.values() if type(item) is dict else item:
+            kind = type(value)
+            if kind is float:
+                if not -_ORJSON_EXACT_BOUND < value < _ORJSON_EXACT_BOUND:
+                    return True
+            elif kind is dict or kind is list:
+                stack.append(value)
+    return False
 
 
 def _error_text(body: bytes) -> str:
