@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,13 +290,14 @@ class DebugRun:
 
 
 def run_debug(project: Path, config: Mapping[str, str], *, home: Path, timeout: float = 600,
-              poll_seconds: float = 0.02) -> DebugRun:
-    """Runs `fivetran debug` on a fresh warehouse, polling the RSS of its process tree until it exits."""
+              poll_seconds: float = 0.02, cpus: set[int] | None = None) -> DebugRun:
+    """Runs `fivetran debug` on a fresh warehouse (on `cpus` if given), polling the RSS of its process tree
+    until it exits."""
     shutil.rmtree(project / "files", ignore_errors=True)
     host = psutil.Process()
     host_before = sum(host.cpu_times()[:2])
     start = time.monotonic()
-    process = sdk.start_debug(project, config, home=home)
+    process = sdk.start_debug(project, config, home=home, cpus=cpus)
     peak, cpu = 0, 0.0
     try:
         while process.poll() is None:
@@ -373,16 +374,16 @@ def _clock_seconds(match: re.Match[str]) -> float:
 
 
 def interleaved_runs(connector: Path, configuration: dict[str, Any], bare_loop: Path, *, repeats: int,
-                     rows: int, home: Path, timeout: float,
-                     table: str = RESULT_TABLE) -> tuple[list[DebugRun], list[DebugRun]]:
+                     rows: int, home: Path, timeout: float, table: str = RESULT_TABLE,
+                     cpus: set[int] | None = None) -> tuple[list[DebugRun], list[DebugRun]]:
     """The connector and the bare loop through `fivetran debug`, one after the other `repeats` times (so a
     passing load on the machine hits both alike), each checked to have written `rows` rows into `table`."""
     connector_runs: list[DebugRun] = []
     bare_loop_runs: list[DebugRun] = []
     for _ in range(repeats):
-        connector_runs.append(run_debug(connector, configuration, home=home, timeout=timeout).check())
+        connector_runs.append(run_debug(connector, configuration, home=home, timeout=timeout, cpus=cpus).check())
         expect_rows(connector, rows, table)
-        bare_loop_runs.append(run_debug(bare_loop, {}, home=home, timeout=timeout).check())
+        bare_loop_runs.append(run_debug(bare_loop, {}, home=home, timeout=timeout, cpus=cpus).check())
         expect_rows(bare_loop, rows, table)
     return connector_runs, bare_loop_runs
 
@@ -404,9 +405,39 @@ def python_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run_python(module: str, args: list[str], *, home: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_python(module: str, args: list[str], *, home: Path, timeout: float,
+               cpus: set[int] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=sdk.PROJECT_ROOT, env=python_env(home),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+                          capture_output=True, text=True, timeout=timeout, check=False, preexec_fn=sdk.pin_to(cpus))
+
+
+@contextlib.contextmanager
+def pinned_apart() -> Iterator[set[int] | None]:
+    """One core for the `fivetran debug` runs, the others for this process (the emulator, the RSS polling).
+
+    Production gives a connector about half a core for all its threads, so there what the connector's event
+    loop does on the side adds to the sync's time; on two free cores it would partly run beside the writer, and
+    the emulator (Dune's servers, in production elsewhere) would compete with it. Pinned, both sides of a
+    comparison get one core of their own. Yields the child's cores, or None where there are not two to share
+    (and then pins nothing)."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        yield None
+        return
+    child, host = {cores[-1]}, set(cores[:-1])
+    threads = [thread.id for thread in psutil.Process().threads()]
+    before = {tid: os.sched_getaffinity(tid) for tid in threads}
+    for tid in threads:  # the emulator's threads too; threads they start later inherit it
+        os.sched_setaffinity(tid, host)
+    try:
+        yield child
+    finally:
+        for tid, affinity in before.items():
+            with contextlib.suppress(OSError):  # a thread that has ended since
+                os.sched_setaffinity(tid, affinity)
 
 
 # -- the machine ----------------------------------------------------------------------------------------------

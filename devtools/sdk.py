@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +88,22 @@ def run_debug(project: Path, configuration: Mapping[str, Any], *, home: Path, ti
 
 
 def start_debug(project: Path, configuration: Mapping[str, Any], *, home: Path,
-                extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-    """Starts a sync in the background (to kill it halfway, say); output goes to project/debug.log."""
+                extra_env: Mapping[str, str] | None = None, cpus: set[int] | None = None) -> subprocess.Popen[str]:
+    """Starts a sync in the background (to kill it halfway, say); output goes to project/debug.log. With `cpus`
+    (Linux), the sync and everything it starts run on those cores only."""
     config_path = project / "configuration.json"
     config_path.write_text(json.dumps(dict(configuration), indent=2))
     log = (project / "debug.log").open("w")
     return subprocess.Popen(debug_command(project, config_path), cwd=project, env=offline_env(home, extra_env),
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=pin_to(cpus))
+
+
+def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that keeps a child process (and its threads and children) on `cpus`; None for no pinning."""
+    if not cpus:
+        return None
+    chosen = set(cpus)
+    return lambda: os.sched_setaffinity(0, chosen)
 
 
 def warehouse(project: Path) -> Any:
