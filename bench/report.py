@@ -619,6 +619,20 @@ SECTIONS = {  # heading number -> scenario (the summary rows' scenario starts wi
 }
 
 
+_NOT_RERUN = "*Not rerun: measured in the run of "
+
+
+def _measured_note(body: str, date: str) -> str:
+    """A section kept once more keeps the note of when it was measured (the one nearest its text, the first
+    written), not the date of the partial run it was last kept by."""
+    notes = [line for line in body.splitlines() if line.startswith(_NOT_RERUN)]
+    return notes[-1] if notes else f"{_NOT_RERUN}{date}.*"
+
+
+def _without_notes(body: str) -> str:
+    return "\n".join(line for line in body.splitlines() if not line.startswith(_NOT_RERUN)) + "\n"
+
+
 def keep_previous(new: str, previous: str, ran: Iterable[str]) -> str:
     """`new` with the summary rows and sections of `previous` for every scenario that did not run this time, each
     kept section marked with the date of the run that measured it; sections in their number's order."""
@@ -632,7 +646,7 @@ def keep_previous(new: str, previous: str, ran: Iterable[str]) -> str:
         return new
     for number, text in kept.items():
         heading, _, body = text.partition("\n")
-        new_sections[number] = f"{heading}\n\n*Not rerun: measured in the run of {date}.*\n{body}"
+        new_sections[number] = f"{heading}\n\n{_measured_note(body, date)}\n{_without_notes(body)}"
     old_rows = [line for line in previous.splitlines()
                 if line.startswith("| ") and line[2:].split(" ", 1)[0] in kept and "|---" not in line]
     summary = new_sections.get("Summary", "")
