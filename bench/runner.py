@@ -1,6 +1,6 @@
 """Runs the scenarios with a size preset and writes the report: `run_all(FULL)` is what `make bench` does.
 
-`FULL` takes about 22 minutes on two cores (most of it the write paths' interleaved runs); `TINY` runs every
+`FULL` takes about 21 minutes on two cores (most of it the write paths' interleaved runs); `TINY` runs every
 scenario in seconds, for the smoke test. Each scenario is optional (`only`), so one can be rerun alone while
 working on it.
 """
