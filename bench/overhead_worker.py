@@ -1,6 +1,6 @@
 """Times one sync in-process, without a profiler: `python -m bench.overhead_worker REQUEST.json OUT.json`.
 
-Why: on this machine the speed of a core drifts by 10-25 % from one half-minute to the next (two identical bare
+Why: on this machine the speed of a core drifts by up to 40 % from one minute to the next (two identical bare
 loops started together, one on each core, finished up to 23 % apart), so comparing a connector process with a
 bare-loop process run at another moment cannot tell 1.05 from 1.15. Within one process both parts of the work,
 the SDK's and ours, run interleaved row by row at the same speed, so their ratio does not drift.
@@ -15,9 +15,10 @@ runner (`core_adapter.run`, what `fivetran debug` calls), with `Operations.upser
   checkpoint) plus the runner's work after `update()` returns; upserts into other tables (the connector's
   execution and sync records) count as the connector's own time;
 - `background_cpu_seconds`: CPU time of every other Python thread this process started (the connector's
-  event loop, the SDK's memory monitor; not DuckDB's workers, which never hold the GIL). Each of its seconds may have held the GIL while the writer was inside an SDK call,
-  so it is taken off the SDK's time: `sdk_seconds - background_cpu_seconds` is the least the bare loop's own
-  writing could have taken, and `run_seconds` over it the most the overhead can be.
+  event loop, the SDK's memory monitor; not DuckDB's workers, which never hold the GIL). Each of its seconds
+  may have held the GIL while the writer was inside an SDK call, so it is taken off the SDK's time:
+  `sdk_seconds - background_cpu_seconds` is the least the bare loop's own writing could have taken, and
+  `run_seconds` over it the most the overhead can be.
 """
 
 from __future__ import annotations

@@ -294,9 +294,8 @@ def _runs_table(r: WritePathResult) -> list[str]:
 def _in_process_lines(r: WritePathResult) -> list[str]:
     if r.in_process is None or r.in_process_ratio is None:
         return []
-    spreads = [max(runs_seconds) / min(runs_seconds) - 1 for runs_seconds in (
-        [run.update_seconds or 0.0 for run in r.connector_runs], [run.update_seconds or 0.0 for run in r.bare_loop_runs])
-        if min(runs_seconds) > 0]
+    sides = ([run.update_seconds or 0.0 for run in runs] for runs in (r.connector_runs, r.bare_loop_runs))
+    spreads = [max(seconds) / min(seconds) - 1 for seconds in sides if min(seconds) > 0]
     lines = [
         "",
         "### In-process timing (what the goal is checked against)",

@@ -12,9 +12,10 @@ as one `replace` entry (no `DUNE_QUERY_IDS`): each row goes through `types.row_c
   columns added, then nothing but `op.upsert` and the same checkpoint cadence.
 
 Time = the SDK's `calling update()` to `SYNC SUCCEEDED`, `repeats` interleaved runs a side; the goal
-(connector / bare loop <= 1.10) is checked in-process, as in `write_path` (`overhead_worker`). The conversion's own cost is also timed here, without any profiler, on the
-fetched rows (µs per row), and `profile_worker` splits the connector's time in-process under cProfile into
-SDK upserts, `types` conversion and our sink / writer loops.
+(connector / bare loop <= 1.10) is checked in-process, as in `write_path` (`overhead_worker`). The
+conversion's own cost is also timed here, without any profiler, on the fetched rows (µs per row), and
+`profile_worker` splits the connector's time in-process under cProfile into SDK upserts, `types` conversion
+and our sink / writer loops.
 """
 
 from __future__ import annotations

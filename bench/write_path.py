@@ -10,7 +10,7 @@ instant execution: what is measured is getting rows into Fivetran, not waiting f
 
 The time compared is the SDK's own, from its `calling update()` line to `SYNC SUCCEEDED` (final flush
 included; process start-up and, for the bare loop, loading its rows are not in it). Each side runs `repeats`
-times, interleaved. But this machine's speed drifts by 10-25 % between runs, more than the goal's margin, so
+times, interleaved. But this machine's speed drifts by up to 40 % between runs, more than the goal's margin, so
 the goal (connector / bare loop <= 1.05) is checked in-process: `overhead_worker` runs each once and times,
 within the one run, the SDK's calls against the whole (see `InProcess`). Then `profile_worker` runs the
 connector in-process under cProfile with the real SDK runner, to show where the time beyond the upserts goes.
@@ -69,7 +69,7 @@ class InProcess:
 
     @property
     def own_ratio_bound(self) -> float:
-        """The same with every CPU second of the other threads assumed taken from inside the SDK's calls."""
+        """The same with every CPU second of the other Python threads assumed taken from inside the SDK's calls."""
         return self.run_seconds / max(self.sdk_seconds - self.background_cpu_seconds, 1e-9)
 
 
@@ -96,7 +96,7 @@ class WritePathResult:
 
     @property
     def in_process_ratio_low(self) -> float | None:
-        """The same if no CPU second of the other threads was taken from inside the SDK's calls."""
+        """The same if no CPU second of the other Python threads was taken from inside the SDK's calls."""
         if self.in_process is None:
             return None
         connector, bare_loop = self.in_process
