@@ -183,33 +183,34 @@ def run_in_process_pair(connector: Path, configuration: dict[str, str], bare_loo
 def run_in_process(project: Path, configuration: dict[str, str], *, table: str, work: Path, home: Path,
                    timeout: float, cpus: set[int] | None = None) -> InProcess:
     """Runs `project`'s connector.py in `overhead_worker`, writing into a fresh warehouse under `work`."""
+    request = {"connector_dir": str(project), "table": table, "configuration": configuration}
+    return InProcess(**_run_worker("bench.overhead_worker", request, work=work, home=home, timeout=timeout,
+                                   cpus=cpus))
+
+
+def _run_worker(module: str, request: dict[str, Any], *, work: Path, home: Path, timeout: float,
+                cpus: set[int] | None = None) -> dict[str, Any]:
+    """Runs an in-process worker (`python -m module REQUEST.json OUT.json`) on a fresh `work` folder, which is
+    also the project it writes its warehouse into; returns what it wrote to OUT.json."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    request = {"project_root": str(sdk.PROJECT_ROOT), "connector_dir": str(project), "project": str(work),
-               "table": table, "configuration": configuration}
-    (work / "request.json").write_text(json.dumps(request))
-    result = run_python("bench.overhead_worker", [str(work / "request.json"), str(work / "timing.json")],
-                        home=home, timeout=timeout, cpus=cpus)
+    (work / "request.json").write_text(json.dumps(
+        {"project_root": str(sdk.PROJECT_ROOT), "project": str(work), **request}))
+    result = run_python(module, [str(work / "request.json"), str(work / "out.json")], home=home, timeout=timeout,
+                        cpus=cpus)
     if result.returncode != 0:
-        raise RuntimeError(f"the in-process run failed ({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
-    return InProcess(**json.loads((work / "timing.json").read_text()))
+        raise RuntimeError(f"{module} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
+    out: dict[str, Any] = json.loads((work / "out.json").read_text())
+    return out
 
 
 def run_profile(base_url: str, *, work: Path, home: Path, top: int, timeout: float,
                 configuration: dict[str, str] | None = None) -> dict[str, Any]:
     """cProfile of one in-process sync with the real SDK runner (see `profile_worker`); by default with this
     scenario's `connector_configuration`."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    request = {"project_root": str(sdk.PROJECT_ROOT), "project": str(work), "top": top,
-               "configuration": configuration or connector_configuration(base_url)}
-    (work / "request.json").write_text(json.dumps(request))
+    request = {"top": top, "configuration": configuration or connector_configuration(base_url)}
     start = time.monotonic()
-    result = run_python("bench.profile_worker", [str(work / "request.json"), str(work / "profile.json")],
-                        home=home, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"the profile run failed ({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
-    profile: dict[str, Any] = json.loads((work / "profile.json").read_text())
+    profile = _run_worker("bench.profile_worker", request, work=work, home=home, timeout=timeout)
     profile["wall_seconds"] = time.monotonic() - start
     return profile
 

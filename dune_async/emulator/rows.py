@@ -308,8 +308,7 @@ def cursor_column(type_string: str) -> IndexValue:
 
 def first_index_at_or_after(type_string: str, threshold: float) -> int:
     """The first row whose cursor value is >= threshold (a number, or seconds since 2021-01-01 UTC)."""
-    step = CURSOR_BLOCK_STEP if is_numeric_cursor(type_string) else CURSOR_SECONDS_STEP
-    base = CURSOR_FIRST_BLOCK if is_numeric_cursor(type_string) else 0
+    step, base = (CURSOR_BLOCK_STEP, CURSOR_FIRST_BLOCK) if is_numeric_cursor(type_string) else (CURSOR_SECONDS_STEP, 0)
     return max(0, -int((base - threshold) // step))  # ceil((threshold - base) / step)
 
 
