@@ -249,26 +249,32 @@ def generator_for(type_string: str) -> Generator:
     raise ValueError(f"unsupported column type {type_string!r}")
 
 
-def _split_top_level(inner: str) -> tuple[str, str]:
-    depth = 0
-    for position, char in enumerate(inner):
+def _top_level_parts(inner: str) -> list[str]:
+    """The comma-separated parts of a type's parameters, commas inside nested parentheses kept."""
+    parts, depth, start = [], 0, 0
+    for position, char in enumerate(inner + ","):
         depth += {"(": 1, ")": -1}.get(char, 0)
         if char == "," and depth == 0:
-            return inner[:position].strip(), inner[position + 1 :].strip()
-    raise ValueError(f"map type needs a key and a value type: map({inner})")
+            parts.append(inner[start:position].strip())
+            start = position + 1
+    return parts
+
+
+def _split_top_level(inner: str) -> tuple[str, str]:
+    parts = _top_level_parts(inner)
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"map type needs a key and a value type: map({inner})")
+    return parts[0], parts[1]
 
 
 def _row_fields(inner: str) -> tuple[tuple[str, Generator], ...]:
     """`a bigint, b array(varchar)` -> (("a", generator), ("b", generator)); Dune sends a row as an object."""
-    fields, depth, start = [], 0, 0
-    for position, char in enumerate(inner + ","):
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            name, _, kind = inner[start:position].strip().partition(" ")
-            if not name or not kind:
-                raise ValueError(f"row type needs named fields: row({inner})")
-            fields.append((name, generator_for(kind)))
-            start = position + 1
+    fields = []
+    for part in _top_level_parts(inner):
+        name, _, kind = part.partition(" ")
+        if not name or not kind:
+            raise ValueError(f"row type needs named fields: row({inner})")
+        fields.append((name, generator_for(kind)))
     return tuple(fields)
 
 
