@@ -25,8 +25,8 @@ demo: install
 bench: install
 	$(BIN)/python -m bench
 
-# The folder to deploy: the connector and its runtime needs only (no tests, benchmarks, dev tools or the Dune
-# emulator, whose imports would make `fivetran deploy` ask to add pytest and friends to requirements.txt).
+# The folder to deploy: the connector and its runtime needs only. The package holds nothing else (the Dune
+# emulator, tests, benchmarks and dev tools live beside it), so this is a plain copy.
 # `make dist DIST=<dir>` builds elsewhere (the tests build into a temporary folder).
 DIST ?= dist/connector
 
@@ -35,7 +35,6 @@ dist:
 	rm -rf $(DIST)/connector.py $(DIST)/requirements.txt $(DIST)/dune_async
 	mkdir -p $(DIST)
 	cp -R connector.py requirements.txt dune_async $(DIST)/
-	rm -rf $(DIST)/dune_async/emulator
 	find $(DIST) -name __pycache__ -prune -exec rm -rf {} +
 	# Your settings, if you keep them in the git-ignored configuration.local.json (the SDK never uploads this file).
 	if [ -f configuration.local.json ]; then cp configuration.local.json $(DIST)/configuration.json; \

@@ -30,9 +30,9 @@ import psutil
 
 from devtools import sdk
 from dune_async.client import ClientSettings, DuneClient
-from dune_async.emulator import EmulatorThread, QuerySpec
 from dune_async.sync import run_sync
 from dune_async.tables import RESULT_TABLE
+from dune_emulator import EmulatorThread, QuerySpec
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"

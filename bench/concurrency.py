@@ -35,7 +35,7 @@ from bench.common import (
     timed_sync,
 )
 from dune_async.client import ClientSettings, DuneClient
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 
 FIRST_QUERY_ID = 1001
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import API_KEY, Call, RecordingOperations, recording_factory, timed_sync
-from dune_async.emulator import ColumnSpec, CursorSpec, EmulatorThread, QuerySpec, Scenario
+from dune_emulator import ColumnSpec, CursorSpec, EmulatorThread, QuerySpec, Scenario
 
 CURSOR_QUERY_ID = 4001
 PLAIN_QUERY_ID = 4002

@@ -40,8 +40,8 @@ from bench.write_path import QUERY_ID, connector_configuration, scenario
 from devtools import sdk
 from dune_async.client import ClientSettings
 from dune_async.defaults import default_int
-from dune_async.emulator import EmulatorThread
 from dune_async.sync import PAGE_CAPACITY
+from dune_emulator import EmulatorThread
 
 MB = 2**20
 

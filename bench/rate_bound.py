@@ -35,7 +35,7 @@ from bench.common import (
     seeded_specs,
     timed_sync,
 )
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 
 FIRST_QUERY_ID = 2001
 DUNE_WINDOW = 60.0

@@ -42,7 +42,7 @@ from bench.common import (
     timed_sync,
 )
 from dune_async.client import DuneClient
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 
 FIRST_QUERY_ID = 3001
 FIRST_UNLIMITED_QUERY_ID = 3101

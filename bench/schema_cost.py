@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from bench.common import API_KEY, RecordingOperations
 from dune_async.discovery import destination_schema
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.sync import run_sync
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 
 PLANS = {"plus": (70, 200), "free": (15, 40)}  # executes, reads a minute
 FIRST_QUERY = 5000

@@ -30,8 +30,8 @@ from bench import baseline
 from bench.common import API_KEY, configuration, interleaved_runs, pinned_apart
 from bench.write_path import WritePathConfig, WritePathResult, run_in_process_pair, run_profile
 from devtools import sdk
-from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 from dune_async.types import row_converter
+from dune_emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 
 QUERY_ID = 3101
 TABLE = "typed_rows"

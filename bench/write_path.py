@@ -36,8 +36,8 @@ from bench.common import (
     run_python,
 )
 from devtools import sdk
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.tables import RESULT_TABLE
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 
 QUERY_ID = 3001
 

@@ -2,7 +2,7 @@
 
 `plan` prints what the next sync would do with each query and what it would cost, using only calls that cost
 no credits (see `dune_async.preview`). Bad input exits 2, a refusal from Dune (a wrong key) exits 1; the API
-key never appears in the output. `python -m dune_async.emulator` stays the emulator's own command.
+key never appears in the output. `python -m dune_emulator` stays the emulator's own command.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devtools import sdk  # noqa: E402
-from dune_async.emulator import EmulatorThread, Scenario  # noqa: E402
-from dune_async.emulator.scenario import FEATURE_SQL  # noqa: E402
+from dune_emulator import EmulatorThread, Scenario  # noqa: E402
+from dune_emulator.scenario import FEATURE_SQL  # noqa: E402
 
 ROOT = sdk.PROJECT_ROOT
 API_KEY = "demo"

@@ -14,11 +14,11 @@ from aiohttp import web
 
 from dune_async import retry
 from dune_async.client import ClientSettings, DuneClient
-from dune_async.emulator import ColumnSpec, Emulator, EmulatorThread, QuerySpec, Scenario
 from dune_async.errors import DuneError, DuneUnavailableError, ExecuteOutcomeUnknownError
 from dune_async.events import Outcome
 from dune_async.models import ExecutionState
 from dune_async.sync import run_sync
+from dune_emulator import ColumnSpec, Emulator, EmulatorThread, QuerySpec, Scenario
 from tests.fakes import FakeOperations
 
 KEY = "emulator-KEY-5b8d2e71c4a9-do-not-leak"

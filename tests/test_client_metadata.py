@@ -12,9 +12,9 @@ from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 from dune_async.client import DuneClient
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.errors import BadRequestError, NotFoundError
 from dune_async.models import ResultPage
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 from tests.test_client_unit import (
     KEY,
     QUERY_ID,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from dune_async.discovery import declared_tables, destination_schema
-from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
+from dune_emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 
 KEY = "sk_test_SCHEMA"
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EMULATOR = "dune_async.emulator"
+EMULATOR = "dune_emulator"
 
 
 def emulator_imports(path: Path, package: str) -> list[str]:
@@ -35,7 +35,7 @@ def package_of(path: Path, root: Path) -> str:
 
 
 def test_no_runtime_module_imports_the_emulator() -> None:
-    runtime = [p for p in (ROOT / "dune_async").rglob("*.py") if "emulator" not in p.relative_to(ROOT).parts]
+    runtime = list((ROOT / "dune_async").rglob("*.py"))
     assert len(runtime) > 10
     offenders = {str(p.relative_to(ROOT)): emulator_imports(p, package_of(p, ROOT))
                  for p in [*runtime, ROOT / "connector.py"]}
@@ -44,9 +44,8 @@ def test_no_runtime_module_imports_the_emulator() -> None:
 
 def test_the_emulator_import_check_sees_every_form(tmp_path: Path) -> None:
     """The check above must be able to fail."""
-    forms = {"import dune_async.emulator": "dune_async", "from dune_async.emulator import Scenario": "dune_async",
-             "from dune_async import emulator": "dune_async", "from .emulator import Scenario": "dune_async",
-             "from . import emulator": "dune_async", "from ..emulator.app import build_app": "dune_async.sub"}
+    forms = {"import dune_emulator": "dune_async", "from dune_emulator import Scenario": "dune_async",
+             "import dune_emulator.app": "dune_async", "from dune_emulator.app import build_app": "dune_async.sub"}
     for source, package in forms.items():
         module = tmp_path / "module.py"
         module.write_text(source + "\n")
@@ -62,7 +61,9 @@ def test_make_dist_ships_runtime_code_only_and_imports_on_its_own(tmp_path: Path
     assert (target / "connector.py").is_file() and (target / "requirements.txt").is_file()
     assert (target / "configuration.json").is_file()
     assert (target / "dune_async" / "orchestrator.py").is_file()
-    assert not (target / "dune_async" / "emulator").exists()
+    assert not (target / "dune_emulator").exists()
+    shipped = sorted(p.name for p in (target / "dune_async").glob("*.py"))
+    assert shipped == sorted(p.name for p in (ROOT / "dune_async").glob("*.py")), "make dist is a plain copy"
     assert not list(target.rglob("__pycache__"))
     offenders = [str(p) for p in target.rglob("*.py") if emulator_imports(p, package_of(p, target))]
     assert offenders == []
@@ -70,7 +71,7 @@ def test_make_dist_ships_runtime_code_only_and_imports_on_its_own(tmp_path: Path
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     probe = ("import importlib, pkgutil, sys, connector, dune_async; "
              "[importlib.import_module('dune_async.' + m.name) for m in pkgutil.iter_modules(dune_async.__path__)]; "
-             "print(dune_async.__file__); print(any(n.startswith('dune_async.emulator') for n in sys.modules))")
+             "print(dune_async.__file__); print(any(n.startswith('dune_emulator') for n in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=target, env=env, capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]

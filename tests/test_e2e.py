@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from devtools import sdk
-from dune_async.emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
+from dune_emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
 
 pytestmark = pytest.mark.e2e
 

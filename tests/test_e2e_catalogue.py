@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from devtools import sdk
-from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
+from dune_emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 from tests.test_e2e import FAST, KEY, sync, wait_for_committed_rows
 
 pytestmark = pytest.mark.e2e

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from devtools import sdk
-from dune_async.emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
 from dune_async.errors import DuneUnavailableError
 from dune_async.sync import run_sync
+from dune_emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
 from tests.fakes import FakeDune, FakeOperations, FakeQuery
 from tests.test_e2e import KEY, configuration, result_rows, sync
 from tests.test_resume import fake_configuration

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devtools import sdk
-from dune_async.emulator import EmulatorThread, Outcome, QuerySpec, Scenario
+from dune_emulator import EmulatorThread, Outcome, QuerySpec, Scenario
 from tests.test_e2e import NARROW, configuration, executions, sync
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools import sdk
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 from tests.test_e2e import (
     NARROW,
     assert_complete,

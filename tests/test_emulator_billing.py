@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dune_async.emulator import Outcome, QuerySpec, Scenario
+from dune_emulator import Outcome, QuerySpec, Scenario
 from tests.test_emulator_support import NS, FakeClock, finished_execution, running, unlimited
 
 PER_REQUEST = ("This api request would exceed your configured limits per request. Please visit your settings on "

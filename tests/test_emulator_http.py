@@ -8,8 +8,8 @@ import io
 import pytest
 from yarl import URL
 
-from dune_async.emulator import ColumnSpec, QuerySpec
-from dune_async.emulator.results import go_float
+from dune_emulator import ColumnSpec, QuerySpec
+from dune_emulator.results import go_float
 from tests.test_emulator_support import FakeClock, finished_execution, running, unlimited
 
 WIDE = [ColumnSpec(f"c{i}", "bigint") for i in range(10)]
@@ -269,7 +269,7 @@ async def test_an_emulator_bug_still_answers_a_json_500(monkeypatch: pytest.Monk
     def broken(*args: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("dune_async.emulator.app.results_answer", broken)
+    monkeypatch.setattr("dune_emulator.app.results_answer", broken)
     clock = FakeClock()
     async with running(unlimited(QuerySpec(1, rows=3)), clock=clock) as (_, api):
         execution_id = await finished_execution(api, clock, 1)

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from dune_async.emulator import ColumnSpec, CursorSpec, QuerySpec, Scenario
+from dune_emulator import ColumnSpec, CursorSpec, QuerySpec, Scenario
 from tests.test_emulator_support import Api, FakeClock, finished_execution, running, unlimited
 
 BLOCKS = [ColumnSpec("tx_hash", "varbinary"), ColumnSpec("block_number", "bigint"),

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from dune_async.emulator import ErrorSpec, Outcome, QuerySpec
-from dune_async.emulator.executions import UlidFactory, format_time
+from dune_emulator import ErrorSpec, Outcome, QuerySpec
+from dune_emulator.executions import UlidFactory, format_time
 from tests.test_emulator_support import NS, FakeClock, finished_execution, running, unlimited
 
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d{1,9}))?Z")

@@ -8,8 +8,8 @@ import time
 import aiohttp
 import pytest
 
-from dune_async.emulator import QuerySpec
-from dune_async.emulator.limits import Bucket, Policy, RateLimiter
+from dune_emulator import QuerySpec
+from dune_emulator.limits import Bucket, Policy, RateLimiter
 from tests.test_emulator_support import running, unlimited
 
 # --- the sliding window, by a fake clock ---------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dune_async.emulator import QuerySpec
+from dune_emulator import QuerySpec
 from tests.test_emulator_support import FakeClock, finished_execution, running, unlimited
 
 

@@ -15,7 +15,7 @@ from dune_client.models import ExecutionState, QueryFailedError
 from dune_client.query import QueryBase
 from dune_client.types import QueryParameter
 
-from dune_async.emulator import Emulator, EmulatorThread, Outcome, QuerySpec, Scenario
+from dune_emulator import Emulator, EmulatorThread, Outcome, QuerySpec, Scenario
 
 KEY = "official-client-key"
 POLL = 0.05  # dune-client sleeps this between status calls

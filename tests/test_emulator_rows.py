@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from dune_async.emulator import ColumnSpec, QuerySpec, Scenario
-from dune_async.emulator.rows import RowSource, generator_for
+from dune_emulator import ColumnSpec, QuerySpec, Scenario
+from dune_emulator.rows import RowSource, generator_for
 from tests.test_emulator_support import FakeClock, finished_execution, running, unlimited
 
 ALL_TYPES = Scenario.default().queries[1001].columns

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dune_async.emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
+from dune_emulator import ColumnSpec, EmulatorThread, Outcome, QuerySpec, Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def test_emulator_thread_reports_a_start_failure() -> None:
 
 def start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "dune_async.emulator", "--port", "0", *args],
+    process = subprocess.Popen([sys.executable, "-m", "dune_emulator", "--port", "0", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     assert process.stdout is not None
     return process, process.stdout.readline()
@@ -171,6 +171,6 @@ def test_cli_reports_a_bad_scenario_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"queries": [], "nope": 1}))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "dune_async.emulator", "--port", "0", "--scenario", str(path)],
+    result = subprocess.run([sys.executable, "-m", "dune_emulator", "--port", "0", "--scenario", str(path)],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=20)
     assert result.returncode == 1 and "nope" in result.stderr

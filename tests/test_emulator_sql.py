@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dune_async.emulator import Outcome, QuerySpec, Scenario
+from dune_emulator import Outcome, QuerySpec, Scenario
 from tests.test_emulator_support import FakeClock, running, unlimited
 
 SQL = "SELECT block_number, tx_hash FROM ethereum.transactions LIMIT 20"

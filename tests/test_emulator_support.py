@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from dune_async.emulator import Emulator, QuerySpec, Scenario
+from dune_emulator import Emulator, QuerySpec, Scenario
 
 KEY = "test-key"
 NS = 1_000_000_000

@@ -51,7 +51,7 @@ def emulator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     scenario.write_text(json.dumps({"queries": [{"query_id": 1, "rows": SMALL, "execution_seconds": 0.05},
                                                 {"query_id": 2, "rows": HUGE, "execution_seconds": 0.05}],
                                     "write_rpm": None, "read_rpm": None, "max_page_rows": PAGE_ROWS}))
-    process = subprocess.Popen([sys.executable, "-m", "dune_async.emulator", "--port", "0", "--api-key", "k",
+    process = subprocess.Popen([sys.executable, "-m", "dune_emulator", "--port", "0", "--api-key", "k",
                                 "--scenario", str(scenario)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
     try:
         match = re.search(r"(http://\S+)", process.stdout.readline())

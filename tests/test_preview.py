@@ -20,7 +20,6 @@ import pytest
 
 from devtools.sdk import PROJECT_ROOT
 from dune_async.__main__ import main
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.events import Outcome
 from dune_async.models import ExecutionState, ExecutionStatus
 from dune_async.plan import Action, QueryPlan
@@ -29,6 +28,7 @@ from dune_async.settings import Settings
 from dune_async.sink import QueryReport
 from dune_async.state import QueryProgress, SyncState, fingerprint
 from dune_async.sync import run_sync
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 from tests.fakes import FakeOperations
 
 KEY = "sk_test_PREVIEW_5e3b9c"

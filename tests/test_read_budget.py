@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.sync import run_sync
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 from tests.fakes import FakeDune, FakeOperations, FakeQuery
 from tests.test_orchestrator import plan, run
 

@@ -28,8 +28,6 @@ from aiohttp import web
 from devtools import sdk
 from dune_async import retry
 from dune_async.client import ClientSettings, DuneClient
-from dune_async.emulator import ErrorSpec, Outcome, QuerySpec
-from dune_async.emulator.results import go_float
 from dune_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -43,6 +41,8 @@ from dune_async.errors import (
     NotFoundError,
 )
 from dune_async.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResultPage
+from dune_emulator import ErrorSpec, Outcome, QuerySpec
+from dune_emulator.results import go_float
 from tests.test_emulator_support import Api, FakeClock, Reply, running, unlimited
 
 REAL_DUNE = Path(sdk.PROJECT_ROOT).parent / "shared" / "reference" / "real-dune"

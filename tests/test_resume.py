@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.errors import CreditsExhaustedError, DuneUnavailableError
 from dune_async.events import Outcome
 from dune_async.plan import Action, plan_queries
@@ -20,6 +19,7 @@ from dune_async.settings import Settings
 from dune_async.sink import SyncError
 from dune_async.state import SyncState, fingerprint
 from dune_async.sync import run_sync
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 from tests.fakes import FakeDune, FakeOperations, FakeQuery
 
 KEY = "sk_test_RESUME"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from devtools import sdk
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.setup_form import check_api_key, check_query_ids, check_settings, configuration_form
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 
 KEY = "sk_test_FORM_SECRET_42"
 

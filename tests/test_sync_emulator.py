@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from dune_async.emulator import EmulatorThread, QuerySpec, Scenario
 from dune_async.sync import run_sync
+from dune_emulator import EmulatorThread, QuerySpec, Scenario
 from tests.fakes import FakeOperations
 
 KEY = "sk_test_SYNC"

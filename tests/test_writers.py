@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from dune_async.emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 from dune_async.events import ExecutionStarted, Origin, Outcome, QueryDone, RowsPage
 from dune_async.models import ResultMetadata
 from dune_async.plan import plan_queries
@@ -15,6 +14,7 @@ from dune_async.settings import Settings
 from dune_async.sink import Sink
 from dune_async.state import SyncState
 from dune_async.sync import run_sync
+from dune_emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 from tests.fakes import FakeOperations
 
 METADATA = ResultMetadata(column_names=["n", "day", "amount"], column_types=["bigint", "date", "uint256"])

@@ -17,15 +17,15 @@ from typing import Any
 
 from aiohttp import web
 
-from dune_async.emulator import errors
-from dune_async.emulator.billing import Billing
-from dune_async.emulator.counters import DROPPED, Counters
-from dune_async.emulator.errors import ApiError
-from dune_async.emulator.executions import Execution, ExecutionStore, is_well_formed, status_object
-from dune_async.emulator.faults import Fault, FaultInjector, FaultKind
-from dune_async.emulator.limits import Bucket, Policy, RateLimiter
-from dune_async.emulator.results import Answer, PageContext, PageRequest, json_body, results_answer
-from dune_async.emulator.scenario import QuerySpec, Scenario, sql_key
+from dune_emulator import errors
+from dune_emulator.billing import Billing
+from dune_emulator.counters import DROPPED, Counters
+from dune_emulator.errors import ApiError
+from dune_emulator.executions import Execution, ExecutionStore, is_well_formed, status_object
+from dune_emulator.faults import Fault, FaultInjector, FaultKind
+from dune_emulator.limits import Bucket, Policy, RateLimiter
+from dune_emulator.results import Answer, PageContext, PageRequest, json_body, results_answer
+from dune_emulator.scenario import QuerySpec, Scenario, sql_key
 
 API = "/api/v1"
 log = logging.getLogger(__name__)

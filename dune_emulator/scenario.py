@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dune_async.emulator.rows import (
+from dune_emulator.rows import (
     cursor_epoch_seconds,
     generator_for,
     is_cursor_type,

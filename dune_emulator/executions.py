@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dune_async.emulator.rows import IndexValue, RowSource, cursor_column, first_index_at_or_after, key_column
-from dune_async.emulator.scenario import THIRTY_MINUTES, ColumnSpec, ErrorSpec, Outcome, QuerySpec
+from dune_emulator.rows import IndexValue, RowSource, cursor_column, first_index_at_or_after, key_column
+from dune_emulator.scenario import THIRTY_MINUTES, ColumnSpec, ErrorSpec, Outcome, QuerySpec
 
 NS = 1_000_000_000
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -1,4 +1,4 @@
-"""`python -m dune_async.emulator`: serve the emulator until SIGINT or SIGTERM.
+"""`python -m dune_emulator`: serve the emulator until SIGINT or SIGTERM.
 
 Owns the command line: host, port (0 picks a free one), scenario file, API key and the overrides of the
 scenario's rate limits and page cap. Prints one line with the URL it listens on, then serves.
@@ -11,12 +11,12 @@ import asyncio
 import signal
 import sys
 
-from dune_async.emulator.scenario import Scenario
-from dune_async.emulator.server import Emulator
+from dune_emulator.scenario import Scenario
+from dune_emulator.server import Emulator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m dune_async.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dune_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--scenario", help="a scenario JSON file (default: the built-in demo, queries 1001-1005)")

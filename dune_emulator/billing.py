@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from dune_async.emulator import errors
-from dune_async.emulator.executions import Execution, ExecutionStore
-from dune_async.emulator.scenario import Scenario
+from dune_emulator import errors
+from dune_emulator.executions import Execution, ExecutionStore
+from dune_emulator.scenario import Scenario
 
 BYTES_PER_MB = 1_000_000
 

@@ -23,15 +23,15 @@ from typing import Any
 from multidict import MultiDict, MultiMapping
 from yarl import URL
 
-from dune_async.emulator.errors import ApiError, csv_not_completed
-from dune_async.emulator.executions import (
+from dune_emulator.errors import ApiError, csv_not_completed
+from dune_emulator.executions import (
     Execution,
     State,
     reported_results_state,
     result_metadata,
     results_object,
 )
-from dune_async.emulator.scenario import ColumnSpec
+from dune_emulator.scenario import ColumnSpec
 
 DATAPOINT_CAP = 250_000
 ROWS_MARK = "\u0000rows\u0000"  # a placeholder no generated cell can equal; replaced by the serialised rows

@@ -7,10 +7,10 @@ so it is an independent check of the client. See README.md beside this file.
 
 from __future__ import annotations
 
-from dune_async.emulator.counters import Counters
-from dune_async.emulator.executions import ExecutionInfo
-from dune_async.emulator.scenario import ColumnSpec, CursorSpec, ErrorSpec, Outcome, QuerySpec, Scenario
-from dune_async.emulator.server import Emulator, EmulatorThread
+from dune_emulator.counters import Counters
+from dune_emulator.executions import ExecutionInfo
+from dune_emulator.scenario import ColumnSpec, CursorSpec, ErrorSpec, Outcome, QuerySpec, Scenario
+from dune_emulator.server import Emulator, EmulatorThread
 
 __all__ = [
     "ColumnSpec",

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dune_async.emulator.scenario import ColumnSpec
+    from dune_emulator.scenario import ColumnSpec
 
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15

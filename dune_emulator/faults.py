@@ -11,8 +11,8 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dune_async.emulator.errors import INTERNAL_ERROR
-from dune_async.emulator.scenario import Scenario
+from dune_emulator.errors import INTERNAL_ERROR
+from dune_emulator.scenario import Scenario
 
 SERVER_ERRORS = {
     500: INTERNAL_ERROR,

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from dune_async.emulator.app import Backend, build_app
-from dune_async.emulator.counters import Counters
-from dune_async.emulator.executions import ExecutionInfo
-from dune_async.emulator.scenario import Scenario
+from dune_emulator.app import Backend, build_app
+from dune_emulator.counters import Counters
+from dune_emulator.executions import ExecutionInfo
+from dune_emulator.scenario import Scenario
 
 T = TypeVar("T")
 START_TIMEOUT = 10.0
