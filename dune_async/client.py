@@ -5,6 +5,10 @@ belong to the orchestrator. Every request goes through `_call`, in this order: a
 requests in flight, then the rate bucket (last, so the request leaves right after its slot), then `backoff`
 around the attempt. The API key lives in the session headers only: no message, log line or repr built here contains it.
 
+Every read carries a `ReadPriority`: among the reads waiting for the read bucket, pages of finished executions
+go first, then polls, then reads that can wait. The rate slot is taken before the slot among requests in flight,
+so reads waiting for the rate hold no connection slot and a page is never queued behind them.
+
 Endpoints: `execute` (saved query) and `execute_sql` (raw SQL) start executions in the write bucket and are
 never sent twice once Dune may have received them; `status`, `cancel`, `pages`, `latest_result`,
 `latest_metadata` (no rows: `limit=0`, else one row) and `usage` are reads. Results reads always send
@@ -12,7 +16,8 @@ never sent twice once Dune may have received them; `status`, `cancel`, `pages`, 
 or FAILED with FAILED_TYPE_RESULT_SIZE_EXCEEDED) streams the rows it kept, and may name `columns`. Pages hold at
 most 250,000 datapoints; a page refused by the account's per-request credit limit (402 `RequestLimitError`)
 is asked again at half the size down to MIN_PAGE_ROWS, and that size is kept for the rest of the client's life
-(`page_cap`). The rate buckets read time from `ClientSettings.clock` (real unless a test injects one).
+(`page_cap`). Otherwise pages are as large as Dune serves (DUNE_PAGE_SIZE, Dune's row cap), unless a decoded
+page would take more than half the memory budget (`ClientSettings.memory_budget_bytes`). The rate buckets read time from `ClientSettings.clock` (real unless a test injects one).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from enum import IntEnum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -66,6 +72,24 @@ MAX_DATAPOINTS = 250_000
 MIN_PAGE_ROWS = 100
 """The smallest page `pages()` halves down to after per-request credit-limit 402s; refused too, it gives up."""
 USER_AGENT = f"dune-async-fivetran/{__version__}"
+DECODED_BYTES_PER_RESULT_BYTE = 8
+"""How many bytes of memory a decoded row takes per byte Dune counts for it (`result_set_bytes`), at most:
+dicts, keys and value objects weigh several times the JSON. Sizes pages and the channel's reservations."""
+UNKNOWN_ROW_BYTES = 4_000
+"""Decoded bytes assumed for a row of a result whose size Dune has not said yet."""
+
+
+class ReadPriority(IntEnum):
+    """Which waiting read gets the read bucket's next slot: the smallest value first."""
+
+    PAGE = 0  # rows of a finished execution: what the sync is for
+    POLL = 1  # a look at a running execution, a latest result, an execution to resume
+    SPARE = 2  # worth a read only when nothing else wants one (what an execution cost)
+
+
+def decoded_row_bytes(bytes_per_row: float | None) -> float:
+    """The memory one decoded row of a result is expected to take, at most."""
+    return bytes_per_row * DECODED_BYTES_PER_RESULT_BYTE if bytes_per_row else UNKNOWN_ROW_BYTES
 
 
 @dataclass(frozen=True)
@@ -77,12 +101,10 @@ class ClientSettings:
     write_rpm: int | None = default_int("DUNE_WRITE_RPM")
     read_rpm: int | None = default_int("DUNE_READ_RPM")
     max_in_flight: int = 8
-    """Requests in flight per bucket, so a busy or paused read bucket never holds the slots execute needs."""
+    """Requests in flight per bucket, so a busy read bucket never holds the connections execute needs."""
     page_size: int = default_int("DUNE_PAGE_SIZE")
-    page_bytes: int = 1_000_000
-    """Result bytes per page at most (Dune's `result_set_bytes`): about 6,000 rows of six columns. A decoded
-    page takes several times its JSON; at 1 MB the connector's peak stays within 30 MB of a bare loop's
-    (2 MB measured +37 MB), at the price of more reads for large results."""
+    memory_budget_bytes: int = default_int("DUNE_MEMORY_BUDGET_MB") * 2**20
+    """Decoded rows the sync may hold at once: a page may take half of it (one being written, one read)."""
     first_page_rows: int = 5_000
     """Rows of a result's first page at most: its rows reach the writer sooner (the write path is the
     bottleneck, and it waits for the first page), and a result of up to this many rows is still one read."""
@@ -123,6 +145,7 @@ class _Call:
     execution_id: str | None = None
     starts_execution: bool = False
     """Costs credits if Dune receives it: never repeated once it may have (see `retry`)."""
+    priority: ReadPriority = ReadPriority.POLL
 
     @property
     def endpoint(self) -> str:
@@ -170,7 +193,7 @@ class DuneClient:
             headers={"X-Dune-Api-Key": settings.api_key, "User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                           sock_read=settings.read_timeout),
-            # Room for both buckets' slots: a connection queue after the rate slot would bunch requests up.
+            # Room for both buckets' slots: requests never queue for a connection after their slots.
             connector=aiohttp.TCPConnector(limit=2 * settings.max_in_flight),
             raise_for_status=False,
         )
@@ -209,10 +232,11 @@ class DuneClient:
         call = _Call("POST", "/sql/execute", "execute_sql", body=body, starts_execution=True)
         return ExecutionHandle.from_dict(await self._call(call, self.write_bucket))
 
-    async def status(self, execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
+    async def status(self, execution_id: str, *, query_id: int | None = None,
+                     priority: ReadPriority = ReadPriority.POLL) -> ExecutionStatus:
         """The execution's state and timings (free of credits)."""
         call = _Call("GET", f"/execution/{_segment(execution_id)}/status", "status",
-                     query_id=query_id, execution_id=execution_id)
+                     query_id=query_id, execution_id=execution_id, priority=priority)
         return ExecutionStatus.from_dict(await self._call(call, self.read_bucket))
 
     async def cancel(self, execution_id: str, *, query_id: int | None = None) -> bool:
@@ -268,15 +292,15 @@ class DuneClient:
         return self._page_cap
 
     def page_limit(self, column_count: int | None, bytes_per_row: float | None = None) -> int:
-        """Rows to ask for per page: the configured size, lowered to keep rows x columns within 250,000, the
-        page's result bytes within `page_bytes` (a decoded page takes several times its JSON: this is what
-        bounds the connector's memory), and to `page_cap` once a per-request credit limit refused a bigger
-        page."""
+        """Rows to ask for per page: the configured size (Dune's row cap), lowered to keep rows x columns within
+        250,000, the decoded page within half the memory budget (only very wide rows meet that), and to
+        `page_cap` once a per-request credit limit refused a bigger page."""
         size = max(1, self.settings.page_size)
         if column_count:
             size = min(size, max(1, MAX_DATAPOINTS // column_count))
         if bytes_per_row:
-            size = min(size, max(1, int(self.settings.page_bytes // bytes_per_row)))
+            half_budget = self.settings.memory_budget_bytes / 2
+            size = min(size, max(1, int(half_budget // decoded_row_bytes(bytes_per_row))))
         if self._page_cap is not None:
             size = min(size, self._page_cap)
         return size
@@ -331,7 +355,7 @@ class DuneClient:
         Results answers carry no `execution_cost_credits` (the status endpoint's do).
         """
         page, _ = await self._read_page(execution_id, 0, len(columns) if columns else column_count, columns,
-                                        query_id, bytes_per_row)
+                                        query_id, bytes_per_row, priority=ReadPriority.POLL)
         return page
 
     def next_offset(self, page: ResultPage) -> int | None:
@@ -341,7 +365,8 @@ class DuneClient:
 
     async def _read_page(self, execution_id: str, offset: int, column_count: int | None,
                          columns: Sequence[str] | None, query_id: int | None,
-                         bytes_per_row: float | None = None) -> tuple[ResultPage, _Call]:
+                         bytes_per_row: float | None = None,
+                         priority: ReadPriority = ReadPriority.PAGE) -> tuple[ResultPage, _Call]:
         """One results page, asked again smaller while the per-request credit limit refuses it."""
         ceiling: int | None = None  # this read's own last halving, so it shrinks even if others raced the cap
         while True:
@@ -352,7 +377,7 @@ class DuneClient:
                 limit = min(limit, ceiling)
             call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results",
                          params=_result_params(limit, offset, columns), query_id=query_id,
-                         execution_id=execution_id)
+                         execution_id=execution_id, priority=priority)
             try:
                 data = await self._call(call, self.read_bucket)
             except RequestLimitError as refused:
@@ -430,8 +455,8 @@ class DuneClient:
 
     async def _attempt(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
         assert self._session is not None and self._in_flight
+        await bucket.acquire(call.priority)
         async with self._in_flight[bucket.name]:
-            await bucket.acquire()
             self.stats.requests[call.name] += 1
             if bucket is self.read_bucket:
                 self.stats.reads[call.execution_id or f"query:{call.query_id}"] += 1

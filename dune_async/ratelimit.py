@@ -21,6 +21,8 @@ can run the time rules on virtual time that a loaded machine cannot stretch.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 import time
 from collections import deque
@@ -69,7 +71,7 @@ class RateBucket:
         self.clock = clock
         self._span = window_seconds * (1 + JITTER_MARGIN)
         self._sent: deque[float] = deque(maxlen=per_minute or 1)
-        self._turn = asyncio.Lock()
+        self._turn = _PriorityTurn()
         self._resume_at = 0.0
         self._smooth_until = 0.0 if burst else math.inf
         self.acquired = 0
@@ -82,14 +84,31 @@ class RateBucket:
         """Seconds between two requests when the bucket runs at its limit (0 when unlimited)."""
         return self._span / self.per_minute if self.per_minute else 0.0
 
-    async def acquire(self) -> None:
-        """Waits for this bucket's next slot (and out any pause); call it right before sending."""
-        async with self._turn:  # first come, first sent
+    async def acquire(self, priority: int = 0) -> None:
+        """Waits for this bucket's next slot (and out any pause); call it right before sending. Among waiting
+        requests the smallest `priority` goes first, first come, first sent within one priority."""
+        order = await self._turn.acquire(priority)
+        held = True
+        try:
             while (delay := max(self.paused_for, self._window_delay())) > 0:
                 await self.clock.sleep(delay)  # a 429 may arrive meanwhile: check both again
+                if self._turn.more_urgent_waiting(priority):  # it takes this slot; we keep our place in line
+                    held = False
+                    self._turn.release()
+                    await self._turn.acquire(priority, order)
+                    held = True
             if self.per_minute is not None:
                 self._sent.append(self.clock.now())
+        finally:
+            if held:
+                self._turn.release()
         self.acquired += 1
+
+    def has_capacity(self) -> bool:
+        """Whether a request made now would wait for no other request: nobody is waiting for a slot and no
+        429 pause holds the bucket (it may still wait for the window, but a more urgent request arriving
+        meanwhile would go first)."""
+        return self.paused_for <= 0 and (self.per_minute is None or not self._turn.busy)
 
     def pause(self, seconds: float) -> None:
         """Holds back every request of this bucket for `seconds` from now (a 429's Retry-After)."""
@@ -118,3 +137,44 @@ class RateBucket:
     def __repr__(self) -> str:
         limit = f"{self.per_minute}/{self.window_seconds:g}s" if self.per_minute else "unlimited"
         return f"RateBucket({self.name!r}, {limit})"
+
+
+class _PriorityTurn:
+    """A lock whose waiters are served smallest priority first, in arrival order within a priority
+    (asyncio.Lock serves arrival order only)."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    @property
+    def busy(self) -> bool:
+        return self._held or bool(self._waiting)
+
+    def more_urgent_waiting(self, priority: int) -> bool:
+        return any(waiting < priority and not waiter.done() for waiting, _, waiter in self._waiting)
+
+    async def acquire(self, priority: int, order: int | None = None) -> int:
+        """Waits for the turn; returns the place in line (pass it back to queue again at the same place)."""
+        order = next(self._order) if order is None else order
+        if not self.busy:
+            self._held = True
+            return order
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, order, waiter))
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed the turn just as we were cancelled: pass it on
+            raise
+        return order
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._held = False

@@ -46,6 +46,7 @@ class Settings:
     write_rpm: int = default_int("DUNE_WRITE_RPM")
     read_rpm: int = default_int("DUNE_READ_RPM")
     page_size: int = default_int("DUNE_PAGE_SIZE")
+    memory_budget_mb: int = default_int("DUNE_MEMORY_BUDGET_MB")
     min_poll_seconds: float = default_float("DUNE_MIN_POLL_INTERVAL_SECONDS")
     max_poll_seconds: float = default_float("DUNE_MAX_POLL_INTERVAL_SECONDS")
     execution_timeout_seconds: float = default_float("DUNE_EXECUTION_TIMEOUT_SECONDS")
@@ -80,6 +81,7 @@ class Settings:
             write_rpm=reader.integer("DUNE_WRITE_RPM", minimum=1, default=preset.write_rpm if preset else None),
             read_rpm=reader.integer("DUNE_READ_RPM", minimum=1, default=preset.read_rpm if preset else None),
             page_size=reader.integer("DUNE_PAGE_SIZE", minimum=1, maximum=1_000_000),
+            memory_budget_mb=reader.integer("DUNE_MEMORY_BUDGET_MB", minimum=8, maximum=1_000_000),
             min_poll_seconds=reader.number("DUNE_MIN_POLL_INTERVAL_SECONDS", minimum=0.05),
             max_poll_seconds=reader.number("DUNE_MAX_POLL_INTERVAL_SECONDS", minimum=0.05),
             execution_timeout_seconds=reader.number("DUNE_EXECUTION_TIMEOUT_SECONDS", minimum=1.0),
@@ -110,7 +112,12 @@ class Settings:
             write_rpm=self.write_rpm,
             read_rpm=self.read_rpm,
             page_size=self.page_size,
+            memory_budget_bytes=self.memory_budget_bytes,
         )
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        return self.memory_budget_mb * 2**20
 
 
 class _Reader:

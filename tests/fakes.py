@@ -14,6 +14,7 @@ from typing import Any
 from dune_async.client import ClientStats
 from dune_async.errors import DuneError, ExecutionNotReadableError, NotFoundError
 from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage, UsageReport
+from dune_async.ratelimit import RateBucket
 
 _ids = itertools.count(1)
 
@@ -75,6 +76,7 @@ class FakeDune:
         self.executions: dict[str, FakeExecution] = {}
         self.calls: Counter[str] = Counter()
         self.stats = ClientStats()
+        self.read_bucket = RateBucket("read", None)  # unlimited: the orchestrator asks it for spare capacity
         self.credits_used = 0.0  # what usage() reports: the credits of every execution so far
         self.executes: Counter[int] = Counter()
         self.cancelled: list[str] = []
@@ -126,7 +128,8 @@ class FakeDune:
         return ExecutionHandle(execution_id=execution_id, state=ExecutionStatus.from_dict(
             {"execution_id": execution_id, "state": "QUERY_STATE_PENDING"}).state)
 
-    async def status(self, execution_id: str, *, query_id: int | None = None) -> ExecutionStatus:
+    async def status(self, execution_id: str, *, query_id: int | None = None,
+                     priority: int | None = None) -> ExecutionStatus:
         self.calls["status"] += 1
         execution, query = await self._poll(execution_id)
         return ExecutionStatus.from_dict(execution.as_dict(query))

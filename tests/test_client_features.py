@@ -324,12 +324,14 @@ async def test_concurrent_refusals_halve_once(mocked: aioresponses, caplog: pyte
     assert len([r for r in caplog.records if "per-request" in r.getMessage()]) == 2
 
 
-def test_pages_are_sized_to_a_byte_budget_once_the_rows_weight_is_known() -> None:
-    client = DuneClient(ClientSettings(api_key="k", page_size=32_000, page_bytes=2_000_000))
-    assert client.page_limit(6) == 32_000, "unknown row size: the configured rows"
-    assert client.page_limit(6, bytes_per_row=170.0) == 11_764, "2 MB of 170-byte rows"
-    assert client.page_limit(6, bytes_per_row=10.0) == 32_000, "never more than the configured rows"
-    assert client.page_limit(6, bytes_per_row=5_000_000.0) == 1, "at least one row"
+def test_pages_are_as_large_as_dune_serves_unless_a_decoded_page_would_take_half_the_memory_budget() -> None:
+    client = DuneClient(ClientSettings(api_key="k", page_size=32_000, memory_budget_bytes=96 * 2**20))
+    assert client.page_limit(6) == 32_000, "unknown row size: the configured rows (Dune's cap)"
+    assert client.page_limit(6, bytes_per_row=180.0) == 32_000, "typical rows: Dune's cap, not a byte cap"
+    assert client.page_limit(11, bytes_per_row=180.0) == 22_727, "250,000 datapoints a request"
+    # 2,000-byte rows decode to up to 16,000 bytes: half of 96 MiB holds 3,145 of them.
+    assert client.page_limit(6, bytes_per_row=2_000.0) == 3_145
+    assert client.page_limit(6, bytes_per_row=5e9) == 1, "at least one row"
 
 
 async def test_a_page_handed_out_is_not_kept_by_the_stream(mocked: aioresponses) -> None:

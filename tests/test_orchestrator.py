@@ -139,17 +139,6 @@ async def test_all_pending_executions_are_polled_in_one_round() -> None:
     assert set(by_execution.values()) == {4}
 
 
-async def test_poll_interval_grows_while_nothing_changes() -> None:
-    dune = FakeDune({1: FakeQuery(rows=1, polls=12)})
-    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.16, poll_growth=2.0)
-    _, _, orchestrator = await run_orchestrator(dune, [plan(1)], timing)
-    intervals = orchestrator.poll_intervals
-    # Poll 1 sees the first status (a change); from then on it only says EXECUTING until poll 12.
-    assert len(intervals) == 12
-    assert intervals[:6] == pytest.approx([0.01, 0.01, 0.02, 0.04, 0.08, 0.16])
-    assert intervals[6:] == pytest.approx([0.16] * 6), "capped at the maximum"
-
-
 def scripted_status(dune: FakeDune, states: list[str]) -> list[str]:
     """Makes the n-th status call of every execution answer `states[n]` (then the last one); returns the log."""
     asked: dict[str, int] = {}
@@ -167,19 +156,6 @@ def scripted_status(dune: FakeDune, states: list[str]) -> list[str]:
 
     dune.status = status  # type: ignore[method-assign]
     return answered
-
-
-async def test_poll_interval_returns_to_the_minimum_after_a_state_change() -> None:
-    dune = FakeDune({1: FakeQuery(rows=1, polls=10)})  # the fake's own execution completes at poll 10 too
-    states = ["QUERY_STATE_PENDING"] * 5 + ["QUERY_STATE_EXECUTING"] * 4 + ["QUERY_STATE_COMPLETED"]
-    scripted_status(dune, states)
-    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=1.0, poll_growth=2.0)
-    _, _, orchestrator = await run_orchestrator(dune, [plan(1)], timing)
-    intervals = orchestrator.poll_intervals
-    assert len(intervals) == 10
-    # Polls 2-5 repeat PENDING: the wait grows; poll 6 says EXECUTING: the next wait is the minimum again.
-    assert intervals[:6] == pytest.approx([0.01, 0.01, 0.02, 0.04, 0.08, 0.16])
-    assert intervals[6:] == pytest.approx([0.01, 0.02, 0.04, 0.08])
 
 
 async def test_failed_cancelled_expired_and_missing_queries_do_not_stop_the_others() -> None:
@@ -406,7 +382,7 @@ async def test_a_resumed_execution_older_than_the_timeout_is_cancelled_at_once()
     events, _, orchestrator = await run_orchestrator(dune, [resume(1, old)], timing, clock=clock)
     assert outcomes(events) == {1: Outcome.TIMED_OUT}
     assert dune.cancelled == [old] and dune.executes[1] == 0
-    assert orchestrator.poll_rounds == 0, "timed out before its first poll round, not after 30 more minutes"
+    assert orchestrator.polls == 0, "timed out before its first poll, not after 30 more minutes"
 
 
 async def test_one_slow_status_call_does_not_hold_the_others() -> None:

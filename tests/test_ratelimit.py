@@ -226,3 +226,36 @@ async def test_a_smooth_bucket_stays_smooth_after_a_pause() -> None:
     resumed = clock.now()
     granted = await _acquire_all(bucket, 4)
     assert granted == [pytest.approx(resumed + i * bucket.spacing_seconds) for i in range(4)]
+
+
+async def test_a_free_slot_goes_to_the_waiting_read_of_the_smallest_priority() -> None:
+    """Reads waiting for a slot: the page (0) goes before the polls (1) that came first, and a spare read (2)
+    last; arrival order within one priority."""
+    clock = FakeClock()
+    bucket = RateBucket("read", 60, burst=False, clock=clock)
+    await bucket.acquire()  # the bucket has just sent: the next slot is a second away
+    order: list[str] = []
+
+    async def read(name: str, priority: int) -> None:
+        await bucket.acquire(priority)
+        order.append(name)
+
+    tasks = [asyncio.create_task(read(name, priority)) for name, priority in
+             [("poll 1", 1), ("spare", 2), ("poll 2", 1), ("page", 0)]]
+    await asyncio.gather(*tasks)
+    assert order == ["page", "poll 1", "poll 2", "spare"]
+
+
+async def test_has_capacity_only_while_no_request_waits_and_no_429_pause_holds() -> None:
+    clock = FakeClock()
+    bucket = RateBucket("read", 60, burst=False, clock=clock)
+    assert bucket.has_capacity()
+    await bucket.acquire()
+    waiting = asyncio.create_task(bucket.acquire())  # its slot is a second away
+    await asyncio.sleep(0)
+    assert not bucket.has_capacity(), "a request is waiting: one more would wait behind it"
+    await waiting
+    assert bucket.has_capacity()
+    bucket.pause(5)
+    assert not bucket.has_capacity(), "paused by a 429"
+    assert RateBucket("read", None, clock=clock).has_capacity(), "unlimited"

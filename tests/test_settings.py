@@ -21,7 +21,8 @@ def test_defaults() -> None:
     assert settings.query_ids == (1001,)
     assert settings.base_url == "https://api.dune.com"
     assert (settings.write_rpm, settings.read_rpm, settings.page_size) == (15, 40, 32_000)
-    assert (settings.min_poll_seconds, settings.max_poll_seconds) == (1.0, 10.0)
+    assert (settings.min_poll_seconds, settings.max_poll_seconds) == (0.5, 10.0)
+    assert settings.memory_budget_mb == 96
     assert settings.execution_timeout_seconds == 1800 and settings.checkpoint_rows == 10_000
     assert settings.performance == "medium" and settings.max_result_age_hours is None
     assert settings.query_parameters == {}
