@@ -10,7 +10,8 @@ table gets larger, whoever feeds them, so the bare loop is the floor. Goals, sid
 - growth: the connector's growth from `small_rows` to `large_rows` <= the bare loop's + `growth_goal_mb`
   (40 MB), i.e. memory bounded by pages and checkpoints, not by the result.
 
-Pages are sized to `ClientSettings.page_bytes` (1 MB) of Dune's result bytes once a result's bytes per row are
+Pages are DUNE_PAGE_SIZE rows (Dune's cap) unless one decoded page would take half of `DUNE_MEMORY_BUDGET_MB`
+(`ClientSettings.memory_budget_bytes`); the hand-off to the writer holds at most that budget once a result's bytes per row are
 known; `page_rows` records the rows of each page of one in-process sync of `small_rows` (the first page, read
 before the size of a row is known, is sized by DUNE_PAGE_SIZE and the emulator's cap).
 
@@ -75,7 +76,7 @@ class MemoryResult:
     probe: DebugRun | None = None  # the connector at large_rows with DUNE_PAGE_SIZE = page_size_probe
     page_capacity: int = PAGE_CAPACITY
     page_size: int = PAGE_SIZE
-    page_bytes: int = ClientSettings.page_bytes
+    memory_budget_bytes: int = ClientSettings.memory_budget_bytes
     page_rows: list[int] | None = None  # rows of each page of one in-process sync of small_rows, in order
 
     @property

@@ -429,8 +429,8 @@ def _memory_details(r: MemoryResult) -> list[str]:
         "## 4. Memory",
         "",
         "Peak RSS of the `fivetran debug` process tree (psutil, polled every 20 ms), the connector at its "
-        f"defaults (DUNE_PAGE_SIZE {r.page_size:,} rows, but pages sized to {r.page_bytes / 1e6:g} MB of Dune's "
-        "result bytes once a result's bytes per row are known, `ClientSettings.page_bytes`"
+        f"defaults (DUNE_PAGE_SIZE {r.page_size:,} rows, and at most {r.memory_budget_bytes / 2**20:g} MiB of decoded "
+        "rows in memory, `DUNE_MEMORY_BUDGET_MB`"
         + (f"; pages of {', '.join(f'{n:,}' for n in r.page_rows)} rows at {c.small_rows:,} rows"
            if r.page_rows else "")
         + "; DUNE_CHECKPOINT_ROWS). Right after it, the streaming bare loop writes the same rows into the same "
@@ -455,7 +455,7 @@ def _memory_details(r: MemoryResult) -> list[str]:
     if r.probe is not None and c.page_size_probe:
         probe_over = r.probe_over_reference_mb
         lines += ["", f"The connector holds up to {r.page_capacity} decoded pages in its channel (plus the one "
-                      f"being written), each of at most {r.page_bytes / 1e6:g} MB of result bytes. Run again at {c.large_rows:,} rows with "
+                      f"being written), within {r.memory_budget_bytes / 2**20:g} MiB of decoded rows in all. Run again at {c.large_rows:,} rows with "
                       f"DUNE_PAGE_SIZE={c.page_size_probe:,}: peak {r.probe.peak_rss_bytes / MB:.0f} MB, "
                       f"update() {r.probe.update_seconds or 0:.1f} s"
                       + (f", {probe_over:+.0f} MB over the bare loop." if probe_over is not None else ".")]

@@ -43,6 +43,7 @@ class Job:
     outcome: Outcome | None = None  # set when ENDED
     origin: Origin | None = None
     resumed: bool = False  # reading on from an execution an earlier sync bound
+    resume_offset: int = 0  # rows of that execution an earlier sync committed: reading starts there
     started_here: bool = False  # this sync sent the execute: its cost is this sync's, and abort cancels it
     execution_id: str | None = None
     status: ExecutionStatus | None = None  # the latest snapshot Dune gave of it

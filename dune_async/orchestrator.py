@@ -53,14 +53,15 @@ from dune_async.events import (
 )
 from dune_async.execution import Job, Phase
 from dune_async.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResultPage
-from dune_async.plan import Action, QueryPlan
+from dune_async.plan import QueryPlan, Resume, ReuseOrExecute, Skip
 from dune_async.reader import PageReader, ReadEnd, Spending
+from dune_async.rules import Latest, age_hours, can_read_on, judge_latest
 from dune_async.scheduler import PollScheduler, Timing, first_look, next_look
 
 if TYPE_CHECKING:
     from dune_async.client import DuneClient
 
-__all__ = ["Orchestrator", "Spending", "Timing", "can_read_on"]
+__all__ = ["Orchestrator", "Spending", "Timing"]
 
 logger = logging.getLogger("dune_async.orchestrator")
 
@@ -72,13 +73,6 @@ _OUTCOME_OF_STATE = {
     ExecutionState.CANCELLED: Outcome.CANCELLED,
     ExecutionState.EXPIRED: Outcome.EXPIRED,
 }
-
-
-def can_read_on(status: ExecutionStatus) -> bool:
-    """Whether an earlier sync's execution may still give rows, so it is resumed rather than paid for again:
-    still running (or in a state a newer API added), or ended with rows to read (COMPLETED, COMPLETED_PARTIAL,
-    or FAILED for its size with its first rows kept). One rule, shared with the `plan` command's forecast."""
-    return not status.state.is_terminal or status.rows_readable
 
 
 class Orchestrator:
@@ -161,14 +155,14 @@ class Orchestrator:
     async def _start(self, job: Job) -> None:
         try:
             action = job.plan.action
-            if action is Action.SKIP:
-                self._skip(job)
+            if isinstance(action, Skip):
+                self._skip(job, action)
                 return
-            if action is Action.RESUME:
-                if await self._resume(job):
+            if isinstance(action, Resume):
+                if await self._resume(job, action):
                     return
-                action = job.plan.fallback
-            if action is Action.REUSE_OR_EXECUTE and await self._reuse(job):
+                action = action.fallback
+            if isinstance(action, ReuseOrExecute) and await self._reuse(job, action):
                 return
             await self._execute(job)
         except FATAL_ERRORS:
@@ -176,39 +170,35 @@ class Orchestrator:
         except DuneError as exc:
             self._end(job, _outcome_of_error(exc), message=str(exc))
 
-    def _skip(self, job: Job) -> None:
-        plan = job.plan
+    def _skip(self, job: Job, action: Skip) -> None:
         logger.info("%s: already synced by the interrupted sync (execution %s); nothing to redo",
-                    plan.label, plan.execution_id)
-        job.execution_id, job.origin = plan.execution_id, plan.origin
+                    job.label, action.execution_id)
+        job.execution_id, job.origin = action.execution_id, action.origin
         self._end(job, Outcome.UNCHANGED)
 
-    async def _resume(self, job: Job) -> bool:
-        """False when the execution is gone or ended without rows to read (the plan's fallback applies)."""
-        plan = job.plan
-        assert plan.execution_id is not None
+    async def _resume(self, job: Job, action: Resume) -> bool:
+        """False when the execution is gone or ended without rows to read (the action's fallback applies)."""
         try:
-            status = await self._client.status(plan.execution_id, query_id=plan.query_id)
+            status = await self._client.status(action.execution_id, query_id=job.query_id)
         except (NotFoundError, BadRequestError):
             logger.info("%s: execution %s of an earlier sync is gone; starting afresh",
-                        plan.label, plan.execution_id)
+                        job.label, action.execution_id)
             return False
         if not can_read_on(status):
             logger.info("%s: execution %s of an earlier sync is %s; starting afresh",
-                        plan.label, status.execution_id, status.state.short)
+                        job.label, status.execution_id, status.state.short)
             return False
         logger.info("%s: resuming execution %s (%s) from row %d",
-                    plan.label, status.execution_id, status.state.short, plan.offset)
+                    job.label, status.execution_id, status.state.short, action.offset)
         job.started -= _age_seconds(status.submitted_at)  # its timeout counts from when it was submitted
-        job.resumed = True
-        self._bind(job, status.execution_id, plan.origin)
+        job.resumed, job.resume_offset = True, action.offset
+        self._bind(job, status.execution_id, action.origin)
         await self._observe(job, status)
         return True
 
-    async def _reuse(self, job: Job) -> bool:
+    async def _reuse(self, job: Job, action: ReuseOrExecute) -> bool:
         plan = job.plan
-        max_age = plan.max_result_age_hours
-        assert max_age is not None and plan.query_id is not None
+        assert plan.query_id is not None
         try:
             latest = await self._client.latest_result(plan.query_id, parameters=dict(plan.parameters), limit=1,
                                                       columns=plan.columns)
@@ -216,19 +206,20 @@ class Orchestrator:
             logger.info("%s: Dune has no earlier result; executing", plan.label)
             return False
         status = latest.status  # the execution record wants the metadata the results endpoint puts under `result`
-        age_hours = _age_seconds(status.execution_ended_at) / 3600
-        if status.state is not ExecutionState.COMPLETED or status.execution_ended_at is None or age_hours > max_age:
+        now = datetime.now(UTC)
+        verdict = judge_latest(action, status, now)
+        if verdict is Latest.STALE:
             logger.info("%s: latest result is %s and %.1f h old (limit %g h); executing",
-                        plan.label, status.state.short, age_hours, max_age)
+                        plan.label, status.state.short, age_hours(status, now), action.max_age_hours)
             return False
-        if status.execution_id == plan.synced_execution_id:
+        if verdict is Latest.UNCHANGED:
             logger.info("%s: unchanged, execution %s is already synced; nothing to download",
                         plan.label, status.execution_id)
             job.execution_id, job.origin, job.status = status.execution_id, Origin.REUSED, status
             self._end(job, Outcome.UNCHANGED)
             return True
         logger.info("%s: reusing execution %s, finished %.1f h ago (no execution credits)",
-                    plan.label, status.execution_id, age_hours)
+                    plan.label, status.execution_id, age_hours(status, now))
         self._bind(job, status.execution_id, Origin.REUSED)
         await self._observe(job, status)
         return True

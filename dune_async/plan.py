@@ -1,9 +1,10 @@
 """The planning step: what this sync does with each query, decided once, before any request.
 
 `plan_queries` is pure: settings and the state the earlier syncs left in, a list of `QueryPlan` out, each
-with one `Action` and the data that action needs. The orchestrator carries actions out and decides nothing
-else; the only thing it learns on the way is whether an execution to resume still exists (if not, it falls
-back to `QueryPlan.fallback`).
+with one action (`Skip`, `Resume`, `ReuseOrExecute` or `Execute`), a type per action carrying only that
+action's data. The orchestrator carries actions out and decides nothing else; what it learns on the way
+(whether an execution to resume can still be read, whether a latest result is fresh) it judges with the rules
+in `rules.py`, which the `plan` command's forecast calls too.
 
 Each destination is a `Target` with a state key of its own: a query of `DUNE_QUERY_IDS` feeding the JSON
 table (key: the query id), or a catalogue entry feeding its typed table (key: the table name). The action is
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from dune_async.catalogue import RESULT_TABLE, Entry
@@ -35,13 +35,41 @@ from dune_async.settings import Settings
 from dune_async.state import QueryProgress, SyncState, fingerprint
 
 
-class Action(StrEnum):
-    """What the orchestrator does with one plan in this sync."""
+@dataclass(frozen=True)
+class Execute:
+    """Run the query anew."""
 
-    SKIP = "skip"  # the interrupted sync wrote it completely: nothing to do
-    RESUME = "resume"  # read on from `offset` of `execution_id`, which an earlier sync bound
-    REUSE_OR_EXECUTE = "reuse_or_execute"  # read Dune's latest result if fresh enough, else execute
-    EXECUTE = "execute"
+
+@dataclass(frozen=True)
+class ReuseOrExecute:
+    """Read Dune's latest result if it is COMPLETED and finished less than `max_age_hours` ago, else execute.
+    `synced_execution_id`: an execution already written completely, so finding it again changes nothing."""
+
+    max_age_hours: float
+    synced_execution_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Read on from row `offset` of `execution_id`, which an earlier sync bound; `fallback` once it is gone or
+    ended without rows to read."""
+
+    execution_id: str
+    offset: int
+    origin: Origin
+    fallback: Execute | ReuseOrExecute = Execute()
+
+
+@dataclass(frozen=True)
+class Skip:
+    """The interrupted sync wrote `execution_id` completely: nothing to redo (running it again would pay twice)."""
+
+    execution_id: str
+    origin: Origin
+
+
+Action = Skip | Resume | ReuseOrExecute | Execute
+"""What the orchestrator does with one plan in this sync."""
 
 
 @dataclass(frozen=True)
@@ -63,15 +91,9 @@ class QueryPlan:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     performance: str = DEFAULTS["DUNE_PERFORMANCE"]
     fingerprint: str = ""
-    action: Action = Action.EXECUTE
-    execution_id: str | None = None  # RESUME: the execution to read on; SKIP: the one already written
-    offset: int = 0  # RESUME: rows of it already committed
-    origin: Origin = Origin.EXECUTED  # RESUME and SKIP: how that execution came to exist
-    synced_execution_id: str | None = None  # an execution already written completely (reuse finds it unchanged)
-    fallback: Action = Action.EXECUTE  # RESUME: what to do when the execution is gone or dead
+    action: Action = Execute()
     sql: str | None = None  # raw DuneSQL instead of a saved query
     columns: tuple[str, ...] | None = None  # download only these result columns
-    max_result_age_hours: float | None = None  # REUSE_OR_EXECUTE: how fresh a latest result must be
     targets: tuple[Target, ...] = ()
     cursor_value: int | float | str | None = None  # the value an incremental entry's cursor parameter is sent
     execution_estimate: float = 0.0  # credits an execute is expected to cost (the budget's estimate)
@@ -97,36 +119,36 @@ def plan_queries(settings: Settings, state: SyncState,
 
     `declared_tables`: the catalogue tables whose result columns `schema()` declared for this sync, where known;
     None: judged from the state."""
-    decided = [_decide(request, state.get(request.key), state.interrupted_sync)
-               for request in _requests(settings, state, declared_tables)]
+    decided = [_decide(request, max_age, state.get(request.key), state.interrupted_sync)
+               for request, max_age in _requests(settings, state, declared_tables)]
     return _grouped(decided)
 
 
-def _requests(settings: Settings, state: SyncState, declared_tables: frozenset[str] | None) -> list[QueryPlan]:
-    """One undecided single-target plan per destination, JSON-table queries first."""
+def _requests(settings: Settings, state: SyncState,
+              declared_tables: frozenset[str] | None) -> list[tuple[QueryPlan, float | None]]:
+    """One undecided single-target plan per destination, JSON-table queries first, each with the maximum age of
+    a latest result it may reuse (None: always execute)."""
     requests = []
     for query_id in settings.query_ids:
         parameters = settings.parameters_for(query_id)
-        requests.append(QueryPlan(
+        requests.append((QueryPlan(
             key=str(query_id), query_id=query_id, parameters=parameters, performance=settings.performance,
             fingerprint=fingerprint(parameters, settings.performance),
-            max_result_age_hours=settings.max_result_age_hours,
             targets=(Target(str(query_id), RESULT_TABLE),),
-        ))
+        ), settings.max_result_age_hours))
     for entry in settings.entries:
         source = {"sql": entry.sql} if entry.sql is not None else {}
         parameters, cursor_value, note = _with_cursor(entry, state.get(entry.table), state.interrupted_sync)
         digest = fingerprint(parameters, entry.performance, **source)
         declared = (_declared(entry, state.get(entry.table), digest) if declared_tables is None
                     else entry.table in declared_tables)
-        requests.append(QueryPlan(
+        requests.append((QueryPlan(
             key=entry.table, query_id=entry.query_id, parameters=parameters,
             performance=entry.performance, fingerprint=digest,
             sql=entry.sql, columns=entry.columns,
-            max_result_age_hours=entry.max_result_age_hours,
             targets=(Target(entry.table, entry.table, entry, declared=declared),),
             cursor_value=cursor_value, note=note,
-        ))
+        ), entry.max_result_age_hours))
     return requests
 
 
@@ -165,27 +187,31 @@ def _with_cursor(entry: Entry, progress: QueryProgress,
     return {**entry.parameters, spec.parameter: value}, value, note
 
 
-def _decide(request: QueryPlan, progress: QueryProgress, interrupted_sync: int | None) -> QueryPlan:
-    fresh = Action.REUSE_OR_EXECUTE if request.max_result_age_hours is not None else Action.EXECUTE
+def _decide(request: QueryPlan, max_age_hours: float | None, progress: QueryProgress,
+            interrupted_sync: int | None) -> QueryPlan:
     synced = _synced(progress, request.fingerprint)
-    base = replace(request, fallback=fresh, synced_execution_id=progress.execution_id if synced else None,
-                   execution_estimate=execution_estimate(progress.last_cost, request.performance),
-                   cost_known=progress.last_cost is not None,
-                   expected_seconds=progress.last_seconds)
+    fresh: Execute | ReuseOrExecute = (
+        Execute() if max_age_hours is None
+        else ReuseOrExecute(max_age_hours, progress.execution_id if synced else None))
     if interrupted_sync is not None and synced and progress.completed_by == interrupted_sync:
-        return replace(base, action=Action.SKIP, execution_id=progress.execution_id, origin=progress.origin)
-    if progress.resumable(request.fingerprint):
-        return replace(base, action=Action.RESUME, execution_id=progress.execution_id, offset=progress.offset,
-                       origin=progress.origin)
-    return replace(base, action=fresh)
+        assert progress.execution_id is not None
+        action: Action = Skip(progress.execution_id, progress.origin)
+    elif progress.resumable(request.fingerprint):
+        assert progress.execution_id is not None
+        action = Resume(progress.execution_id, progress.offset, progress.origin, fresh)
+    else:
+        action = fresh
+    return replace(request, action=action,
+                   execution_estimate=execution_estimate(progress.last_cost, request.performance),
+                   cost_known=progress.last_cost is not None, expected_seconds=progress.last_seconds)
 
 
 def _grouped(decided: list[QueryPlan]) -> list[QueryPlan]:
-    """Plans that would do exactly the same work become one plan with all their targets."""
+    """Plans that would do exactly the same work (the same computation, the same action from the same point)
+    become one plan with all their targets."""
     groups: dict[tuple[Any, ...], QueryPlan] = {}
     for plan in decided:
-        same_work = (plan.query_id, plan.sql, plan.fingerprint, plan.columns, plan.max_result_age_hours,
-                     plan.action, plan.execution_id, plan.offset, plan.origin, plan.synced_execution_id)
+        same_work = (plan.query_id, plan.sql, plan.fingerprint, plan.columns, plan.action)
         first = groups.get(same_work)
         groups[same_work] = plan if first is None else replace(first, targets=first.targets + plan.targets,
                                                                cost_known=first.cost_known and plan.cost_known)

@@ -5,9 +5,9 @@ free: the status of an execution to resume, the latest result's metadata with no
 (`DuneClient.latest_metadata`) and the usage report. It executes nothing and downloads no rows.
 
 `forecast` is pure: plans and what the probes found in, one `Row` per plan out. Each plan's step follows the
-orchestrator's rules (resume while the execution can still be read, else the plan's fallback; reuse a
-COMPLETED latest result younger than the plan's maximum age, "unchanged" if it is the one already synced;
-else execute), with its credits: the execution estimate for an execute, the result's bytes at the export
+sync's own rules (`rules.py`: resume while the execution can still be read, else the action's fallback; reuse a
+COMPLETED latest result younger than the maximum age, "unchanged" if it is the one already synced; else
+execute), with its credits: the execution estimate for an execute, the result's bytes at the export
 price for a download. `DUNE_MAX_CREDITS_PER_SYNC` is then applied as the orchestrator applies it: every
 execute first, in plan order (the orchestrator reserves them as soon as the sync starts), then the downloads
 page by page, reused and resumed results first (readable at once), then executed ones. In a real sync
@@ -38,9 +38,9 @@ from dune_async.errors import (
     DuneUnavailableError,
     NotFoundError,
 )
-from dune_async.models import ExecutionState, ExecutionStatus, UsageReport
-from dune_async.orchestrator import can_read_on  # one rule for "can still be read on", the sync's
-from dune_async.plan import Action, QueryPlan, plan_queries
+from dune_async.models import ExecutionStatus, UsageReport
+from dune_async.plan import QueryPlan, Resume, ReuseOrExecute, Skip, plan_queries
+from dune_async.rules import Latest, age_hours, can_read_on, judge_latest
 from dune_async.settings import Settings, SettingsError
 from dune_async.state import SyncState
 
@@ -151,61 +151,57 @@ def forecast(plans: Sequence[QueryPlan], probes: Sequence[Probe], *, now: dateti
 
 def intent(plan: QueryPlan, probe: Probe, now: datetime) -> Intent:
     """What the sync would do with the plan, given what the probes found."""
-    if plan.action is Action.SKIP:
-        return Intent(Step.SKIP, note=f"already written by the interrupted sync (execution {plan.execution_id})")
     action, why = plan.action, ""
-    if action is Action.RESUME:
+    if isinstance(action, Skip):
+        return Intent(Step.SKIP, note=f"already written by the interrupted sync (execution {action.execution_id})")
+    if isinstance(action, Resume):
         status = probe.status
         if status is not None and can_read_on(status):
-            return _resume(plan, status)
-        action = plan.fallback
+            return _resume(plan, action, status)
         gone = f"is {status.state.short}" if status is not None else (probe.resume_problem or "is gone")
-        why = f"execution {plan.execution_id} {gone}; "
-    if action is Action.REUSE_OR_EXECUTE:
-        reused = _reuse(plan, probe.latest, now)
+        why = f"execution {action.execution_id} {gone}; "
+        action = action.fallback
+    if isinstance(action, ReuseOrExecute):
+        reused = _reuse(plan, action, probe.latest, now)
         if reused is not None:
             return replace(reused, note=why + reused.note)
-        why += _why_not_reused(plan, probe, now)
+        why += _why_not_reused(action, probe, now)
     return _execute(plan, probe, why)
 
 
-def _resume(plan: QueryPlan, status: ExecutionStatus) -> Intent:
-    state = status.state.short
-    download = _remaining(status, plan, offset=plan.offset)
+def _resume(plan: QueryPlan, action: Resume, status: ExecutionStatus) -> Intent:
+    state, offset = status.state.short, action.offset
+    download = _remaining(status, plan, offset=offset)
     if download is None:
         return Intent(Step.RESUME, size_unknown=True,
-                      note=f"reads execution {status.execution_id} ({state}) on from row {plan.offset}; size unknown")
-    total = plan.offset + download.rows
+                      note=f"reads execution {status.execution_id} ({state}) on from row {offset}; size unknown")
+    total = offset + download.rows
     return Intent(Step.RESUME, download=download,
-                  note=f"reads execution {status.execution_id} ({state}) on from row {plan.offset} of {total}")
+                  note=f"reads execution {status.execution_id} ({state}) on from row {offset} of {total}")
 
 
-def _reuse(plan: QueryPlan, latest: ExecutionStatus | None, now: datetime) -> Intent | None:
-    """The orchestrator's reuse rule: a COMPLETED latest result that ended less than the maximum age ago."""
-    if latest is None or not _fresh(plan, latest, now):
+def _reuse(plan: QueryPlan, action: ReuseOrExecute, latest: ExecutionStatus | None, now: datetime) -> Intent | None:
+    """The sync's reuse rule (`rules.judge_latest`)."""
+    if latest is None:
         return None
-    if latest.execution_id == plan.synced_execution_id:
+    verdict = judge_latest(action, latest, now)
+    if verdict is Latest.STALE:
+        return None
+    if verdict is Latest.UNCHANGED:
         return Intent(Step.UNCHANGED, note=f"execution {latest.execution_id} is already synced")
     download = _remaining(latest, plan, offset=0)
-    age = _age_hours(latest, now)
-    note = f"latest result {latest.execution_id}, {age:.1f} h old"
+    note = f"latest result {latest.execution_id}, {age_hours(latest, now):.1f} h old"
     if download is None:
         return Intent(Step.REUSE, size_unknown=True, note=note + "; size unknown")
     return Intent(Step.REUSE, download=download, note=note)
 
 
-def _fresh(plan: QueryPlan, latest: ExecutionStatus, now: datetime) -> bool:
-    max_age = plan.max_result_age_hours
-    return (max_age is not None and latest.state is ExecutionState.COMPLETED
-            and latest.execution_ended_at is not None and _age_hours(latest, now) <= max_age)
-
-
-def _why_not_reused(plan: QueryPlan, probe: Probe, now: datetime) -> str:
+def _why_not_reused(action: ReuseOrExecute, probe: Probe, now: datetime) -> str:
     latest = probe.latest
     if latest is None:
         return ""  # `_execute` says there is no earlier result
-    return (f"latest result is {latest.state.short} and {_age_hours(latest, now):.1f} h old "
-            f"(limit {plan.max_result_age_hours:g} h); ")
+    return (f"latest result is {latest.state.short} and {age_hours(latest, now):.1f} h old "
+            f"(limit {action.max_age_hours:g} h); ")
 
 
 def _execute(plan: QueryPlan, probe: Probe, why: str) -> Intent:
@@ -278,11 +274,6 @@ def _joined(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def _age_hours(status: ExecutionStatus, now: datetime) -> float:
-    ended = status.execution_ended_at
-    return max(0.0, (now - ended).total_seconds()) / 3600 if ended is not None else math.inf
-
-
 # -- probing (free calls only) -----------------------------------------------------------------------------------
 
 
@@ -294,11 +285,12 @@ async def probe_plans(client: DuneClient, plans: Sequence[QueryPlan]) -> list[Pr
 
 
 async def _probe(client: DuneClient, plan: QueryPlan) -> Probe:
-    if plan.action is Action.SKIP:
+    action = plan.action
+    if isinstance(action, Skip):
         return Probe()
     probe = Probe()
-    if plan.action is Action.RESUME:
-        probe = await _resume_status(client, plan)
+    if isinstance(action, Resume):
+        probe = await _resume_status(client, plan, action)
         if probe.status is not None and can_read_on(probe.status):
             return probe
     if plan.sql is not None or plan.query_id is None:
@@ -306,10 +298,9 @@ async def _probe(client: DuneClient, plan: QueryPlan) -> Probe:
     return await _latest(client, plan, probe)
 
 
-async def _resume_status(client: DuneClient, plan: QueryPlan) -> Probe:
-    assert plan.execution_id is not None
+async def _resume_status(client: DuneClient, plan: QueryPlan, action: Resume) -> Probe:
     try:
-        return Probe(status=await client.status(plan.execution_id, query_id=plan.query_id))
+        return Probe(status=await client.status(action.execution_id, query_id=plan.query_id))
     except (NotFoundError, BadRequestError):
         return Probe(resume_problem="is gone")
     except STOPPING_ERRORS:

@@ -60,7 +60,7 @@ class PageReader:
             logger.warning("%s: Dune truncated the result (too large); writing the rows it kept, as partial",
                            job.label)
         metadata = status.result_metadata
-        job.next_offset = job.plan.offset if job.resumed else 0
+        job.next_offset = job.resume_offset
         job.bytes_per_row = metadata.bytes_per_row if metadata else None
 
     async def hand_over(self, job: Job, page: ResultPage) -> bool:

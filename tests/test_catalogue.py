@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from dune_async.catalogue import META_COLUMNS, Mode
-from dune_async.plan import Action, plan_queries
+from dune_async.events import Origin
+from dune_async.plan import Execute, Resume, plan_queries
 from dune_async.settings import Settings, SettingsError
 from dune_async.state import SyncState
 
@@ -91,8 +92,8 @@ def test_one_execution_feeds_every_target_of_the_same_computation() -> None:
                     DUNE_QUERY_IDS="1")
     plans = plan_queries(both, SyncState())
     grouped = {plan.tables: plan.action for plan in plans}
-    assert grouped == {("dune_query_result", "ones", "ones_history"): Action.EXECUTE,
-                       ("ones_large",): Action.EXECUTE, ("ones_narrow",): Action.EXECUTE}
+    assert grouped == {("dune_query_result", "ones", "ones_history"): Execute(),
+                       ("ones_large",): Execute(), ("ones_narrow",): Execute()}
 
 
 def test_a_new_target_does_not_join_a_resumed_execution_halfway() -> None:
@@ -100,16 +101,16 @@ def test_a_new_target_does_not_join_a_resumed_execution_halfway() -> None:
     state = SyncState()
     (plan,) = plan_queries(first, state)
     state.begin()
-    state.start_execution("ones", "01HALF", plan.fingerprint, plan.origin)
+    state.start_execution("ones", "01HALF", plan.fingerprint, Origin.EXECUTED)
     state.advance("ones", "01HALF", 40)
     later = settings([{"query_id": 1, "table": "ones"}, {"query_id": 1, "table": "twos"}])
-    plans = {plan.tables: (plan.action, plan.offset) for plan in plan_queries(later, state)}
-    assert plans == {("ones",): (Action.RESUME, 40), ("twos",): (Action.EXECUTE, 0)}
+    plans = {plan.tables: plan.action for plan in plan_queries(later, state)}
+    assert plans == {("ones",): Resume("01HALF", 40, Origin.EXECUTED), ("twos",): Execute()}
 
 
 def test_sql_entries_are_never_reused_and_their_text_is_part_of_what_they_compute() -> None:
     one = settings([{"sql": "SELECT 1", "table": "t"}], DUNE_MAX_RESULT_AGE_HOURS="24")
     two = settings([{"sql": "SELECT 2", "table": "t"}])
     (plan_one,), (plan_two,) = plan_queries(one, SyncState()), plan_queries(two, SyncState())
-    assert plan_one.action is Action.EXECUTE and plan_one.sql == "SELECT 1" and plan_one.query_id is None
+    assert plan_one.action == Execute() and plan_one.sql == "SELECT 1" and plan_one.query_id is None
     assert plan_one.fingerprint != plan_two.fingerprint

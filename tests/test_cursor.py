@@ -14,7 +14,7 @@ import pytest
 from dune_async.cursor import CursorKind, canonical, greatest, kind_of, parameter_value
 from dune_async.events import ExecutionStarted, ExecutionUpdated, Origin, Outcome, QueryDone, RowsPage
 from dune_async.models import ExecutionStatus, ResultMetadata
-from dune_async.plan import Action, plan_queries
+from dune_async.plan import Execute, Resume, Skip, plan_queries
 from dune_async.settings import Settings, SettingsError
 from dune_async.sink import Sink
 from dune_async.state import SyncState
@@ -42,10 +42,11 @@ def sync(op: FakeOperations, state: SyncState, config: Settings, execution_id: s
     """One sync of the one plan; returns the parameters it was planned with."""
     (plan,) = plan_queries(config, state)
     sink = Sink(op, state, [plan], checkpoint_rows=3)
-    sink.handle(ExecutionStarted(plan.key, execution_id, Origin.EXECUTED, resumed=plan.action is Action.RESUME))
+    sink.handle(ExecutionStarted(plan.key, execution_id, Origin.EXECUTED, resumed=isinstance(plan.action, Resume)))
     sink.handle(ExecutionUpdated(plan.key, ExecutionStatus.from_dict({"execution_id": execution_id,
                                                                       "state": "QUERY_STATE_COMPLETED"})))
-    offset = plan.offset if plan.execution_id == execution_id else 0
+    action = plan.action
+    offset = action.offset if isinstance(action, Resume) and action.execution_id == execution_id else 0
     for blocks in pages:
         sink.handle(RowsPage(plan.key, execution_id, offset, rows(blocks), None, METADATA))
         offset += len(blocks)
@@ -122,7 +123,7 @@ def test_a_sync_killed_midway_resumes_the_same_execution_and_the_cursor_counts_a
     progress = crashed.get("trades")
     assert progress.cursor.value == "109" and progress.offset == 12  # type: ignore[union-attr]
     (plan,) = plan_queries(config, crashed)
-    assert (plan.action, plan.execution_id, plan.parameters["since"]) == (Action.RESUME, "01B", 109)
+    assert (plan.action, plan.parameters["since"]) == (Resume("01B", 12, Origin.EXECUTED), 109)
     sync(op, crashed, config, "01B", [range(121, 125)])
     assert crashed.get("trades").cursor.value == "124"  # type: ignore[union-attr]
     assert sorted(key[0] for key in op.live("trades", ("tx",))) == [f"0x{b:04x}" for b in range(100, 125)]
@@ -143,7 +144,7 @@ def test_an_incremental_entry_is_never_reused() -> None:
     config = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERIES": json.dumps([entry()]),
                                           "DUNE_MAX_RESULT_AGE_HOURS": "24"})
     (plan,) = plan_queries(config, SyncState())
-    assert plan.action is Action.EXECUTE and plan.max_result_age_hours is None
+    assert plan.action == Execute(), "never ReuseOrExecute"
 
 
 def test_comparisons_and_values_by_kind() -> None:
@@ -207,10 +208,10 @@ def test_an_entry_the_killed_sync_completed_is_not_executed_again() -> None:
     two_syncs_but_the_close(op, state, config)
     crashed = SyncState.from_dict(op.checkpoints[-1])  # killed after the entry, before the sync's end
     (plan,) = plan_queries(config, crashed)
-    assert (plan.action, plan.execution_id) == (Action.SKIP, "01B"), "its rows are written: no second execute"
+    assert plan.action == Skip("01B", Origin.EXECUTED), "its rows are written: no second execute"
     assert crashed.get("trades").cursor.value == "114"  # type: ignore[union-attr]
     (plan,) = plan_queries(config, SyncState.from_dict({**op.checkpoints[-1], "sync_finished": True}))
-    assert plan.action is Action.EXECUTE and plan.parameters["since"] == 114
+    assert plan.action == Execute() and plan.parameters["since"] == 114
 
 
 def test_only_a_completely_written_execution_moves_the_cursor() -> None:

@@ -32,7 +32,7 @@ from dune_async.events import (
 )
 from dune_async.models import ExecutionState, ExecutionStatus
 from dune_async.orchestrator import Orchestrator, Spending, Timing
-from dune_async.plan import Action, QueryPlan
+from dune_async.plan import QueryPlan, Resume, ReuseOrExecute, Skip
 from dune_async.settings import Settings
 from dune_async.sink import Sink
 from tests.fakes import FakeDune, FakeQuery
@@ -46,7 +46,7 @@ def plan(query_id: int, **kwargs: object) -> QueryPlan:
 
 
 def resume(query_id: int, execution_id: str, offset: int = 0, **kwargs: object) -> QueryPlan:
-    return plan(query_id, action=Action.RESUME, execution_id=execution_id, offset=offset, **kwargs)
+    return plan(query_id, action=Resume(execution_id, offset, Origin.EXECUTED), **kwargs)
 
 
 async def run(dune: FakeDune, plans: list[QueryPlan], timing: Timing = FAST, *, capacity: int = 3,
@@ -263,7 +263,7 @@ async def test_fresh_latest_result_is_reused_without_executing() -> None:
     dune = FakeDune({1: FakeQuery(rows=3)})
     latest = dune.add_execution(1, ended_ago=timedelta(minutes=30))
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1)], timing)
+    events, _ = await run(dune, [plan(1, action=ReuseOrExecute(1))], timing)
     assert dune.calls["execute"] == 0
     assert rows_of(events, 1) == [0, 1, 2]
     done = next(e for e in events if isinstance(e, QueryDone))
@@ -274,7 +274,7 @@ async def test_stale_latest_result_is_executed_anew() -> None:
     dune = FakeDune({1: FakeQuery(rows=2)})
     dune.add_execution(1, ended_ago=timedelta(hours=5))
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1)], timing)
+    events, _ = await run(dune, [plan(1, action=ReuseOrExecute(1))], timing)
     assert dune.executes[1] == 1 and outcomes(events) == {1: Outcome.SYNCED}
 
 
@@ -282,8 +282,7 @@ async def test_already_synced_latest_result_downloads_nothing() -> None:
     dune = FakeDune({1: FakeQuery(rows=2)})
     latest = dune.add_execution(1, ended_ago=timedelta(minutes=1))
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1,
-                                      synced_execution_id=latest)], timing)
+    events, _ = await run(dune, [plan(1, action=ReuseOrExecute(1, synced_execution_id=latest))], timing)
     assert outcomes(events) == {1: Outcome.UNCHANGED}
     assert dune.calls["execute"] == 0 and dune.calls["results"] == 0
     assert not [e for e in events if isinstance(e, (RowsPage, ExecutionStarted))]
@@ -292,7 +291,7 @@ async def test_already_synced_latest_result_downloads_nothing() -> None:
 async def test_no_earlier_result_means_execute() -> None:
     dune = FakeDune({1: FakeQuery(rows=1)})
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1)], timing)
+    events, _ = await run(dune, [plan(1, action=ReuseOrExecute(1))], timing)
     assert dune.calls["latest_result"] == 1 and dune.executes[1] == 1
 
 
@@ -332,8 +331,7 @@ async def test_pages_in_memory_stay_within_the_channel_capacity() -> None:
 async def test_what_an_interrupted_sync_completed_is_not_run_again() -> None:
     dune = FakeDune({1: FakeQuery(rows=3), 2: FakeQuery(rows=2)})
     done_before = dune.add_execution(1)
-    events, _ = await run(dune, [plan(1, action=Action.SKIP, execution_id=done_before, synced_execution_id=done_before),
-                                 plan(2)])
+    events, _ = await run(dune, [plan(1, action=Skip(done_before, Origin.EXECUTED)), plan(2)])
     assert outcomes(events) == {1: Outcome.UNCHANGED, 2: Outcome.SYNCED}
     assert dune.executes[1] == 0 and rows_of(events, 1) == []
     assert not any(request[0] == done_before for request in dune.page_requests)
@@ -456,7 +454,7 @@ async def test_a_reused_result_keeps_the_metadata_of_its_results_page() -> None:
     dune = FakeDune({1: FakeQuery(rows=3)})
     latest = dune.add_execution(1, ended_ago=timedelta(minutes=5))
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.02)
-    events, _ = await run(dune, [plan(1, action=Action.REUSE_OR_EXECUTE, max_result_age_hours=1)], timing)
+    events, _ = await run(dune, [plan(1, action=ReuseOrExecute(1))], timing)
     metadata = last_update(events, latest).result_metadata
     assert metadata is not None
     assert metadata.column_names == ["n", "query"] and metadata.column_types == ["bigint", "integer"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dune_async.events import Origin, Outcome
-from dune_async.plan import Action, plan_queries
+from dune_async.plan import Action, Execute, Resume, ReuseOrExecute, Skip, plan_queries
 from dune_async.settings import Settings
 from dune_async.state import QueryProgress, SyncState, fingerprint
 
@@ -21,26 +21,23 @@ def state(*, finished: bool, sync_id: int = 3) -> SyncState:
     }, sync_id=sync_id, finished=finished)
 
 
-def actions(settings: Settings, sync_state: SyncState) -> dict[int, Action]:
-    return {p.query_id: p.action for p in plan_queries(settings, sync_state)}
+def actions(settings: Settings, sync_state: SyncState) -> dict[int, type[Action]]:
+    return {p.query_id: type(p.action) for p in plan_queries(settings, sync_state)}
 
 
 def test_after_a_finished_sync_only_unfinished_work_resumes() -> None:
     plans = {p.query_id: p for p in plan_queries(SETTINGS, state(finished=True))}
-    assert {q: p.action for q, p in plans.items()} == {1: Action.EXECUTE, 2: Action.RESUME, 3: Action.EXECUTE,
-                                                      4: Action.EXECUTE, 5: Action.EXECUTE}
-    assert (plans[2].execution_id, plans[2].offset) == ("01HALF", 4)
-    assert plans[1].synced_execution_id == "01DONE" and plans[3].synced_execution_id is None
+    assert {q: p.action for q, p in plans.items()} == {1: Execute(), 2: Resume("01HALF", 4, Origin.EXECUTED),
+                                                      3: Execute(), 4: Execute(), 5: Execute()}
 
 
 def test_after_an_interrupted_sync_only_what_that_sync_completed_is_skipped() -> None:
     plans = {p.query_id: p for p in plan_queries(SETTINGS, state(finished=False))}
-    assert plans[1].action is Action.SKIP and plans[1].origin is Origin.REUSED
-    assert plans[1].execution_id == "01DONE"
-    assert plans[2].action is Action.RESUME and plans[2].execution_id == "01HALF"
-    assert plans[3].action is Action.EXECUTE
-    assert plans[4].action is Action.EXECUTE, "changed parameters must run again"
-    assert plans[5].action is Action.EXECUTE, "completed by an earlier sync than the interrupted one"
+    assert plans[1].action == Skip("01DONE", Origin.REUSED)
+    assert plans[2].action == Resume("01HALF", 4, Origin.EXECUTED)
+    assert plans[3].action == Execute()
+    assert plans[4].action == Execute(), "changed parameters must run again"
+    assert plans[5].action == Execute(), "completed by an earlier sync than the interrupted one"
 
 
 def test_a_sync_that_failed_at_once_leaves_every_query_to_run_again() -> None:
@@ -51,22 +48,22 @@ def test_a_sync_that_failed_at_once_leaves_every_query_to_run_again() -> None:
     interrupted = SyncState.from_dict(after_sync_1.to_dict())
     assert interrupted.interrupted_sync == 2
     settings = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2, 3"})
-    assert set(actions(settings, interrupted).values()) == {Action.EXECUTE}
+    assert set(actions(settings, interrupted).values()) == {Execute}
 
 
 def test_reuse_when_allowed_and_resume_falls_back_to_it() -> None:
     settings = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2",
                                             "DUNE_MAX_RESULT_AGE_HOURS": "6"})
     plans = {p.query_id: p for p in plan_queries(settings, state(finished=True))}
-    assert plans[1].action is Action.REUSE_OR_EXECUTE and plans[1].synced_execution_id == "01DONE"
-    assert plans[2].action is Action.RESUME and plans[2].fallback is Action.REUSE_OR_EXECUTE
+    assert plans[1].action == ReuseOrExecute(6.0, synced_execution_id="01DONE")
+    assert plans[2].action == Resume("01HALF", 4, Origin.EXECUTED, fallback=ReuseOrExecute(6.0))
 
 
 def test_a_changed_performance_tier_never_resumes_or_skips_the_old_execution() -> None:
     large = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2",
                                          "DUNE_PERFORMANCE": "large"})
     assert fingerprint({}, "large") != PLAIN
-    assert actions(large, state(finished=False)) == {1: Action.EXECUTE, 2: Action.EXECUTE}
+    assert actions(large, state(finished=False)) == {1: Execute, 2: Execute}
 
 
 def test_an_execution_that_ended_for_good_is_not_resumed() -> None:
@@ -76,7 +73,7 @@ def test_an_execution_that_ended_for_good_is_not_resumed() -> None:
         "2": QueryProgress("01UNAVAILABLE", 7, False, PLAIN, Outcome.UNAVAILABLE),
         "3": QueryProgress("01ABORTED", 3, False, PLAIN, Outcome.ABORTED),
     }, sync_id=5)
-    assert actions(settings, ended) == {1: Action.EXECUTE, 2: Action.RESUME, 3: Action.RESUME}
+    assert actions(settings, ended) == {1: Execute, 2: Resume, 3: Resume}
 
 
 def test_a_version_1_state_is_migrated_without_paying_twice() -> None:
@@ -91,12 +88,12 @@ def test_a_version_1_state_is_migrated_without_paying_twice() -> None:
     }}
     migrated = SyncState.from_dict(v1)
     settings = Settings.from_configuration({"DUNE_API_KEY": "k", "DUNE_QUERY_IDS": "1, 2, 3"})
-    assert actions(settings, migrated) == {1: Action.SKIP, 2: Action.RESUME, 3: Action.EXECUTE}
+    assert actions(settings, migrated) == {1: Skip, 2: Resume, 3: Execute}
     assert migrated.get("2").outcome is None and migrated.get("1").origin is Origin.REUSED
     migrated.begin()
     assert migrated.to_dict()["version"] == 2 and migrated.to_dict()["sync_id"] == 1
     finished_v1 = SyncState.from_dict({**v1, "sync_finished": True})
-    assert actions(settings, finished_v1)[1] is Action.EXECUTE
+    assert actions(settings, finished_v1)[1] is Execute
 
 
 def test_a_table_is_declared_as_schema_said_and_judged_from_the_state_only_without_it() -> None:

@@ -20,9 +20,9 @@ import pytest
 
 from devtools.sdk import PROJECT_ROOT
 from dune_async.__main__ import main
-from dune_async.events import Outcome
+from dune_async.events import Origin, Outcome
 from dune_async.models import ExecutionState, ExecutionStatus
-from dune_async.plan import Action, QueryPlan
+from dune_async.plan import QueryPlan, Resume, ReuseOrExecute
 from dune_async.preview import Forecast, Probe, Row, Step, forecast, intent, load_state, preview
 from dune_async.settings import Settings
 from dune_async.sink import QueryReport
@@ -163,8 +163,8 @@ def test_the_budget_cuts_what_the_sync_cuts() -> None:
 def test_a_dead_execution_to_resume_falls_back_to_reuse() -> None:
     """Pure: a FAILED execution is not read on; the plan's fallback (reuse) decides, as in the orchestrator."""
     now = datetime.now(UTC)
-    plan = QueryPlan(key="5", query_id=5, action=Action.RESUME, execution_id="01DEAD", offset=10,
-                     fallback=Action.REUSE_OR_EXECUTE, max_result_age_hours=1, execution_estimate=10)
+    plan = QueryPlan(key="5", query_id=5, action=Resume("01DEAD", 10, Origin.EXECUTED, fallback=ReuseOrExecute(1)),
+                     execution_estimate=10)
     dead = ExecutionStatus("01DEAD", 5, ExecutionState.FAILED, "QUERY_STATE_FAILED")
     latest = ExecutionStatus("01NEW", 5, ExecutionState.COMPLETED, "QUERY_STATE_COMPLETED",
                              execution_ended_at=now - timedelta(minutes=30))

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from dune_async.orchestrator import Timing
 from dune_async.sync import run_sync
 from dune_emulator import EmulatorThread, QuerySpec, Scenario
 from tests.fakes import FakeDune, FakeOperations, FakeQuery
-from dune_async.orchestrator import Timing
 from tests.test_orchestrator import plan, run
 
 KEY = "sk_test_READS"

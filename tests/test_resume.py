@@ -14,7 +14,7 @@ import pytest
 
 from dune_async.errors import CreditsExhaustedError, DuneUnavailableError
 from dune_async.events import Outcome
-from dune_async.plan import Action, plan_queries
+from dune_async.plan import Execute, Resume, plan_queries
 from dune_async.settings import Settings
 from dune_async.sink import SyncError
 from dune_async.state import SyncState, fingerprint
@@ -156,7 +156,7 @@ def test_an_execution_id_is_checkpointed_before_the_pages_queued_ahead_of_it() -
     assert last["queries"]["1"]["offset"] == op.rows_at_checkpoint[-1] in (0, 2)
     plans = {p.query_id: p for p in plan_queries(Settings.from_configuration(fake_configuration([1, 2])),
                                                   SyncState.from_dict(last))}
-    assert (plans[2].action, plans[2].execution_id) == (Action.RESUME, b_execution)
+    assert isinstance(plans[2].action, Resume) and plans[2].action.execution_id == b_execution
 
 
 def test_an_execution_that_expires_while_read_keeps_its_rows_and_runs_again_next_sync() -> None:
@@ -170,7 +170,7 @@ def test_an_execution_that_expires_while_read_keeps_its_rows_and_runs_again_next
     state = SyncState.from_dict(op.checkpoints[-1])
     assert not state.get("1").resumable(fingerprint({}, "medium")), "an expired result cannot be read on"
     (plan,) = plan_queries(Settings.from_configuration(fake_configuration([1])), state)
-    assert plan.action is Action.EXECUTE
+    assert plan.action == Execute()
 
 
 def test_a_402_abort_cancels_and_counts_only_what_this_sync_started(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from dune_async.events import ExecutionStarted, Origin, Outcome, QueryDone, RowsPage
 from dune_async.models import ResultMetadata
-from dune_async.plan import plan_queries
+from dune_async.plan import Resume, plan_queries
 from dune_async.settings import Settings
 from dune_async.sink import Sink
 from dune_async.state import SyncState
@@ -36,7 +36,8 @@ def sync(op: FakeOperations, state: SyncState, settings: Settings, execution_id:
     (plan,) = plan_queries(settings, state)
     sink = Sink(op, state, [plan], checkpoint_rows=checkpoint_rows)
     sink.handle(ExecutionStarted(plan.key, execution_id, Origin.EXECUTED))
-    offset = plan.offset if plan.execution_id == execution_id else 0
+    action = plan.action
+    offset = action.offset if isinstance(action, Resume) and action.execution_id == execution_id else 0
     for number, page in enumerate(pages):
         if stop_after is not None and number == stop_after:
             return sink
