@@ -134,7 +134,8 @@ class PreviewError(Exception):
 
 
 def forecast(plans: Sequence[QueryPlan], probes: Sequence[Probe], *, now: datetime, cap: float | None,
-             export_credits_per_mb: float | None, page_limit: Callable[[int | None], int]) -> list[Row]:
+             export_credits_per_mb: float | None,
+             page_limit: Callable[[int | None, float | None], int]) -> list[Row]:
     """One row per plan: its step and credits, with the budget applied as the orchestrator applies it."""
     intents = [intent(plan, probe, now) for plan, probe in zip(plans, probes, strict=True)]
     budget = Budget(cap)
@@ -241,9 +242,9 @@ class _Spent:
 
 
 def _download(budget: Budget, download: Download, price: float | None,
-              page_limit: Callable[[int | None], int]) -> _Spent:
-    """Pages in order, each reserved before it is read (`Orchestrator._forward_page`), until one does not fit."""
-    size = page_limit(download.columns)
+              page_limit: Callable[[int | None, float | None], int]) -> _Spent:
+    """Pages in order, each reserved before it is read (`PageReader.read`), until one does not fit."""
+    size = page_limit(download.columns, download.bytes_per_row or None)
     pages = max(1, math.ceil(download.rows / size))
     full = export_estimate(download.rows * download.bytes_per_row, price)
     spent, read, left = 0.0, 0, download.rows

@@ -25,7 +25,8 @@ from dune_async.state import SyncState
 logger = logging.getLogger("dune_async.sync")
 
 PAGE_CAPACITY = 3
-"""Pages in memory at once: one being written, two being downloaded or waiting."""
+"""Pages in memory at once at most (one being written, two being downloaded or waiting), and within
+DUNE_MEMORY_BUDGET_MB of decoded rows."""
 
 _JOIN_SECONDS = 30.0
 
@@ -42,7 +43,7 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
     settings = Settings.from_configuration(configuration)
     sync_state = SyncState.from_dict(state)
     plans = plan_queries(settings, sync_state, declared_tables)
-    channel = PageChannel(page_capacity)
+    channel = PageChannel(page_capacity, budget_bytes=settings.memory_budget_bytes)
     sink = Sink(operations, sync_state, plans, checkpoint_rows=settings.checkpoint_rows,
                 budget=settings.max_credits_per_sync)
     worker = _OrchestratorThread(settings, plans, channel, client_factory)

@@ -107,3 +107,32 @@ def test_a_page_written_after_the_producer_loop_closed_does_not_fail() -> None:
     item, holds = channel.get(1)
     assert (item, holds) == ("last page", True)
     channel.page_done()
+
+
+async def test_pages_wait_for_room_in_the_byte_budget_first_come_first_served() -> None:
+    """Within the page count, reservations are bounded by the bytes of decoded rows they announce; a page larger
+    than the whole budget still goes alone; a large reservation is not overtaken by smaller ones behind it."""
+    channel = PageChannel(page_capacity=10, budget_bytes=100)
+    first = await channel.reserve(60)
+    granted: list[str] = []
+
+    async def reserve(name: str, nbytes: int) -> None:
+        slot = await channel.reserve(nbytes)
+        granted.append(name)
+        slot.send(name)
+
+    large = asyncio.create_task(reserve("large", 70))
+    await asyncio.sleep(0)
+    small = asyncio.create_task(reserve("small", 10))  # would fit now, but the large one asked first
+    await asyncio.sleep(0.01)
+    assert granted == [] and channel.peak_bytes == 60
+    first.send("first")
+    await asyncio.to_thread(channel.get, 1)
+    await asyncio.to_thread(channel.page_done)  # 60 bytes free again: the large one, then the small one fit
+    await asyncio.gather(large, small)
+    assert granted == ["large", "small"] and channel.peak_bytes == 80
+    for _ in range(2):
+        await asyncio.to_thread(channel.get, 1)
+        await asyncio.to_thread(channel.page_done)
+    huge = await asyncio.wait_for(channel.reserve(500), 1)  # alone, it goes whatever its size
+    assert huge.nbytes == 500

@@ -172,7 +172,7 @@ def test_a_dead_execution_to_resume_falls_back_to_reuse() -> None:
     assert decided.step is Step.REUSE and decided.execution == 0
     assert decided.note.startswith("execution 01DEAD is FAILED; latest result 01NEW, 0.5 h old")
     rows = forecast([plan], [Probe(status=dead, latest=None)], now=now, cap=5.0, export_credits_per_mb=20.0,
-                    page_limit=lambda _columns: 1000)
+                    page_limit=lambda _columns, _bytes: 1000)
     assert rows[0].action is Step.CUT and "before the execute" in rows[0].note
 
 
