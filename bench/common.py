@@ -81,9 +81,9 @@ class RecordingClient:
         self.calls.append(Call("execute", query_id, start, time.monotonic()))
         return handle
 
-    async def status(self, execution_id: str, *, query_id: int | None = None) -> Any:
+    async def status(self, execution_id: str, *, query_id: int | None = None, **kwargs: Any) -> Any:
         start = time.monotonic()
-        status = await self.inner.status(execution_id, query_id=query_id)
+        status = await self.inner.status(execution_id, query_id=query_id, **kwargs)
         self.calls.append(Call("status", query_id, start, time.monotonic(), status.state.short))
         return status
 

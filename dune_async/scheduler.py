@@ -25,7 +25,6 @@ are tested on any clock; `run()` only loops over it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable, Coroutine
@@ -169,8 +168,13 @@ class PollScheduler:
     # -- looping -----------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        # A timer sets the same event a new watch or a finished poll sets. (`asyncio.wait_for` could swallow the
+        # task group's cancellation when the event is set at the same moment, and the sync would never end.)
+        loop = asyncio.get_running_loop()
         while not self._stopped:
             self._wake.clear()
-            wait = self.step(self._clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            timer = loop.call_later(self.step(self._clock()), self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()

@@ -489,3 +489,24 @@ async def test_an_execute_dune_refused_spends_nothing_of_the_budget() -> None:
     _, _, orchestrator = await run_orchestrator(dune, [plan(q, execution_estimate=10.0) for q in (1, 2, 3)],
                                                 spending=Spending(max_credits=100.0))
     assert orchestrator.budget.spent == 20.0, "query 1 ran, query 3 may have: query 2's refusal costs nothing"
+
+
+@pytest.mark.parametrize("polls_before_the_bug", [1, 2, 3])
+async def test_a_bug_in_a_poll_aborts_the_sync_instead_of_hanging_it(polls_before_the_bug: int) -> None:
+    """A programming error inside a poll (here: on the n-th look) ends the sync with SyncAborted; the read
+    scheduler's loop must give way to the task group's cancellation whenever it comes."""
+    dune = FakeDune({q: FakeQuery(rows=2, polls=4) for q in (1, 2, 3)})
+    original = dune.status
+    looks = 0
+
+    async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
+        nonlocal looks
+        looks += 1
+        if looks == polls_before_the_bug * 3:
+            raise TypeError("a bug")
+        return await original(execution_id, **kwargs)
+
+    dune.status = status  # type: ignore[method-assign]
+    events, _ = await asyncio.wait_for(run(dune, [plan(1), plan(2), plan(3)]), 15)
+    assert isinstance(events[-1], SyncAborted) and isinstance(events[-1].error, TypeError)
+    assert set(outcomes(events).values()) == {Outcome.ABORTED}
