@@ -59,10 +59,12 @@ class CursorSpec:
     """An incremental query: rows whose `column` is >= the value of query parameter `parameter` are returned.
 
     `column` (bigint/integer, or timestamp with time zone) rises with the row; `key_column`, if named, is unique
-    per logical row (integer, varchar or varbinary). Both are the same for a row in every execution.
+    per logical row (integer, varchar or varbinary). Both are the same for a row in every execution. With
+    `parameter` None the query has no parameter: every execution returns all its rows, in that order (a
+    scheduled query a client reads incrementally with `filters`).
     """
 
-    parameter: str
+    parameter: str | None
     column: str
     key_column: str | None = None
 
@@ -161,7 +163,8 @@ class QuerySpec:
             raise ValueError(f"query {self.query_id}: rows must be >= 0")
         if self.cursor is not None:
             self.cursor.bind(self.columns, self.query_id)
-            self.parameters = {self.cursor.parameter: self.cursor.default, **self.parameters}
+            if self.cursor.parameter is not None:
+                self.parameters = {self.cursor.parameter: self.cursor.default, **self.parameters}
 
     def _check_changing_rows(self) -> None:
         if self.rows_per_execution is not None:
