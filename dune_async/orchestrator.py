@@ -213,6 +213,9 @@ class Orchestrator:
                 if await self._resume(run):
                     return
                 action = run.plan.fallback
+            if action is Action.READ_LATEST:
+                await self._read_latest(run)
+                return
             if action is Action.REUSE_OR_EXECUTE and await self._reuse(run):
                 return
             await self._execute(run)
@@ -277,6 +280,38 @@ class Orchestrator:
         self._bind(run, status.execution_id, Origin.REUSED)
         await self._observe(run, status)
         return True
+
+    async def _read_latest(self, run: _Run) -> None:
+        """A latest-result entry: Dune's newest result of the query, whatever its age (too old only warns), never
+        an execute. One read without rows (`latest_metadata`) finds it; unchanged if it is the execution already
+        synced, else it is bound and read through `/execution/{id}/results`, filtered as the plan says."""
+        plan = run.plan
+        assert plan.query_id is not None
+        try:
+            latest = await self._client.latest_metadata(plan.query_id, parameters=dict(plan.parameters),
+                                                        columns=plan.columns, filters=plan.filters)
+        except NotFoundError:
+            self._finish(run, Outcome.NOT_FOUND, message="Dune has no result of this query yet, and a latest "
+                         "entry never executes it: run or schedule it on Dune")
+            return
+        except BadRequestError as exc:
+            self._finish(run, Outcome.REFUSED, message=_message(plan, exc))
+            return
+        status = latest.status
+        age_hours = _age_seconds(status.execution_ended_at) / 3600
+        if plan.max_result_age_hours is not None and age_hours > plan.max_result_age_hours:
+            logger.warning("%s: the latest result is %.1f h old (more than %g h): is the query still refreshed "
+                           "on Dune? Reading it anyway", plan.label, age_hours, plan.max_result_age_hours)
+        if status.execution_id == plan.synced_execution_id:
+            logger.info("%s: unchanged, execution %s is already synced; nothing to download",
+                        plan.label, status.execution_id)
+            run.execution_id, run.origin, run.status = status.execution_id, Origin.REUSED, status
+            self._finish(run, Outcome.UNCHANGED)
+            return
+        logger.info("%s: reading the latest result, execution %s, finished %.1f h ago (no execution credits)%s",
+                    plan.label, status.execution_id, age_hours, f", filtered by {plan.filters}" if plan.filters else "")
+        self._bind(run, status.execution_id, Origin.REUSED)
+        await self._observe(run, status)
 
     async def _execute(self, run: _Run) -> None:
         plan = run.plan
@@ -415,7 +450,8 @@ class Orchestrator:
         assert run.execution_id is not None
         if slot is None:
             return await self._client.status(run.execution_id, query_id=run.query_id)
-        page = await self._client.peek(run.execution_id, query_id=run.query_id, columns=run.plan.columns)
+        page = await self._client.peek(run.execution_id, query_id=run.query_id, columns=run.plan.columns,
+                                       filters=run.plan.filters)
         status = page.status  # with the metadata the results answer puts under `result`
         if status.state.is_terminal and status.rows_readable:
             run.first_page = (page, slot)
@@ -509,7 +545,7 @@ class Orchestrator:
             page, slot = run.first_page
             run.first_page = None
             self._send_page(run, page, slot)
-            following = self._client.next_offset(page)
+            following = self._client.next_offset(page, filters=run.plan.filters)
             del page  # the writer owns it now: not kept while the other pages of the result are read
             if following is None:
                 await self._learn_cost(run)
@@ -519,7 +555,7 @@ class Orchestrator:
         pages = self._client.pages(
             run.execution_id, offset=offset, query_id=run.query_id,
             column_count=len(metadata.column_names) if metadata and metadata.column_names else None,
-            columns=run.plan.columns, bytes_per_row=run.bytes_per_row,
+            columns=run.plan.columns, bytes_per_row=run.bytes_per_row, filters=run.plan.filters,
         ).__aiter__()
         try:
             while await self._forward_page(run, pages):
@@ -646,9 +682,13 @@ def _outcome_of_error(exc: DuneError, *, reading: bool = False) -> Outcome:
 
 
 def _message(plan: QueryPlan, exc: DuneError) -> str:
-    """The error as the user should read it. A results request refused (400) for an entry with `columns`
-    is most likely about a name the result does not have: say which entry and key to look at."""
+    """The error as the user should read it. A results request refused (400) for an entry with `columns` or
+    `filters` is most likely about a name the result does not have or a filter Dune does not take: say which
+    entry and key to look at, with Dune's own words."""
     entry = plan.targets[0].entry if plan.targets else None
+    if isinstance(exc, BadRequestError) and plan.filters and entry is not None:
+        keys = " and ".join(f"'{key}'" for key in ("filters", "cursor") if getattr(entry, key) is not None)
+        return f"{entry.label}: Dune refused the filter of its {keys} ({plan.filters}): {exc}"
     if isinstance(exc, BadRequestError) and plan.columns and entry is not None:
         return (f"{entry.label}: Dune refused its 'columns' ({', '.join(plan.columns)}); is each one a column "
                 f"of the result? {exc}")

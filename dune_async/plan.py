@@ -12,8 +12,14 @@ decided per target, in this order:
    would pay twice for rows already in the destination);
 2. an execution of the same computation is bound and not completely read, and did not end for good: RESUME
    it from its committed offset (never re-run: its credits are spent);
-3. reuse is allowed for it (a saved query with a maximum result age): REUSE_OR_EXECUTE;
-4. otherwise EXECUTE.
+3. a latest-result entry (`"source": "latest"`): READ_LATEST, never an execute (a resume it cannot carry out
+   falls back to it too);
+4. reuse is allowed for it (a saved query with a maximum result age): REUSE_OR_EXECUTE;
+5. otherwise EXECUTE.
+An entry's `filters` (with a latest entry's cursor filter, ANDed) are part of its fingerprint: offsets count
+the rows a filter keeps, so a read is resumed only under the same filter. A latest entry's result is
+"unchanged" when it is the execution completely synced under its current filter or the one the cursor was
+last settled from (the cursor moved since, but that execution's rows are all in).
 Targets an earlier (not the interrupted) sync completed are not skipped: each sync refreshes them as usual.
 Targets whose decisions are the same (same computation, same action from the same point) are then grouped
 into one plan: one execution feeds them all.
@@ -28,7 +34,7 @@ from typing import Any
 
 from dune_async.catalogue import RESULT_TABLE, Entry
 from dune_async.credits import execution_estimate
-from dune_async.cursor import parameter_value
+from dune_async.cursor import filter_for, parameter_value
 from dune_async.defaults import DEFAULTS
 from dune_async.events import Origin
 from dune_async.settings import Settings
@@ -41,6 +47,7 @@ class Action(StrEnum):
     SKIP = "skip"  # the interrupted sync wrote it completely: nothing to do
     RESUME = "resume"  # read on from `offset` of `execution_id`, which an earlier sync bound
     REUSE_OR_EXECUTE = "reuse_or_execute"  # read Dune's latest result if fresh enough, else execute
+    READ_LATEST = "read_latest"  # read Dune's latest result whatever its age; never execute
     EXECUTE = "execute"
 
 
@@ -74,6 +81,9 @@ class QueryPlan:
     max_result_age_hours: float | None = None  # REUSE_OR_EXECUTE: how fresh a latest result must be
     targets: tuple[Target, ...] = ()
     cursor_value: int | float | str | None = None  # the value an incremental entry's cursor parameter is sent
+    filters: str | None = None  # Dune's results filter, sent on every results read (the entry's and its cursor's)
+    latest: bool = False  # a latest-result entry: reads what Dune's scheduler refreshed, never executes
+    settled_fingerprint: str = ""  # latest + cursor: what the execution the cursor last settled from was read as
     execution_estimate: float = 0.0  # credits an execute is expected to cost (the budget's estimate)
     cost_known: bool = False  # the state holds what its last execution cost: no read is spent to learn it again
     expected_seconds: float | None = None  # how long its last execution took: the first poll waits that long
@@ -114,10 +124,10 @@ def _requests(settings: Settings, state: SyncState, declared_tables: frozenset[s
             targets=(Target(str(query_id), RESULT_TABLE),),
         ))
     for entry in settings.entries:
-        source = {"sql": entry.sql} if entry.sql is not None else {}
-        parameters, cursor_value, note = _with_cursor(entry, state.get(entry.table), state.interrupted_sync)
-        digest = fingerprint(parameters, entry.performance, **source)
-        declared = (_declared(entry, state.get(entry.table), digest) if declared_tables is None
+        progress = state.get(entry.table)
+        parameters, filters, cursor_value, note = _with_cursor(entry, progress, state.interrupted_sync)
+        digest = _digest(entry, parameters, filters)
+        declared = (_declared(entry, progress, digest) if declared_tables is None
                     else entry.table in declared_tables)
         requests.append(QueryPlan(
             key=entry.table, query_id=entry.query_id, parameters=parameters,
@@ -125,9 +135,42 @@ def _requests(settings: Settings, state: SyncState, declared_tables: frozenset[s
             sql=entry.sql, columns=entry.columns,
             max_result_age_hours=entry.max_result_age_hours,
             targets=(Target(entry.table, entry.table, entry, declared=declared),),
-            cursor_value=cursor_value, note=note,
+            cursor_value=cursor_value, note=note, filters=filters, latest=entry.latest,
+            settled_fingerprint=_settled_digest(entry, progress),
         ))
     return requests
+
+
+def _digest(entry: Entry, parameters: Mapping[str, Any], filters: str | None) -> str:
+    """What the entry's execution computes and how it is read; `filters` only when set, so the fingerprints of
+    entries without them are those earlier versions wrote."""
+    source: dict[str, Any] = {"sql": entry.sql} if entry.sql is not None else {}
+    if filters is not None:
+        source["filters"] = filters
+    return fingerprint(parameters, entry.performance, **source)
+
+
+def _asked(entry: Entry, value: int | float | str | None) -> tuple[dict[str, Any], str | None]:
+    """The parameters and filter a read of the entry sends for a cursor value (None: no cursor condition)."""
+    spec = entry.cursor
+    if spec is None:
+        return dict(entry.parameters), entry.filters
+    if spec.parameter is not None:
+        return {**entry.parameters, spec.parameter: value}, entry.filters
+    condition = None if value is None else filter_for(spec.column, value)
+    if entry.filters is None or condition is None:
+        return dict(entry.parameters), condition or entry.filters
+    return dict(entry.parameters), f"({entry.filters}) AND ({condition})"
+
+
+def _settled_digest(entry: Entry, progress: QueryProgress) -> str:
+    """A latest entry with a filter cursor: the fingerprint of the read the cursor last settled from (its value
+    before then), so that execution, completely synced, is found unchanged although the cursor has moved."""
+    spec, cursor = entry.cursor, progress.cursor
+    if not entry.latest or spec is None or cursor is None or cursor.source != spec.source:
+        return ""
+    asked = spec.start if cursor.previous is None else parameter_value(cursor.previous, cursor.kind, spec.lookback)
+    return _digest(entry, *_asked(entry, asked))
 
 
 def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
@@ -140,15 +183,15 @@ def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
     return entry.sql is None and progress.completed_by is not None and progress.fingerprint == digest
 
 
-def _with_cursor(entry: Entry, progress: QueryProgress,
-                 interrupted_sync: int | None) -> tuple[dict[str, Any], int | float | str | None, str]:
-    """The entry's parameters with its cursor's value: `start` at first, then the committed greatest value less
-    the lookback. The cursor moves only when an execution is completely written, so an interrupted sync's
-    execution is asked for with the same value again (and resumed, not run again). An execution the
+def _with_cursor(entry: Entry, progress: QueryProgress, interrupted_sync: int | None
+                 ) -> tuple[dict[str, Any], str | None, int | float | str | None, str]:
+    """The entry's parameters and filter with its cursor's value: `start` at first, then the committed greatest
+    value less the lookback. The cursor moves only when an execution is completely written, so an interrupted
+    sync's execution is asked for with the same value again (and resumed, not run again). An execution the
     interrupted sync completed has moved the cursor: it is asked for as it was asked, so it is skipped."""
     spec = entry.cursor
     if spec is None:
-        return dict(entry.parameters), None, ""
+        return dict(entry.parameters), entry.filters, None, ""
     current, note = progress.cursor, ""
     if current is not None and current.source != spec.source:
         note = (f"{entry.label}: the cursor's parameter, column or start changed; the entry starts over from "
@@ -157,19 +200,24 @@ def _with_cursor(entry: Entry, progress: QueryProgress,
     if current is not None and interrupted_sync is not None and progress.completed_by == interrupted_sync:
         asked = spec.start if current.previous is None else parameter_value(current.previous, current.kind,
                                                                             spec.lookback)
-        parameters = {**entry.parameters, spec.parameter: asked}
-        if progress.complete and fingerprint(parameters, entry.performance) == progress.fingerprint:
-            return parameters, asked, note
+        parameters, filters = _asked(entry, asked)
+        if progress.complete and _digest(entry, parameters, filters) == progress.fingerprint:
+            return parameters, filters, asked, note
     value = spec.start if current is None or current.value is None else parameter_value(current.value, current.kind,
                                                                                         spec.lookback)
-    return {**entry.parameters, spec.parameter: value}, value, note
+    return (*_asked(entry, value), value, note)
 
 
 def _decide(request: QueryPlan, progress: QueryProgress, interrupted_sync: int | None) -> QueryPlan:
-    fresh = Action.REUSE_OR_EXECUTE if request.max_result_age_hours is not None else Action.EXECUTE
-    synced = _synced(progress, request.fingerprint)
+    if request.latest:
+        fresh = Action.READ_LATEST
+    else:
+        fresh = Action.REUSE_OR_EXECUTE if request.max_result_age_hours is not None else Action.EXECUTE
+    synced = _synced(progress, request.fingerprint) or (
+        bool(request.settled_fingerprint) and _synced(progress, request.settled_fingerprint))
     base = replace(request, fallback=fresh, synced_execution_id=progress.execution_id if synced else None,
-                   execution_estimate=execution_estimate(progress.last_cost, request.performance),
+                   execution_estimate=0.0 if request.latest
+                   else execution_estimate(progress.last_cost, request.performance),
                    cost_known=progress.last_cost is not None,
                    expected_seconds=progress.last_seconds)
     if interrupted_sync is not None and synced and progress.completed_by == interrupted_sync:
@@ -185,7 +233,8 @@ def _grouped(decided: list[QueryPlan]) -> list[QueryPlan]:
     groups: dict[tuple[Any, ...], QueryPlan] = {}
     for plan in decided:
         same_work = (plan.query_id, plan.sql, plan.fingerprint, plan.columns, plan.max_result_age_hours,
-                     plan.action, plan.execution_id, plan.offset, plan.origin, plan.synced_execution_id)
+                     plan.action, plan.execution_id, plan.offset, plan.origin, plan.synced_execution_id,
+                     plan.filters, plan.latest)
         first = groups.get(same_work)
         groups[same_work] = plan if first is None else replace(first, targets=first.targets + plan.targets,
                                                                cost_known=first.cost_known and plan.cost_known)

@@ -11,7 +11,7 @@ from aioresponses import aioresponses
 from dune_async.client import DuneClient
 from dune_async.errors import BadRequestError
 from dune_emulator import Emulator, QuerySpec, Scenario
-from tests.test_client_emulator import client_for
+from tests.test_client_emulator import KEY, client_for
 from tests.test_client_unit import (
     EXECUTION_ID,
     QUERY_ID,
@@ -71,13 +71,12 @@ def scheduled(rows: int = 300) -> Scenario:
 
 
 async def test_a_filtered_result_is_read_whole_from_the_emulator() -> None:
-    async with Emulator(scheduled(), api_key="emulator-KEY-5b8d2e71c4a9-do-not-leak") as emu:
-        async with client_for(emu) as client:
-            latest = await client.latest_metadata(9, filters="n >= 150 AND n < 275")
-            rows: list[dict[str, Any]] = [
-                row async for p in client.pages(latest.execution.execution_id, query_id=9,
-                                                filters="n >= 150 AND n < 275") for row in p.rows]
-            with pytest.raises(BadRequestError, match="NOT operator"):
-                await client.latest_result(9, filters="n NOT IN (1)")
+    async with Emulator(scheduled(), api_key=KEY) as emu, client_for(emu) as client:
+        latest = await client.latest_metadata(9, filters="n >= 150 AND n < 275")
+        rows: list[dict[str, Any]] = [
+            row async for p in client.pages(latest.execution.execution_id, query_id=9,
+                                            filters="n >= 150 AND n < 275") for row in p.rows]
+        with pytest.raises(BadRequestError, match="NOT operator"):
+            await client.latest_result(9, filters="n NOT IN (1)")
     assert latest.metadata is not None and latest.metadata.total_row_count == 125 and latest.rows == []
     assert [r["n"] for r in rows] == list(range(150, 275))
