@@ -1,0 +1,145 @@
+"""Whole syncs in-process (`run_sync`) against the emulator: latest-result entries ride Dune's own refreshes with
+a filter cursor (no execute; only new rows plus the lookback downloaded), exactly once across a crash, and an
+executed entry's `filters` land exactly the rows the filter keeps."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dune_async.sync import run_sync
+from dune_emulator import ColumnSpec, CursorSpec, EmulatorThread, QuerySpec, Scenario
+from tests.fakes import FakeOperations
+
+KEY = "sk_test_LATEST_9d2f"
+CHAIN = [ColumnSpec("tx_hash", "varbinary"), ColumnSpec("block_number", "bigint"),
+         ColumnSpec("block_time", "timestamp with time zone"), ColumnSpec("amount", "double")]
+
+
+def scheduled(query_id: int, column: str, *, rows: int = 200, growth: int = 10) -> QuerySpec:
+    """A query Dune's scheduler refreshes: a result exists at the start, each refresh appends `growth` rows."""
+    return QuerySpec(query_id, rows=rows, growth_per_execution=growth, columns=CHAIN, latest_result_age_seconds=600,
+                     cursor=CursorSpec(None, column, key_column="tx_hash"))
+
+
+def latest(query_id: int, table: str, column: str, lookback: float, **extra: Any) -> dict[str, Any]:
+    return {"query_id": query_id, "table": table, "source": "latest", "mode": "merge", "primary_key": ["tx_hash"],
+            "cursor": {"column": column, "lookback": lookback}, **extra}
+
+
+def configuration(emulator: EmulatorThread, entries: list[dict[str, Any]], **overrides: str) -> dict[str, str]:
+    return {"DUNE_API_KEY": KEY, "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERIES": json.dumps(entries),
+            "DUNE_WRITE_RPM": "6000", "DUNE_READ_RPM": "6000", "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05",
+            "DUNE_MAX_POLL_INTERVAL_SECONDS": "0.2", **overrides}
+
+
+class Destination(FakeOperations):
+    """A destination kept across syncs; `crash()` drops what was not checkpointed, as a killed process would."""
+
+    def crash(self) -> None:
+        self.upserts = [item for item in self.upserts[: self.committed_upserts]]
+        self.log = self.log[: self.committed_log]
+        self.fail_after_upserts = None
+
+    def keys(self, table: str) -> list[str]:
+        return [row["tx_hash"] for row in self.rows(table)]
+
+
+def sync(emulator: EmulatorThread, entries: list[dict[str, Any]], op: Destination, **overrides: str) -> dict[str, Any]:
+    """One sync from the last checkpoint; what it did, from the emulator's counters and the destination."""
+    before_rows, before = len(op.upserts), emulator.counters.snapshot()
+    reports = run_sync(configuration(emulator, entries, **overrides), op.checkpoints[-1] if op.checkpoints else {},
+                       op)
+    after = emulator.counters.snapshot()
+    return {"outcomes": {r.tables[0]: r.outcome for r in reports},
+            "rows": {table: sum(1 for name, _ in op.upserts[before_rows:] if name == table)
+                     for table in ("by_block", "by_time")},
+            "executes": after["requests_by_route"]["execute"] - before["requests_by_route"]["execute"],
+            "bytes": after["billing"]["bytes_served"] - before["billing"]["bytes_served"]}
+
+
+def test_four_syncs_over_scheduler_refreshes_download_only_new_rows_and_never_execute() -> None:
+    scenario = Scenario(queries=[scheduled(61, "block_number"), scheduled(62, "block_time")], write_rpm=None,
+                        read_rpm=None, max_page_rows=50)
+    entries = [latest(61, "by_block", "block_number", 6), latest(62, "by_time", "block_time", 24)]
+    op = Destination()
+    with EmulatorThread(scenario, api_key=KEY) as emulator:
+        first = sync(emulator, entries, op)
+        emulator.refresh(61), emulator.refresh(62)
+        second = sync(emulator, entries, op)
+        third = sync(emulator, entries, op)
+        emulator.refresh(61), emulator.refresh(62)
+        fourth = sync(emulator, entries, op)
+        counters = emulator.counters.snapshot()
+    assert [s["executes"] for s in (first, second, third, fourth)] == [0, 0, 0, 0]
+    assert counters["billing"]["execution_credits"] == 0 and sum(counters["executions_per_query"].values()) == 0
+    # Block numbers are 18000000 + 3i and times 2021-01-01 + 12 s * i: a lookback of 6 blocks or 24 s is 2 rows
+    # before the greatest committed one, so a refresh of 10 new rows downloads 13.
+    assert first["rows"] == {"by_block": 200, "by_time": 200}
+    assert second["rows"] == fourth["rows"] == {"by_block": 13, "by_time": 13}
+    assert third["rows"] == {"by_block": 0, "by_time": 0} and set(third["outcomes"].values()) == {"UNCHANGED"}
+    assert second["bytes"] < first["bytes"] / 10 and third["bytes"] == 0
+    for table in ("by_block", "by_time"):
+        live = op.live(table, ("tx_hash",))
+        assert len(live) == 220 and len(set(op.keys(table))) == 220, "exactly one row per key, none missing"
+    cursor = op.checkpoints[-1]["queries"]["by_block"]["cursor"]
+    assert cursor["value"] == str(18_000_000 + 3 * 219)
+
+
+def test_a_crash_in_the_middle_of_a_filtered_read_is_finished_with_no_gap_no_duplicate_and_no_execute() -> None:
+    scenario = Scenario(queries=[scheduled(63, "block_number", rows=300, growth=900)], write_rpm=None,
+                        read_rpm=None, max_page_rows=100)
+    entries = [latest(63, "by_block", "block_number", 0)]
+    op = Destination()
+    with EmulatorThread(scenario, api_key=KEY) as emulator:
+        sync(emulator, entries, op, DUNE_CHECKPOINT_ROWS="100", DUNE_PAGE_SIZE="100")
+        refreshed = emulator.refresh(63)
+        op.fail_after_upserts = len(op.upserts) + 450  # dies 450 upserts into the filtered read of the refresh
+        with pytest.raises(RuntimeError, match="destination write failed"):
+            sync(emulator, entries, op, DUNE_CHECKPOINT_ROWS="100", DUNE_PAGE_SIZE="100")
+        at_crash = op.checkpoints[-1]["queries"]["by_block"]
+        op.crash()
+        rerun = sync(emulator, entries, op, DUNE_CHECKPOINT_ROWS="100", DUNE_PAGE_SIZE="100")
+        filters = _filters_used(emulator, refreshed)
+        counters = emulator.counters.snapshot()
+    assert at_crash["execution_id"] == refreshed and 0 < at_crash["offset"] < 901 and not at_crash["complete"]
+    assert at_crash["cursor"]["value"] == str(18_000_000 + 3 * 299), "the cursor waits for the whole execution"
+    assert counters["requests_by_route"]["execute"] == 0
+    assert rerun["rows"]["by_block"] == 901 - at_crash["offset"], "the rerun reads on from the committed offset"
+    assert filters == [f"block_number >= {18_000_000 + 3 * 299}"], "the same filter on every read"
+    live = op.live("by_block", ("tx_hash",))
+    assert len(live) == 1200 and len(op.keys("by_block")) == 1200 + 1, "no gap, no duplicate (the lookback row)"
+    assert op.checkpoints[-1]["queries"]["by_block"]["cursor"]["value"] == str(18_000_000 + 3 * 1199)
+
+
+def _filters_used(emulator: EmulatorThread, execution_id: str) -> list[str]:
+    """Every filter text the execution's results were read with (the emulator keeps one row list per filter)."""
+    return emulator.call(lambda: list(emulator.emulator.backend.store.get(execution_id).filtered))
+
+
+def test_an_executed_entry_with_filters_lands_exactly_the_rows_the_filter_keeps() -> None:
+    scenario = Scenario(queries=[QuerySpec(64, rows=250, execution_seconds=0.1)], write_rpm=None, read_rpm=None,
+                        max_page_rows=40)
+    entries = [{"query_id": 64, "table": "big_n", "filters": "n >= 100"}, {"query_id": 64, "table": "all_n"}]
+    op = Destination()
+    with EmulatorThread(scenario, api_key=KEY) as emulator:
+        reports = run_sync(configuration(emulator, entries), {}, op)
+    assert sorted(row["n"] for row in op.rows("big_n")) == list(range(100, 250))
+    assert sorted(row["n"] for row in op.rows("all_n")) == list(range(250))
+    assert {r.outcome for r in reports} == {"SYNCED"}
+
+
+def test_a_filter_dune_refuses_fails_that_entry_only_with_dunes_message() -> None:
+    scenario = Scenario(queries=[scheduled(65, "block_number"), scheduled(66, "block_number")], write_rpm=None,
+                        read_rpm=None)
+    entries = [latest(65, "by_block", "block_number", 0, filters="amount NOT IN (1)"),
+               latest(66, "by_time", "block_number", 0)]
+    op = Destination()
+    with EmulatorThread(scenario, api_key=KEY) as emulator:
+        reports = {r.tables[0]: r for r in run_sync(configuration(emulator, entries), {}, op)}
+    refused = reports["by_block"]
+    assert refused.outcome == "REFUSED" and "entry 0 (table 'by_block')" in refused.message
+    assert "NOT operator is not supported" in refused.message and "'filters'" in refused.message
+    assert reports["by_time"].outcome == "SYNCED" and len(op.rows("by_time")) == 200
