@@ -133,3 +133,11 @@ def test_entries_differing_only_in_filters_do_not_share_a_download() -> None:
 def test_entries_without_filters_keep_the_fingerprints_earlier_versions_wrote() -> None:
     plan = plans(settings({"query_id": 9, "table": "a", "parameters": {"d": 1}}), SyncState())["a"]
     assert plan.fingerprint == fingerprint({"d": 1}, "medium")
+
+
+def test_an_execution_bound_again_under_another_filter_is_read_from_its_start() -> None:
+    sync_state = SyncState({"blocks": QueryProgress("01E2", 7, False, "filter-a", None, Origin.REUSED)})
+    sync_state.start_execution("blocks", "01E2", "filter-a", Origin.REUSED)
+    assert sync_state.get("blocks").offset == 7, "the same read resumes where it stopped"
+    sync_state.start_execution("blocks", "01E2", "filter-b", Origin.REUSED)
+    assert (sync_state.get("blocks").offset, sync_state.get("blocks").fingerprint) == (0, "filter-b")

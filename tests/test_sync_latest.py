@@ -143,3 +143,21 @@ def test_a_filter_dune_refuses_fails_that_entry_only_with_dunes_message() -> Non
     assert refused.outcome == "REFUSED" and "entry 0 (table 'by_block')" in refused.message
     assert "NOT operator is not supported" in refused.message and "'filters'" in refused.message
     assert reports["by_time"].outcome == "SYNCED" and len(op.rows("by_time")) == 200
+
+
+def test_a_read_cut_short_then_refiltered_reads_the_same_execution_again_from_its_start() -> None:
+    scenario = Scenario(queries=[scheduled(67, "block_number", rows=600)], write_rpm=None, read_rpm=None,
+                        max_page_rows=100)
+    entries = [latest(67, "by_block", "block_number", 0)]
+    op = Destination()
+    with EmulatorThread(scenario, api_key=KEY) as emulator:
+        op.fail_after_upserts = 250
+        with pytest.raises(RuntimeError, match="destination write failed"):
+            sync(emulator, entries, op, DUNE_CHECKPOINT_ROWS="100", DUNE_PAGE_SIZE="100")
+        op.crash()
+        rerun = sync(emulator, [latest(67, "by_block", "block_number", 0, filters="amount IS NOT NULL")], op,
+                     DUNE_CHECKPOINT_ROWS="100", DUNE_PAGE_SIZE="100")
+        counters = emulator.counters.snapshot()
+    kept = [row for row in op.rows("by_block")[-rerun["rows"]["by_block"]:]]
+    assert rerun["outcomes"]["by_block"] == "SYNCED" and counters["requests_by_route"]["execute"] == 0
+    assert rerun["rows"]["by_block"] == len(kept) > 500 and all(row["amount"] is not None for row in kept)
