@@ -4,11 +4,15 @@ executed entry's `filters` land exactly the rows the filter keeps."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
+from dune_async.preview import Step, preview
+from dune_async.settings import Settings
+from dune_async.state import SyncState
 from dune_async.sync import run_sync
 from dune_emulator import ColumnSpec, CursorSpec, EmulatorThread, QuerySpec, Scenario
 from tests.fakes import FakeOperations
@@ -161,3 +165,26 @@ def test_a_read_cut_short_then_refiltered_reads_the_same_execution_again_from_it
     kept = [row for row in op.rows("by_block")[-rerun["rows"]["by_block"]:]]
     assert rerun["outcomes"]["by_block"] == "SYNCED" and counters["requests_by_route"]["execute"] == 0
     assert rerun["rows"]["by_block"] == len(kept) > 500 and all(row["amount"] is not None for row in kept)
+
+
+def test_plan_says_read_latest_filtered_unchanged_or_new_and_spends_nothing() -> None:
+    scenario = Scenario(queries=[scheduled(68, "block_number")], write_rpm=None, read_rpm=None)
+    entries = [latest(68, "by_block", "block_number", 6, filters="amount IS NOT NULL")]
+    op = Destination()
+    with EmulatorThread(scenario, api_key=KEY) as emulator:
+        before = asyncio.run(preview(Settings.from_configuration(configuration(emulator, entries)), SyncState()))
+        sync(emulator, entries, op)
+        config, state = configuration(emulator, entries), SyncState.from_dict(op.checkpoints[-1])
+        spent = emulator.counters.snapshot()["billing"]["bytes_served"]
+        unchanged = asyncio.run(preview(Settings.from_configuration(config), state))
+        emulator.refresh(68)
+        refreshed = asyncio.run(preview(Settings.from_configuration(config), state))
+        counters = emulator.counters.snapshot()
+        rows_then = sync(emulator, entries, op)["rows"]["by_block"]
+    first, same, new = before.rows[0], unchanged.rows[0], refreshed.rows[0]
+    assert first.action is Step.LATEST and "filtered: amount IS NOT NULL" in first.note
+    assert first.execution == 0.0 and first.export is not None and first.export > 0
+    assert same.action is Step.UNCHANGED and same.export == 0.0
+    assert new.action is Step.LATEST and "new execution" in new.note and "block_number >= 18000591" in new.note
+    assert f"({rows_then:,} rows)" in new.note, "the filtered size Dune's metadata tells is what the sync reads"
+    assert counters["billing"]["bytes_served"] == spent and counters["requests_by_route"]["execute"] == 0
