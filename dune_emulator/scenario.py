@@ -374,11 +374,12 @@ FEATURE_SQL = "SELECT block_number, tx_hash, amount FROM ethereum.transactions O
 
 
 def features_scenario() -> Scenario:
-    """The demo plus queries 2001-2003 and one ad-hoc SQL text, for the features the demo does not show.
+    """The demo plus queries 2001-2004 and one ad-hoc SQL text, for the features the demo does not show.
 
     2001: 100, then 60, then 140 rows (replace and history modes); 2002: an incremental query on a block
     number cursor (`since_block`) with a unique `tx_hash`, 10 rows more each execution; 2003: the same on a
-    timestamp cursor (`since_time`).
+    timestamp cursor (`since_time`); 2004: a query Dune's scheduler refreshes (a result exists at startup,
+    `emu.refresh(2004)` makes the next, 10 rows longer), with no parameter: read with `filters`.
     """
     scenario = default_scenario()
     chain = [ColumnSpec("tx_hash", "varbinary"), ColumnSpec("block_number", "bigint"),
@@ -389,6 +390,8 @@ def features_scenario() -> Scenario:
                   cursor=CursorSpec("since_block", "block_number", key_column="tx_hash")),
         QuerySpec(2003, rows=200, growth_per_execution=10, columns=chain, execution_seconds=0.5,
                   cursor=CursorSpec("since_time", "block_time", key_column="tx_hash")),
+        QuerySpec(2004, rows=200, growth_per_execution=10, columns=chain, execution_seconds=0.5,
+                  latest_result_age_seconds=1800, cursor=CursorSpec(None, "block_number", key_column="tx_hash")),
     ]
     scenario.queries.update({spec.query_id: spec for spec in extra})
     scenario.sql = {FEATURE_SQL: QuerySpec(0, rows=100, columns=chain[:2] + chain[3:], execution_seconds=0.5)}
