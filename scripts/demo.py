@@ -158,7 +158,7 @@ def print_summary(counts: list[dict[str, tuple[int, int]]]) -> None:
         print(f"  {number:>4}  {execution_id:<26}  {origin:<7}  {dash(row_count):>11}  {sent:<26}  {dash(synced):>10}")
     print("  (sync 2 reads the refreshed latest result through Dune's results filter: the 10 new rows and the\n"
           "   3 inside the lookback, no execution credits; a sync with no refresh in between reads nothing;\n"
-          "   rows kept: the rows the filter keeps, which is what Dune's metadata of a filtered read counts)")
+          "   rows kept: the rows the filter keeps, as the emulator counts a filtered read (Dune's count: undocumented))")
 
     print("\nTheir columns, as DuckDB types them (information_schema.columns; Fivetran adds _fivetran_*)")
     for table, typed in columns.items():
