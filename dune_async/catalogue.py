@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from dune_async.cursor import CursorSpec
 from dune_async.defaults import DEFAULTS
@@ -35,6 +35,9 @@ _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _KEYS = frozenset({"query_id", "sql", "table", "mode", "primary_key", "parameters", "performance", "columns",
                    "max_result_age_hours", "cursor", "source", "filters"})
 _CURSOR_KEYS = frozenset({"parameter", "column", "start", "lookback"})
+
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 class Mode(StrEnum):
@@ -128,7 +131,7 @@ def _entry(index: int, item: Any, default_performance: str, default_max_age: flo
         raise CatalogueError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_KEYS))}")
     _check_source(where, query_id, sql)
     _check_table(where, table)
-    mode = _mode(where, item.get("mode", Mode.REPLACE.value))
+    mode = _choice(where, "mode", Mode, item.get("mode", Mode.REPLACE.value))
     primary_key = _names(where, "primary_key", item.get("primary_key"))
     if mode is Mode.MERGE and not primary_key:
         raise CatalogueError(f"{where}: 'primary_key' is required with mode 'merge' (the columns that identify a row)")
@@ -142,7 +145,7 @@ def _entry(index: int, item: Any, default_performance: str, default_max_age: flo
         for key in ("parameters", "max_result_age_hours", "cursor", "source"):
             if key in item:
                 raise CatalogueError(f"{where}: {key!r} is for saved queries (query_id) only")
-    source = _source(where, item.get("source", Source.EXECUTE.value))
+    source = _choice(where, "source", Source, item.get("source", Source.EXECUTE.value))
     if source is Source.LATEST and "performance" in item:
         raise CatalogueError(f"{where}: 'performance' does not go with 'source' 'latest' (it never executes)")
     cursor = _cursor(where, item.get("cursor"), mode, columns, source)
@@ -186,11 +189,11 @@ def _check_table(where: str, table: Any) -> None:
         raise CatalogueError(f"{where}: 'table' {table!r} belongs to the connector; choose another name")
 
 
-def _mode(where: str, raw: Any) -> Mode:
+def _choice(where: str, key: str, kind: type[_Choice], raw: Any) -> _Choice:
     try:
-        return Mode(raw)
+        return kind(raw)
     except ValueError:
-        raise CatalogueError(f"{where}: 'mode' must be one of {', '.join(m.value for m in Mode)}, "
+        raise CatalogueError(f"{where}: {key!r} must be one of {', '.join(m.value for m in kind)}, "
                              f"got {raw!r}") from None
 
 
@@ -206,14 +209,6 @@ def _names(where: str, key: str, raw: Any) -> tuple[str, ...] | None:
     if clash:
         raise CatalogueError(f"{where}: {key!r} may not name the connector's column {sorted(clash)[0]!r}")
     return tuple(raw)
-
-
-def _source(where: str, raw: Any) -> Source:
-    try:
-        return Source(raw)
-    except ValueError:
-        raise CatalogueError(f"{where}: 'source' must be one of {', '.join(s.value for s in Source)}, "
-                             f"got {raw!r}") from None
 
 
 def _filters(where: str, item: dict[str, Any]) -> str | None:

@@ -16,7 +16,7 @@ Dune's wording of those errors is recorded nowhere, so the texts here are this e
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -112,18 +112,18 @@ class _Parser:
             raise invalid(f"expected {text!r}, got {token.text or 'the end'!r}")
 
     def _or(self) -> Predicate:
-        parts = [self._and()]
-        while self._peek().keyword == "OR":
-            self._take()
-            parts.append(self._and())
-        return parts[0] if len(parts) == 1 else (lambda row: any(part(row) for part in parts))
+        return self._joined("OR", self._and, any)
 
     def _and(self) -> Predicate:
-        parts = [self._term()]
-        while self._peek().keyword == "AND":
+        return self._joined("AND", self._term, all)
+
+    def _joined(self, keyword: str, operand: Callable[[], Predicate],
+                combine: Callable[[Iterable[bool]], bool]) -> Predicate:
+        parts = [operand()]
+        while self._peek().keyword == keyword:
             self._take()
-            parts.append(self._term())
-        return parts[0] if len(parts) == 1 else (lambda row: all(part(row) for part in parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else (lambda row: combine(part(row) for part in parts))
 
     def _term(self) -> Predicate:
         if self._peek().text == "(":
