@@ -188,3 +188,26 @@ def test_plan_says_read_latest_filtered_unchanged_or_new_and_spends_nothing() ->
     assert new.action is Step.LATEST and "new execution" in new.note and "block_number >= 18000591" in new.note
     assert f"({rows_then:,} rows)" in new.note, "the filtered size Dune's metadata tells is what the sync reads"
     assert counters["billing"]["bytes_served"] == spent and counters["requests_by_route"]["execute"] == 0
+
+
+def test_a_latest_entry_without_a_cursor_replaces_on_a_refresh_warns_when_old_and_needs_a_result(
+        caplog: pytest.LogCaptureFixture) -> None:
+    old = QuerySpec(69, rows=30, rows_per_execution=[30, 20], latest_result_age_seconds=3 * 86400)
+    never_run = QuerySpec(70, rows=5)
+    scenario = Scenario(queries=[old, never_run], write_rpm=None, read_rpm=None)
+    entries = [{"query_id": 69, "table": "whole", "source": "latest", "max_result_age_hours": 48},
+               {"query_id": 70, "table": "none_yet", "source": "latest"}]
+    op = Destination()
+    with EmulatorThread(scenario, api_key=KEY) as emulator:
+        with caplog.at_level("WARNING", logger="dune_async"):
+            first = sync(emulator, entries, op)
+        emulator.refresh(69)
+        second = sync(emulator, entries, op)
+        third = sync(emulator, entries, op)
+        counters = emulator.counters.snapshot()
+    assert first["outcomes"] == {"whole": "SYNCED", "none_yet": "NOT_FOUND"}
+    assert any("72.0 h old (more than 48 h)" in r.getMessage() for r in caplog.records), "too old only warns"
+    assert second["outcomes"]["whole"] == "SYNCED" and third["outcomes"]["whole"] == "UNCHANGED"
+    assert sorted(row["n"] for row in op.live("whole", ("_dune_row",)).values()) == list(range(20)), \
+        "replace: the table is the refreshed result"
+    assert counters["requests_by_route"]["execute"] == 0
