@@ -1,7 +1,7 @@
 """Carries out the plans of a sync concurrently and turns what Dune says into events for the sink.
 
-One task per plan carries out its action (skip, resume, reuse or execute); the client's write bucket paces
-the executes. A single poll loop checks the unfinished executions each round, with an interval that starts
+One task per plan carries out its action (skip, resume, read latest, reuse or execute); the client's write
+bucket paces the executes. Every results read of a plan carries its `filters`. A single poll loop checks the unfinished executions each round, with an interval that starts
 at the minimum and grows while nothing changes; an execution whose query took T seconds last time is first
 looked at after T. A poll goes through the results endpoint where it can, so the read that sees COMPLETED
 brings the first page too, and no round starts while pages of finished executions are being read. As soon
