@@ -1,13 +1,14 @@
 """Carries out the plans of a sync concurrently and turns what Dune says into events for the sink.
 
 One task per plan carries out its action (skip, resume, read latest, reuse or execute); the client's write
-bucket paces the executes. Every results read of a plan carries its `filters`. A single poll loop checks the unfinished executions each round, with an interval that starts
-at the minimum and grows while nothing changes; an execution whose query took T seconds last time is first
-looked at after T. A poll goes through the results endpoint where it can, so the read that sees COMPLETED
-brings the first page too, and no round starts while pages of finished executions are being read. As soon
-as an execution completes, a fetch task streams its pages into the channel, reserving a page slot before each
-download, so memory stays bounded while other queries still run. Results answers carry no execution cost:
-while the state knows none for a query, one status read (free) fetches it once its execution's rows are read.
+bucket paces the executes. Every results read of a plan carries its `filters`. A single poll loop checks the
+unfinished executions each round, with an interval that starts at the minimum and grows while nothing changes;
+an execution whose query took T seconds last time is first looked at after T. A poll goes through the results
+endpoint where it can, so the read that sees COMPLETED brings the first page too, and no round starts while
+pages of finished executions are being read. As soon as an execution completes, a fetch task streams its pages
+into the channel, reserving a page slot before each download, so memory stays bounded while other queries still
+run. Results answers carry no execution cost: while the state knows none for a query, one status read (free)
+fetches it once its execution's rows are read.
 
 With a credit budget (`Spending`), no execute and no page starts whose estimate does not fit: that query ends
 CUT_BY_BUDGET and the next sync finishes it. Dune's usage is read at the start and the end (`SyncTotals`).
