@@ -14,6 +14,7 @@ from bench.common import sdk_first_commit
 if TYPE_CHECKING:
     from bench.concurrency import ConcurrencyResult, RunMeasurement
     from bench.incremental import IncrementalResult
+    from bench.latest_refresh import LatestRefreshResult
     from bench.memory import MemoryResult
     from bench.rate_bound import BucketUse, RateBoundResult
     from bench.read_budget import ReadBudgetResult, SyncMeasurement
@@ -53,6 +54,8 @@ def summary_rows(results: BenchResults) -> list[Row]:
         rows += _memory_rows(results.memory)
     if results.incremental:
         rows += _incremental_rows(results.incremental)
+    if results.latest_refresh:
+        rows += _latest_refresh_rows(results.latest_refresh)
     return rows
 
 
@@ -99,6 +102,8 @@ def markdown(results: BenchResults) -> str:
                   "Same time axis for every panel.", "", f"![timeline]({results.timeline_path.name})"]
     if results.incremental:
         parts += ["", *_incremental_details(results.incremental)]
+    if results.latest_refresh:
+        parts += ["", *_latest_refresh_details(results.latest_refresh)]
     return "\n".join(parts) + "\n"
 
 
@@ -610,11 +615,66 @@ def _incremental_details(r: IncrementalResult) -> list[str]:
     return lines
 
 
+# -- 7. riding Dune's refreshes -----------------------------------------------------------------------------------
+
+
+_LATEST_ENTRIES = (("latest_cursor", "latest + filter cursor"), ("executed_cursor", "executed cursor"),
+                   ("reused_whole", "max_result_age_hours reuse"))
+
+
+def _latest_refresh_rows(r: LatestRefreshResult) -> list[Row]:
+    c = r.config
+    name = f"7. latest result ({c.rows:,} rows + {c.growth:,} a refresh, {c.syncs} syncs, lookback {c.lookback})"
+    later = f"syncs 2–{c.syncs}"
+    share = r.export_share
+    credits = " / ".join(f"{r.total(table, 'execution_credits'):g}" for table, _ in _LATEST_ENTRIES)
+    exports = " / ".join(f"{r.total(table, 'export_credits', skip_first=True):.2f}" for table, _ in _LATEST_ENTRIES)
+    return [
+        Row(name, "execution credits, all syncs: latest / executed cursor / reuse", credits, "latest: 0",
+            r.total("latest_cursor", "execution_credits") == 0),
+        Row(name, f"export credits, {later}: latest / executed cursor / reuse", exports),
+        Row(name, f"export credits, {later}: latest ÷ re-reading the whole result (reuse)",
+            "—" if share is None else f"{share:.2%}", f"≤ {c.goal:.0%}", share is not None and share <= c.goal),
+    ]
+
+
+def _latest_refresh_details(r: LatestRefreshResult) -> list[str]:
+    c = r.config
+    lines = [
+        "## 7. Riding Dune's refreshes (latest-result entries)",
+        "",
+        f"Three `DUNE_QUERIES` entries in the same syncs, on three emulator queries of the same shape: {c.rows:,} "
+        f"rows, {c.growth:,} more at every execution (bigint `block_number` rising with the row, unique key "
+        "`tx_hash`). *latest*: `source: latest`, `mode: merge`, `cursor: {column: block_number, lookback: "
+        f"{c.lookback}}}`, on a query Dune's scheduler refreshes before every sync but the first (the emulator's "
+        "`refresh`). *executed cursor*: `cursor: {parameter: since_block, column: block_number, start: 0, "
+        f"lookback: {c.lookback}}}`, executed each sync. *reuse*: a query refreshed like the first, `mode: "
+        "replace`, `max_result_age_hours: 24`. "
+        f"{c.syncs} in-process syncs, each from the state the one before left; credits and bytes from the "
+        f"emulator's billing ledger (export at {c.export_credits_per_mb:g} credits per MB).",
+        "",
+        "| sync | s | result rows | " + " | ".join(f"{label}: rows | exec | export" for _, label in _LATEST_ENTRIES)
+        + " |",
+        "|---|---|---|" + "---|---|---|" * len(_LATEST_ENTRIES),
+    ]
+    for number, seconds in enumerate(r.seconds):
+        cells = [f"{number + 1}", f"{seconds:.1f}", f"{r.entries['latest_cursor'][number].result_rows:,}"]
+        for table, _ in _LATEST_ENTRIES:
+            s = r.entries[table][number]
+            cells += [f"{s.rows_written:,}", f"{s.execution_credits:g}", f"{s.export_credits:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "The latest entry downloads the whole result once, then from each refresh only the new rows plus "
+                  "the row at the cursor value itself (the filter selects `>=`) and the lookback, and never pays "
+                  "an execution. The executed cursor entry downloads as little but pays an execution every sync; "
+                  "reuse pays no execution but downloads the whole, growing result every time."]
+    return lines
+
+
 # -- keeping the sections of scenarios not rerun ---------------------------------------------------------------------
 
 SECTIONS = {  # heading number -> scenario (the summary rows' scenario starts with the same number)
     "1.": "concurrency", "2.": "rate_bound", "2b.": "read_budget", "3.": "write_path", "3b.": "typed_path",
-    "4.": "memory", "5.": "concurrency", "6.": "incremental",
+    "4.": "memory", "5.": "concurrency", "6.": "incremental", "7.": "latest_refresh",
 }
 
 

@@ -18,6 +18,7 @@ from typing import TypeVar
 from bench import (
     concurrency,
     incremental,
+    latest_refresh,
     memory,
     rate_bound,
     read_budget,
@@ -29,7 +30,8 @@ from bench import (
 from bench.common import RESULTS_DIR, WORK_DIR, machine
 
 T = TypeVar("T")
-SCENARIOS = ("concurrency", "rate_bound", "read_budget", "incremental", "write_path", "typed_path", "memory")
+SCENARIOS = ("concurrency", "rate_bound", "read_budget", "incremental", "latest_refresh", "write_path", "typed_path",
+             "memory")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Sizes:
     rate_bound: rate_bound.RateBoundConfig
     read_budget: read_budget.ReadBudgetConfig
     incremental: incremental.IncrementalConfig
+    latest_refresh: latest_refresh.LatestRefreshConfig
     write_path: write_path.WritePathConfig
     typed_path: typed_path.TypedPathConfig
     memory: memory.MemoryConfig
@@ -50,6 +53,7 @@ FULL = Sizes(
     rate_bound=rate_bound.RateBoundConfig(),
     read_budget=read_budget.ReadBudgetConfig(),
     incremental=incremental.IncrementalConfig(),
+    latest_refresh=latest_refresh.LatestRefreshConfig(),
     write_path=write_path.WritePathConfig(profile_rows=50_000),
     typed_path=typed_path.TypedPathConfig(profile_rows=50_000),
     memory=memory.MemoryConfig(),
@@ -65,6 +69,7 @@ TINY = Sizes(
                                              read_rpm=2000, unlimited_queries=3, unlimited_min_latency=0.2,
                                              unlimited_max_latency=0.3, min_poll_seconds=0.05),
     incremental=incremental.IncrementalConfig(rows=200, growth=2, syncs=3, execution_seconds=0.05),
+    latest_refresh=latest_refresh.LatestRefreshConfig(rows=200, growth=2, syncs=3, execution_seconds=0.05),
     write_path=write_path.WritePathConfig(rows=2000, repeats=1, top=8),
     typed_path=typed_path.TypedPathConfig(rows=1000, repeats=1, top=8, conversion_rows=1000),
     memory=memory.MemoryConfig(small_rows=500, large_rows=2000, page_size_probe=None),  # the probe: one more run
@@ -83,6 +88,7 @@ class BenchResults:
     rate_bound: rate_bound.RateBoundResult | None = None
     read_budget: read_budget.ReadBudgetResult | None = None
     incremental: incremental.IncrementalResult | None = None
+    latest_refresh: latest_refresh.LatestRefreshResult | None = None
     write_path: write_path.WritePathResult | None = None
     typed_path: typed_path.TypedPathResult | None = None
     memory: memory.MemoryResult | None = None
@@ -118,6 +124,7 @@ def run_all(sizes: Sizes = FULL, *, out: Path = RESULTS_DIR, work: Path = WORK_D
     results.rate_bound = step("rate_bound", lambda: rate_bound.run(sizes.rate_bound))
     results.read_budget = step("read_budget", lambda: read_budget.run(sizes.read_budget))
     results.incremental = step("incremental", lambda: incremental.run(sizes.incremental))
+    results.latest_refresh = step("latest_refresh", lambda: latest_refresh.run(sizes.latest_refresh))
     results.write_path = step("write_path", lambda: write_path.run(sizes.write_path, work=work / "write_path",
                                                                    home=home))
     results.typed_path = step("typed_path", lambda: typed_path.run(sizes.typed_path, work=work / "typed_path",

@@ -1,7 +1,10 @@
 """The query catalogue (`DUNE_QUERIES`): which queries land in typed tables of their own, and how.
 
 A JSON array of entries, each a saved query (`query_id`) or raw DuneSQL (`sql`) with its destination
-`table`, write `mode` and options. Parsing is strict: every mistake is a `CatalogueError` naming the entry
+`table`, write `mode` and options. A saved query is executed by the connector (`"source": "execute"`, the
+default) or read from the latest result Dune already has (`"source": "latest"`: refreshed by Dune's scheduler,
+never executed here). `filters` is Dune's server-side filter expression, sent on every results read; a
+`cursor` without `parameter` (latest entries only) adds `<column> >= <committed greatest - lookback>` to it. Parsing is strict: every mistake is a `CatalogueError` naming the entry
 (its index and table) and the key, raised before any request is sent.
 """
 
@@ -13,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from dune_async.cursor import CursorSpec
 from dune_async.defaults import DEFAULTS
@@ -30,8 +33,11 @@ PERFORMANCE_TIERS = ("medium", "large")
 
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _KEYS = frozenset({"query_id", "sql", "table", "mode", "primary_key", "parameters", "performance", "columns",
-                   "max_result_age_hours", "cursor"})
+                   "max_result_age_hours", "cursor", "source", "filters"})
 _CURSOR_KEYS = frozenset({"parameter", "column", "start", "lookback"})
+
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 
 class Mode(StrEnum):
@@ -40,6 +46,13 @@ class Mode(StrEnum):
     REPLACE = "replace"  # the live rows are exactly the latest execution's result (key: _dune_row)
     MERGE = "merge"  # rows upserted by `primary_key`, never deleted
     HISTORY = "history"  # every execution's rows kept (key: _dune_execution_id, _dune_row)
+
+
+class Source(StrEnum):
+    """Where an entry's rows come from."""
+
+    EXECUTE = "execute"  # the connector executes the query (or reuses a fresh latest result)
+    LATEST = "latest"  # the query's latest result, refreshed by Dune's scheduler: never executed here
 
 
 class CatalogueError(ValueError):
@@ -59,8 +72,14 @@ class Entry:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     performance: str = DEFAULTS["DUNE_PERFORMANCE"]
     columns: tuple[str, ...] | None = None
-    max_result_age_hours: float | None = None
+    max_result_age_hours: float | None = None  # latest entries: older than this only warns
     cursor: CursorSpec | None = None
+    source: Source = Source.EXECUTE
+    filters: str | None = None  # Dune's filter expression, sent on every results read
+
+    @property
+    def latest(self) -> bool:
+        return self.source is Source.LATEST
 
     @property
     def label(self) -> str:
@@ -112,7 +131,7 @@ def _entry(index: int, item: Any, default_performance: str, default_max_age: flo
         raise CatalogueError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_KEYS))}")
     _check_source(where, query_id, sql)
     _check_table(where, table)
-    mode = _mode(where, item.get("mode", Mode.REPLACE.value))
+    mode = _choice(where, "mode", Mode, item.get("mode", Mode.REPLACE.value))
     primary_key = _names(where, "primary_key", item.get("primary_key"))
     if mode is Mode.MERGE and not primary_key:
         raise CatalogueError(f"{where}: 'primary_key' is required with mode 'merge' (the columns that identify a row)")
@@ -123,24 +142,31 @@ def _entry(index: int, item: Any, default_performance: str, default_max_age: flo
         missing = sorted(set(primary_key) - set(columns))
         raise CatalogueError(f"{where}: 'primary_key' column {missing[0]!r} is not among 'columns'")
     if sql is not None:
-        for key in ("parameters", "max_result_age_hours", "cursor"):
+        for key in ("parameters", "max_result_age_hours", "cursor", "source"):
             if key in item:
                 raise CatalogueError(f"{where}: {key!r} is for saved queries (query_id) only")
-    cursor = _cursor(where, item.get("cursor"), mode, columns)
-    if cursor is not None:
+    source = _choice(where, "source", Source, item.get("source", Source.EXECUTE.value))
+    if source is Source.LATEST and "performance" in item:
+        raise CatalogueError(f"{where}: 'performance' does not go with 'source' 'latest' (it never executes)")
+    cursor = _cursor(where, item.get("cursor"), mode, columns, source)
+    if cursor is not None and source is Source.EXECUTE:
         if "max_result_age_hours" in item:
             raise CatalogueError(f"{where}: 'max_result_age_hours' does not go with 'cursor' (a latest result was "
                                  "computed for another cursor value)")
         if cursor.parameter in (item.get("parameters") or {}):
             raise CatalogueError(f"{where}: 'parameters' sets {cursor.parameter!r}, which the cursor sends")
+    if source is Source.LATEST:
+        max_age = _max_age(where, item.get("max_result_age_hours"))  # only a warning threshold: no default
+    elif sql is not None or cursor is not None:
+        max_age = None
+    else:
+        max_age = _max_age(where, item.get("max_result_age_hours", default_max_age))
     return Entry(
         index=index, table=table, query_id=query_id, sql=sql.strip() if sql else None, mode=mode,
         primary_key=primary_key or (), parameters=_parameters(where, item.get("parameters")),
         performance=_performance(where, item.get("performance", default_performance)),
-        columns=columns,
-        max_result_age_hours=None if sql is not None or cursor is not None
-        else _max_age(where, item.get("max_result_age_hours", default_max_age)),
-        cursor=cursor,
+        columns=columns, max_result_age_hours=max_age, cursor=cursor, source=source,
+        filters=_filters(where, item),
     )
 
 
@@ -163,11 +189,11 @@ def _check_table(where: str, table: Any) -> None:
         raise CatalogueError(f"{where}: 'table' {table!r} belongs to the connector; choose another name")
 
 
-def _mode(where: str, raw: Any) -> Mode:
+def _choice(where: str, key: str, kind: type[_Choice], raw: Any) -> _Choice:
     try:
-        return Mode(raw)
+        return kind(raw)
     except ValueError:
-        raise CatalogueError(f"{where}: 'mode' must be one of {', '.join(m.value for m in Mode)}, "
+        raise CatalogueError(f"{where}: {key!r} must be one of {', '.join(m.value for m in kind)}, "
                              f"got {raw!r}") from None
 
 
@@ -185,21 +211,40 @@ def _names(where: str, key: str, raw: Any) -> tuple[str, ...] | None:
     return tuple(raw)
 
 
-def _cursor(where: str, raw: Any, mode: Mode, columns: tuple[str, ...] | None) -> CursorSpec | None:
+def _filters(where: str, item: dict[str, Any]) -> str | None:
+    if "filters" not in item:
+        return None
+    raw = item["filters"]
+    if not isinstance(raw, str) or not raw.strip():
+        raise CatalogueError(f"{where}: 'filters' must be a non-empty filter expression like \"n >= 100\" "
+                             f"(Dune's results filters), got {raw!r}")
+    return raw.strip()
+
+
+def _cursor(where: str, raw: Any, mode: Mode, columns: tuple[str, ...] | None,
+            source: Source = Source.EXECUTE) -> CursorSpec | None:
     if raw is None:
         return None
-    example = '{"parameter": "since", "column": "block_time", "start": "2024-01-01 00:00:00", "lookback": 3600}'
+    example = ('{"column": "block_time", "lookback": 3600}' if source is Source.LATEST else
+               '{"parameter": "since", "column": "block_time", "start": "2024-01-01 00:00:00", "lookback": 3600}')
     if not isinstance(raw, dict):
         raise CatalogueError(f"{where}: 'cursor' must be a JSON object like {example}, got {raw!r}")
     unknown = sorted(set(raw) - _CURSOR_KEYS)
     if unknown:
         raise CatalogueError(f"{where}: 'cursor' has unknown key {unknown[0]!r}; allowed: "
                              f"{', '.join(sorted(_CURSOR_KEYS))}")
-    for key in ("parameter", "column"):
+    if source is Source.LATEST and "parameter" in raw:
+        raise CatalogueError(f"{where}: 'cursor' 'parameter' does not go with 'source' 'latest' (it never executes, "
+                             f"so no parameter is sent); a latest entry's cursor filters the result: {example}")
+    if source is Source.EXECUTE and "parameter" not in raw:
+        raise CatalogueError(f"{where}: 'cursor' needs 'parameter' on an executed entry; a cursor without one "
+                             "filters a latest result and needs 'source' 'latest'")
+    for key in ("parameter", "column") if source is Source.EXECUTE else ("column",):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise CatalogueError(f"{where}: 'cursor' needs {key!r}, a name, like {example}")
     start = raw.get("start")
-    if not isinstance(start, (str, int, float)) or isinstance(start, bool) or start == "":
+    if (start is not None or source is Source.EXECUTE) and \
+            (not isinstance(start, (str, int, float)) or isinstance(start, bool) or start == ""):
         raise CatalogueError(f"{where}: 'cursor' needs 'start', the value of the first sync, got {start!r}")
     lookback = raw.get("lookback", 0)
     if not isinstance(lookback, (int, float)) or isinstance(lookback, bool) or not math.isfinite(lookback) \
@@ -209,7 +254,7 @@ def _cursor(where: str, raw: Any, mode: Mode, columns: tuple[str, ...] | None) -
         raise CatalogueError(f"{where}: 'cursor' needs mode 'merge' (the lookback overlap is de-duplicated by key)")
     if columns and raw["column"] not in columns:
         raise CatalogueError(f"{where}: 'cursor' column {raw['column']!r} is not among 'columns'")
-    return CursorSpec(raw["parameter"], raw["column"], start, float(lookback))
+    return CursorSpec(raw.get("parameter"), raw["column"], start, float(lookback))
 
 
 def _parameters(where: str, raw: Any) -> dict[str, Any]:

@@ -13,11 +13,13 @@ Endpoints: `execute` (saved query) and `execute_sql` (raw SQL) start executions 
 never sent twice once Dune may have received them; `status`, `cancel`, `pages`, `latest_result`,
 `latest_metadata` (no rows: `limit=0`, else one row) and `usage` are reads. Results reads always send
 `allow_partial_results=true`, so a result Dune cut for size (COMPLETED_PARTIAL,
-or FAILED with FAILED_TYPE_RESULT_SIZE_EXCEEDED) streams the rows it kept, and may name `columns`. Pages hold at
-most 250,000 datapoints; a page refused by the account's per-request credit limit (402 `RequestLimitError`)
+or FAILED with FAILED_TYPE_RESULT_SIZE_EXCEEDED) streams the rows it kept, and may name `columns` and
+`filters` (Dune's WHERE-like expression, evaluated on Dune's side before paging: offsets count kept rows).
+Pages hold at most 250,000 datapoints; a page refused by the account's per-request credit limit (402 `RequestLimitError`)
 is asked again at half the size down to MIN_PAGE_ROWS, and that size is kept for the rest of the client's life
 (`page_cap`). Otherwise pages are as large as Dune serves (DUNE_PAGE_SIZE, Dune's row cap), unless a decoded
-page would take more than half the memory budget (`ClientSettings.memory_budget_bytes`). The rate buckets read time from `ClientSettings.clock` (real unless a test injects one).
+page would take more than half the memory budget (`ClientSettings.memory_budget_bytes`). The rate buckets read
+time from `ClientSettings.clock` (real unless a test injects one).
 """
 
 from __future__ import annotations
@@ -247,14 +249,15 @@ class DuneClient:
         return bool(answer.get("success"))
 
     async def latest_result(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
-                            limit: int = 1, columns: Sequence[str] | None = None) -> ResultPage:
+                            limit: int = 1, columns: Sequence[str] | None = None,
+                            filters: str | None = None) -> ResultPage:
         """The first page of the query's newest finished execution, without executing anything.
 
-        `columns` limits the page to those columns (Dune bills fewer datapoints). Partial results are always
-        allowed: a truncated execution answers its kept rows. Raises `NotFoundError` when the query has no
-        result for these parameters yet.
+        `columns` limits the page to those columns (Dune bills fewer datapoints); `filters` to the rows the
+        expression keeps. Partial results are always allowed: a truncated execution answers its kept rows.
+        Raises `NotFoundError` when the query has no result for these parameters yet.
         """
-        params = _result_params(limit, 0, columns)
+        params = _result_params(limit, 0, columns, filters)
         params.update({f"params.{name}": _text(value) for name, value in (parameters or {}).items()})
         call = _Call("GET", f"/query/{int(query_id)}/results", "query_results", params=params, query_id=query_id)
         page = ResultPage.from_dict(await self._call(call, self.read_bucket), offset=0)
@@ -262,7 +265,7 @@ class DuneClient:
         return page
 
     async def latest_metadata(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
-                              columns: Sequence[str] | None = None) -> ResultPage:
+                              columns: Sequence[str] | None = None, filters: str | None = None) -> ResultPage:
         """The query's newest finished execution and its result metadata, with no rows (so no export).
 
         Asks `limit=0`. Dune's answer to it is recorded nowhere: if Dune refuses it (400), the same request is
@@ -271,7 +274,8 @@ class DuneClient:
         Raises `NotFoundError` when the query has no result for these parameters yet.
         """
         def latest(limit: int) -> Awaitable[ResultPage]:
-            return self.latest_result(query_id, parameters=parameters, limit=limit, columns=columns)
+            return self.latest_result(query_id, parameters=parameters, limit=limit, columns=columns,
+                                      filters=filters)
 
         if self._metadata_needs_a_row:
             return _with_metadata(await latest(1))
@@ -307,14 +311,15 @@ class DuneClient:
 
     async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = True,
                     column_count: int | None = None, query_id: int | None = None,
-                    columns: Sequence[str] | None = None,
-                    bytes_per_row: float | None = None) -> AsyncIterator[ResultPage]:
+                    columns: Sequence[str] | None = None, bytes_per_row: float | None = None,
+                    filters: str | None = None) -> AsyncIterator[ResultPage]:
         """Streams the result of a finished execution from `offset`, one page at a time.
 
         Follows `next_offset` (the server may lower the limit). The next URL is always built on our own base
         URL: a `next_uri` on another origin is ignored, so the key never travels elsewhere.
 
-        `columns` asks for those columns only (and sizes pages by their number). `allow_partial_results=true`
+        `columns` asks for those columns only (and sizes pages by their number); `filters` for the rows Dune's
+        expression keeps (`offset` then counts kept rows). `allow_partial_results=true`
         is always sent, so a truncated execution (`ExecutionStatus.truncated`, also FAILED for size) streams
         the rows Dune kept; `allow_partial` is accepted for compatibility and ignored. A page refused by the
         account's per-request credit limit (402) is asked again at half the size, down to MIN_PAGE_ROWS, and
@@ -325,7 +330,7 @@ class DuneClient:
             column_count = len(columns)
         while True:
             page, call = await self._read_page(execution_id, offset, column_count, columns, query_id,
-                                               bytes_per_row)
+                                               bytes_per_row, filters)
             _require_rows(page, call)
             if column_count is None and page.metadata and page.metadata.column_names:
                 column_count = len(page.metadata.column_names)  # the first page told us how wide the result is
@@ -347,7 +352,8 @@ class DuneClient:
             offset = following
 
     async def peek(self, execution_id: str, *, column_count: int | None = None, query_id: int | None = None,
-                   columns: Sequence[str] | None = None, bytes_per_row: float | None = None) -> ResultPage:
+                   columns: Sequence[str] | None = None, bytes_per_row: float | None = None,
+                   filters: str | None = None) -> ResultPage:
         """Polls through the results endpoint: the execution's state and, if it has finished, the first page of
         its result in the same read (a status call and then a page would be two). An unfinished execution's
         page has no rows; nothing is raised for it. Continue with `pages(offset=next_offset(page))`.
@@ -355,17 +361,19 @@ class DuneClient:
         Results answers carry no `execution_cost_credits` (the status endpoint's do).
         """
         page, _ = await self._read_page(execution_id, 0, len(columns) if columns else column_count, columns,
-                                        query_id, bytes_per_row, priority=ReadPriority.POLL)
+                                        query_id, bytes_per_row, filters, priority=ReadPriority.POLL)
         return page
 
-    def next_offset(self, page: ResultPage) -> int | None:
-        """Where the page after `page` starts; None when it was the last (same rules as `pages`)."""
-        call = _Call("GET", "/execution/results", "results", execution_id=page.execution.execution_id)
+    def next_offset(self, page: ResultPage, *, filters: str | None = None) -> int | None:
+        """Where the page after `page` starts; None when it was the last (same rules as `pages`; `filters`: the
+        expression the page was read with)."""
+        call = _Call("GET", "/execution/results", "results", execution_id=page.execution.execution_id,
+                     params={"filters": filters} if filters else None)
         return self._next_offset(page, call)
 
     async def _read_page(self, execution_id: str, offset: int, column_count: int | None,
                          columns: Sequence[str] | None, query_id: int | None,
-                         bytes_per_row: float | None = None,
+                         bytes_per_row: float | None = None, filters: str | None = None,
                          priority: ReadPriority = ReadPriority.PAGE) -> tuple[ResultPage, _Call]:
         """One results page, asked again smaller while the per-request credit limit refuses it."""
         ceiling: int | None = None  # this read's own last halving, so it shrinks even if others raced the cap
@@ -376,7 +384,7 @@ class DuneClient:
             if ceiling is not None:
                 limit = min(limit, ceiling)
             call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results",
-                         params=_result_params(limit, offset, columns), query_id=query_id,
+                         params=_result_params(limit, offset, columns, filters), query_id=query_id,
                          execution_id=execution_id, priority=priority)
             try:
                 data = await self._call(call, self.read_bucket)
@@ -428,7 +436,9 @@ class DuneClient:
         if following is None:
             total = page.metadata.total_row_count if page.metadata else None
             end = page.offset + len(page.rows)
-            if page.rows and total is not None and end < total:
+            # A filtered read's total may count the whole result (the docs do not say): no proof of a cut there.
+            filtered = bool(call.params and call.params.get("filters"))
+            if page.rows and total is not None and end < total and not filtered:
                 raise UnexpectedResponseError(f"the result stops at row {end} of {total} with no next page",
                                               **call.where())
             return None
@@ -550,10 +560,15 @@ def _offset_in(uri: str) -> int | None:
         return None
 
 
-def _result_params(limit: int, offset: int, columns: Sequence[str] | None) -> dict[str, str]:
+def _result_params(limit: int, offset: int, columns: Sequence[str] | None,
+                   filters: str | None = None) -> dict[str, str]:
     """The query string of a results read. `allow_partial_results` always (as the official client does): it
     changes nothing for a complete result and makes a truncated one readable."""
     params = {"limit": str(limit), "offset": str(offset), "allow_partial_results": "true"}
+    if filters is not None:
+        if not filters.strip():
+            raise BadRequestError("refusing to send an empty filter expression")
+        params["filters"] = filters
     if columns:
         if isinstance(columns, str):
             raise TypeError("columns must be a sequence of column names, not one string")

@@ -2,7 +2,9 @@
 
 An entry's `cursor` names a query parameter and a result column. Each sync sends the parameter the greatest
 value of the column among the rows already committed for the entry, minus `lookback` (seconds for dates and
-timestamps, the column's own units for numbers); the first sync sends `start`. This module owns the column
+timestamps, the column's own units for numbers); the first sync sends `start`. A cursor without a parameter
+(a latest-result entry's) sends the same value in Dune's results `filters` instead: `<column> >= <value>`
+(`filter_for`), numbers bare, dates and timestamps quoted as the filters docs write them. This module owns the column
 kinds (from Dune's `column_types`), the canonical text a value is kept as in the state, comparisons, and the
 way a value is written for Dune (numbers as numbers, an integral one without `.0`; timestamps as
 `YYYY-MM-DD HH:MM:SS` in UTC; dates as `YYYY-MM-DD`).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation
@@ -44,9 +47,9 @@ _KIND_OF = {
 class CursorSpec:
     """An entry's `cursor` setting."""
 
-    parameter: str
+    parameter: str | None  # None: the value goes into the results filter
     column: str
-    start: str | int | float
+    start: str | int | float | None  # None: the first read is not filtered
     lookback: float = 0.0
 
     @property
@@ -54,6 +57,18 @@ class CursorSpec:
         """A digest of what defines the cursor's meaning: a change of it starts the entry over from `start`."""
         text = json.dumps([self.parameter, self.column, self.start])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def filter_for(column: str, value: int | float | str) -> str:
+    """The results filter that keeps rows whose `column` is at or after `value`: numbers bare, text (dates,
+    timestamps) quoted; a column name other than a plain identifier in double quotes, as Dune's docs say."""
+    name = column if _IDENTIFIER.fullmatch(column) else '"' + column.replace('"', '""') + '"'
+    if isinstance(value, str):
+        return f"{name} >= '{value.replace(chr(39), chr(39) * 2)}'"
+    return f"{name} >= {value!r}"
 
 
 def kind_of(dune_type: str) -> CursorKind | None:

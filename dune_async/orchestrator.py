@@ -1,7 +1,7 @@
 """Carries out the plans of a sync concurrently and turns what Dune says into events for the sink.
 
-One task per plan carries out its action (skip, resume, reuse or execute); the client's write bucket paces
-the executes. Each plan becomes a `Job` whose `Phase` says where it stands. Running executions are watched by
+One task per plan carries out its action (skip, resume, read latest, reuse or execute); the client's write
+bucket paces the executes. Every results read of a plan carries its `filters`. Each plan becomes a `Job` whose `Phase` says where it stands. Running executions are watched by
 the read scheduler (`scheduler.PollScheduler`), which decides when each is looked at; a look goes through the
 results endpoint where it can, so the read that sees COMPLETED brings the first page too. A finished
 execution's rows are streamed into the channel by the page reader (`reader.PageReader`), within the memory
@@ -53,7 +53,7 @@ from dune_async.events import (
 )
 from dune_async.execution import Job, Phase
 from dune_async.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResultPage
-from dune_async.plan import QueryPlan, Resume, ReuseOrExecute, Skip
+from dune_async.plan import QueryPlan, ReadLatest, Resume, ReuseOrExecute, Skip
 from dune_async.reader import PageReader, ReadEnd, Spending
 from dune_async.rules import Latest, age_hours, can_read_on, judge_latest
 from dune_async.scheduler import PollScheduler, Timing, first_look, next_look
@@ -162,6 +162,9 @@ class Orchestrator:
                 if await self._resume(job, action):
                     return
                 action = action.fallback
+            if isinstance(action, ReadLatest):
+                await self._read_latest(job, action)
+                return
             if isinstance(action, ReuseOrExecute) and await self._reuse(job, action):
                 return
             await self._execute(job)
@@ -224,6 +227,38 @@ class Orchestrator:
         await self._observe(job, status)
         return True
 
+    async def _read_latest(self, job: Job, action: ReadLatest) -> None:
+        """A latest-result entry: Dune's newest result of the query, whatever its age (too old only warns), never
+        an execute. One read without rows (`latest_metadata`) finds it; unchanged if it is the execution already
+        synced, else it is bound and read through `/execution/{id}/results`, filtered as the plan says."""
+        plan = job.plan
+        assert plan.query_id is not None
+        try:
+            latest = await self._client.latest_metadata(plan.query_id, parameters=dict(plan.parameters),
+                                                        columns=plan.columns, filters=plan.filters)
+        except NotFoundError:
+            self._end(job, Outcome.NOT_FOUND, message="Dune has no result of this query yet, and a latest "
+                      "entry never executes it: run or schedule it on Dune")
+            return
+        except BadRequestError as exc:
+            self._end(job, Outcome.REFUSED, message=_message(plan, exc))
+            return
+        status = latest.status
+        age = age_hours(status, datetime.now(UTC))
+        if action.warn_after_hours is not None and age > action.warn_after_hours:
+            logger.warning("%s: the latest result is %.1f h old (more than %g h): is the query still refreshed "
+                           "on Dune? Reading it anyway", plan.label, age, action.warn_after_hours)
+        if status.execution_id == action.synced_execution_id:
+            logger.info("%s: unchanged, execution %s is already synced; nothing to download",
+                        plan.label, status.execution_id)
+            job.execution_id, job.origin, job.status = status.execution_id, Origin.REUSED, status
+            self._end(job, Outcome.UNCHANGED)
+            return
+        logger.info("%s: reading the latest result, execution %s, finished %.1f h ago (no execution credits)%s",
+                    plan.label, status.execution_id, age, f", filtered by {plan.filters}" if plan.filters else "")
+        self._bind(job, status.execution_id, Origin.REUSED)
+        await self._observe(job, status)
+
     async def _execute(self, job: Job) -> None:
         plan = job.plan
         if not self.budget.take(plan.execution_estimate):
@@ -266,7 +301,8 @@ class Orchestrator:
         assert job.execution_id is not None
         try:
             if self._may_peek(job):
-                page = await self._client.peek(job.execution_id, query_id=job.query_id, columns=job.plan.columns)
+                page = await self._client.peek(job.execution_id, query_id=job.query_id, columns=job.plan.columns,
+                                               filters=job.plan.filters)
                 status, first_page = page.status, page  # the status with the metadata `result` carries
             else:
                 status, first_page = await self._client.status(job.execution_id, query_id=job.query_id), None
@@ -456,9 +492,13 @@ def _outcome_of_error(exc: DuneError, *, reading: bool = False) -> Outcome:
 
 
 def _message(plan: QueryPlan, exc: DuneError) -> str:
-    """The error as the user should read it. A results request refused (400) for an entry with `columns`
-    is most likely about a name the result does not have: say which entry and key to look at."""
+    """The error as the user should read it. A results request refused (400) for an entry with `columns` or
+    `filters` is most likely about a name the result does not have or a filter Dune does not take: say which
+    entry and key to look at, with Dune's own words."""
     entry = plan.targets[0].entry if plan.targets else None
+    if isinstance(exc, BadRequestError) and plan.filters and entry is not None:
+        keys = " and ".join(f"'{key}'" for key in ("filters", "cursor") if getattr(entry, key) is not None)
+        return f"{entry.label}: Dune refused the filter of its {keys} ({plan.filters}): {exc}"
     if isinstance(exc, BadRequestError) and plan.columns and entry is not None:
         return (f"{entry.label}: Dune refused its 'columns' ({', '.join(plan.columns)}); is each one a column "
                 f"of the result? {exc}")

@@ -13,8 +13,14 @@ decided per target, in this order:
    would pay twice for rows already in the destination);
 2. an execution of the same computation is bound and not completely read, and did not end for good: RESUME
    it from its committed offset (never re-run: its credits are spent);
-3. reuse is allowed for it (a saved query with a maximum result age): REUSE_OR_EXECUTE;
-4. otherwise EXECUTE.
+3. a latest-result entry (`"source": "latest"`): READ_LATEST, never an execute (a resume it cannot carry out
+   falls back to it too);
+4. reuse is allowed for it (a saved query with a maximum result age): REUSE_OR_EXECUTE;
+5. otherwise EXECUTE.
+An entry's `filters` (with a latest entry's cursor filter, ANDed) are part of its fingerprint: offsets count
+the rows a filter keeps, so a read is resumed only under the same filter. A latest entry's result is
+"unchanged" when it is the execution completely synced under its current filter or the one the cursor was
+last settled from (the cursor moved since, but that execution's rows are all in).
 Targets an earlier (not the interrupted) sync completed are not skipped: each sync refreshes them as usual.
 Targets whose decisions are the same (same computation, same action from the same point) are then grouped
 into one plan: one execution feeds them all.
@@ -28,7 +34,7 @@ from typing import Any
 
 from dune_async.catalogue import RESULT_TABLE, Entry
 from dune_async.credits import execution_estimate
-from dune_async.cursor import parameter_value
+from dune_async.cursor import filter_for, parameter_value
 from dune_async.defaults import DEFAULTS
 from dune_async.events import Origin
 from dune_async.settings import Settings
@@ -50,6 +56,16 @@ class ReuseOrExecute:
 
 
 @dataclass(frozen=True)
+class ReadLatest:
+    """Read Dune's latest result of the query, whatever its age (older than `warn_after_hours` only warns); never
+    execute. `synced_execution_id`: an execution already written completely, so finding it again changes
+    nothing."""
+
+    warn_after_hours: float | None = None
+    synced_execution_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Resume:
     """Read on from row `offset` of `execution_id`, which an earlier sync bound; `fallback` once it is gone or
     ended without rows to read."""
@@ -57,7 +73,7 @@ class Resume:
     execution_id: str
     offset: int
     origin: Origin
-    fallback: Execute | ReuseOrExecute = Execute()
+    fallback: Execute | ReuseOrExecute | ReadLatest = Execute()
 
 
 @dataclass(frozen=True)
@@ -68,7 +84,7 @@ class Skip:
     origin: Origin
 
 
-Action = Skip | Resume | ReuseOrExecute | Execute
+Action = Skip | Resume | ReadLatest | ReuseOrExecute | Execute
 """What the orchestrator does with one plan in this sync."""
 
 
@@ -96,6 +112,7 @@ class QueryPlan:
     columns: tuple[str, ...] | None = None  # download only these result columns
     targets: tuple[Target, ...] = ()
     cursor_value: int | float | str | None = None  # the value an incremental entry's cursor parameter is sent
+    filters: str | None = None  # Dune's results filter, sent on every results read (the entry's and its cursor's)
     execution_estimate: float = 0.0  # credits an execute is expected to cost (the budget's estimate)
     cost_known: bool = False  # the state holds what its last execution cost: no read is spent to learn it again
     expected_seconds: float | None = None  # how long its last execution took: the first poll waits that long
@@ -119,37 +136,77 @@ def plan_queries(settings: Settings, state: SyncState,
 
     `declared_tables`: the catalogue tables whose result columns `schema()` declared for this sync, where known;
     None: judged from the state."""
-    decided = [_decide(request, max_age, state.get(request.key), state.interrupted_sync)
-               for request, max_age in _requests(settings, state, declared_tables)]
+    decided = [_decide(request, state.get(request.plan.key), state.interrupted_sync)
+               for request in _requests(settings, state, declared_tables)]
     return _grouped(decided)
 
 
-def _requests(settings: Settings, state: SyncState,
-              declared_tables: frozenset[str] | None) -> list[tuple[QueryPlan, float | None]]:
-    """One undecided single-target plan per destination, JSON-table queries first, each with the maximum age of
-    a latest result it may reuse (None: always execute)."""
+@dataclass(frozen=True)
+class _Request:
+    """One destination's undecided plan, with what deciding its action needs."""
+
+    plan: QueryPlan
+    max_age_hours: float | None = None  # reuse (or, latest: warn past) this age; None: always execute
+    latest: bool = False  # a latest-result entry: never executes
+    settled_fingerprint: str = ""  # latest + filter cursor: how the execution the cursor settled from was read
+
+
+def _requests(settings: Settings, state: SyncState, declared_tables: frozenset[str] | None) -> list[_Request]:
+    """One undecided single-target plan per destination, JSON-table queries first."""
     requests = []
     for query_id in settings.query_ids:
         parameters = settings.parameters_for(query_id)
-        requests.append((QueryPlan(
+        requests.append(_Request(QueryPlan(
             key=str(query_id), query_id=query_id, parameters=parameters, performance=settings.performance,
             fingerprint=fingerprint(parameters, settings.performance),
             targets=(Target(str(query_id), RESULT_TABLE),),
         ), settings.max_result_age_hours))
     for entry in settings.entries:
-        source = {"sql": entry.sql} if entry.sql is not None else {}
-        parameters, cursor_value, note = _with_cursor(entry, state.get(entry.table), state.interrupted_sync)
-        digest = fingerprint(parameters, entry.performance, **source)
-        declared = (_declared(entry, state.get(entry.table), digest) if declared_tables is None
+        progress = state.get(entry.table)
+        parameters, filters, cursor_value, note = _with_cursor(entry, progress, state.interrupted_sync)
+        digest = _digest(entry, parameters, filters)
+        declared = (_declared(entry, progress, digest) if declared_tables is None
                     else entry.table in declared_tables)
-        requests.append((QueryPlan(
+        requests.append(_Request(QueryPlan(
             key=entry.table, query_id=entry.query_id, parameters=parameters,
             performance=entry.performance, fingerprint=digest,
             sql=entry.sql, columns=entry.columns,
             targets=(Target(entry.table, entry.table, entry, declared=declared),),
-            cursor_value=cursor_value, note=note,
-        ), entry.max_result_age_hours))
+            cursor_value=cursor_value, filters=filters, note=note,
+        ), entry.max_result_age_hours, entry.latest, _settled_digest(entry, progress)))
     return requests
+
+
+def _digest(entry: Entry, parameters: Mapping[str, Any], filters: str | None) -> str:
+    """What the entry's execution computes and how it is read; `filters` only when set, so the fingerprints of
+    entries without them are those earlier versions wrote."""
+    source: dict[str, Any] = {"sql": entry.sql} if entry.sql is not None else {}
+    if filters is not None:
+        source["filters"] = filters
+    return fingerprint(parameters, entry.performance, **source)
+
+
+def _asked(entry: Entry, value: int | float | str | None) -> tuple[dict[str, Any], str | None]:
+    """The parameters and filter a read of the entry sends for a cursor value (None: no cursor condition)."""
+    spec = entry.cursor
+    if spec is None:
+        return dict(entry.parameters), entry.filters
+    if spec.parameter is not None:
+        return {**entry.parameters, spec.parameter: value}, entry.filters
+    condition = None if value is None else filter_for(spec.column, value)
+    if entry.filters is None or condition is None:
+        return dict(entry.parameters), condition or entry.filters
+    return dict(entry.parameters), f"({entry.filters}) AND ({condition})"
+
+
+def _settled_digest(entry: Entry, progress: QueryProgress) -> str:
+    """A latest entry with a filter cursor: the fingerprint of the read the cursor last settled from (its value
+    before then), so that execution, completely synced, is found unchanged although the cursor has moved."""
+    spec, cursor = entry.cursor, progress.cursor
+    if not entry.latest or spec is None or cursor is None or cursor.source != spec.source:
+        return ""
+    asked = spec.start if cursor.previous is None else parameter_value(cursor.previous, cursor.kind, spec.lookback)
+    return _digest(entry, *_asked(entry, asked))
 
 
 def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
@@ -162,15 +219,15 @@ def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
     return entry.sql is None and progress.completed_by is not None and progress.fingerprint == digest
 
 
-def _with_cursor(entry: Entry, progress: QueryProgress,
-                 interrupted_sync: int | None) -> tuple[dict[str, Any], int | float | str | None, str]:
-    """The entry's parameters with its cursor's value: `start` at first, then the committed greatest value less
-    the lookback. The cursor moves only when an execution is completely written, so an interrupted sync's
-    execution is asked for with the same value again (and resumed, not run again). An execution the
+def _with_cursor(entry: Entry, progress: QueryProgress, interrupted_sync: int | None
+                 ) -> tuple[dict[str, Any], str | None, int | float | str | None, str]:
+    """The entry's parameters and filter with its cursor's value: `start` at first, then the committed greatest
+    value less the lookback. The cursor moves only when an execution is completely written, so an interrupted
+    sync's execution is asked for with the same value again (and resumed, not run again). An execution the
     interrupted sync completed has moved the cursor: it is asked for as it was asked, so it is skipped."""
     spec = entry.cursor
     if spec is None:
-        return dict(entry.parameters), None, ""
+        return dict(entry.parameters), entry.filters, None, ""
     current, note = progress.cursor, ""
     if current is not None and current.source != spec.source:
         note = (f"{entry.label}: the cursor's parameter, column or start changed; the entry starts over from "
@@ -179,30 +236,37 @@ def _with_cursor(entry: Entry, progress: QueryProgress,
     if current is not None and interrupted_sync is not None and progress.completed_by == interrupted_sync:
         asked = spec.start if current.previous is None else parameter_value(current.previous, current.kind,
                                                                             spec.lookback)
-        parameters = {**entry.parameters, spec.parameter: asked}
-        if progress.complete and fingerprint(parameters, entry.performance) == progress.fingerprint:
-            return parameters, asked, note
+        parameters, filters = _asked(entry, asked)
+        if progress.complete and _digest(entry, parameters, filters) == progress.fingerprint:
+            return parameters, filters, asked, note
     value = spec.start if current is None or current.value is None else parameter_value(current.value, current.kind,
                                                                                         spec.lookback)
-    return {**entry.parameters, spec.parameter: value}, value, note
+    return (*_asked(entry, value), value, note)
 
 
-def _decide(request: QueryPlan, max_age_hours: float | None, progress: QueryProgress,
-            interrupted_sync: int | None) -> QueryPlan:
-    synced = _synced(progress, request.fingerprint)
-    fresh: Execute | ReuseOrExecute = (
-        Execute() if max_age_hours is None
-        else ReuseOrExecute(max_age_hours, progress.execution_id if synced else None))
+def _decide(request: _Request, progress: QueryProgress, interrupted_sync: int | None) -> QueryPlan:
+    plan = request.plan
+    synced = _synced(progress, plan.fingerprint) or (
+        bool(request.settled_fingerprint) and _synced(progress, request.settled_fingerprint))
+    synced_id = progress.execution_id if synced else None
+    fresh: Execute | ReuseOrExecute | ReadLatest
+    if request.latest:
+        fresh = ReadLatest(request.max_age_hours, synced_id)
+    elif request.max_age_hours is not None:
+        fresh = ReuseOrExecute(request.max_age_hours, synced_id)
+    else:
+        fresh = Execute()
     if interrupted_sync is not None and synced and progress.completed_by == interrupted_sync:
         assert progress.execution_id is not None
         action: Action = Skip(progress.execution_id, progress.origin)
-    elif progress.resumable(request.fingerprint):
+    elif progress.resumable(plan.fingerprint):
         assert progress.execution_id is not None
         action = Resume(progress.execution_id, progress.offset, progress.origin, fresh)
     else:
         action = fresh
-    return replace(request, action=action,
-                   execution_estimate=execution_estimate(progress.last_cost, request.performance),
+    return replace(plan, action=action,
+                   execution_estimate=0.0 if request.latest else execution_estimate(progress.last_cost,
+                                                                                    plan.performance),
                    cost_known=progress.last_cost is not None, expected_seconds=progress.last_seconds)
 
 
@@ -211,7 +275,7 @@ def _grouped(decided: list[QueryPlan]) -> list[QueryPlan]:
     become one plan with all their targets."""
     groups: dict[tuple[Any, ...], QueryPlan] = {}
     for plan in decided:
-        same_work = (plan.query_id, plan.sql, plan.fingerprint, plan.columns, plan.action)
+        same_work = (plan.query_id, plan.sql, plan.fingerprint, plan.columns, plan.filters, plan.action)
         first = groups.get(same_work)
         groups[same_work] = plan if first is None else replace(first, targets=first.targets + plan.targets,
                                                                cost_known=first.cost_known and plan.cost_known)

@@ -7,12 +7,15 @@ free: the status of an execution to resume, the latest result's metadata with no
 `forecast` is pure: plans and what the probes found in, one `Row` per plan out. Each plan's step follows the
 sync's own rules (`rules.py`: resume while the execution can still be read, else the action's fallback; reuse a
 COMPLETED latest result younger than the maximum age, "unchanged" if it is the one already synced; else
-execute), with its credits: the execution estimate for an execute, the result's bytes at the export
+execute; a latest-result entry reads the latest result, "unchanged" if already synced, never executing), with
+its credits: the execution estimate for an execute, the result's bytes at the export
 price for a download. `DUNE_MAX_CREDITS_PER_SYNC` is then applied as the orchestrator applies it: every
 execute first, in plan order (the orchestrator reserves them as soon as the sync starts), then the downloads
 page by page, reused and resumed results first (readable at once), then executed ones. In a real sync
 concurrent downloads interleave, so which of two downloads the budget cuts can differ; how much fits cannot.
-An executed result's size is the latest result's, when Dune has one.
+An executed result's size is the latest result's, when Dune has one. A filtered read's size is what Dune's
+metadata of the latest result read with the same filter says; a filtered resume's is unknown (a status tells
+the whole result's size, not the filtered one).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from dune_async.errors import (
     NotFoundError,
 )
 from dune_async.models import ExecutionStatus, UsageReport
-from dune_async.plan import QueryPlan, Resume, ReuseOrExecute, Skip, plan_queries
+from dune_async.plan import QueryPlan, ReadLatest, Resume, ReuseOrExecute, Skip, plan_queries
 from dune_async.rules import Latest, age_hours, can_read_on, judge_latest
 from dune_async.settings import Settings, SettingsError
 from dune_async.state import SyncState
@@ -55,6 +58,7 @@ class Step(StrEnum):
 
     EXECUTE = "execute"
     REUSE = "reuse"
+    LATEST = "read latest"  # a latest-result entry reads a new execution of Dune's (or finds none)
     RESUME = "resume"
     SKIP = "skip"  # written completely by the interrupted sync
     UNCHANGED = "unchanged"  # the fresh latest result is the execution already synced
@@ -162,6 +166,9 @@ def intent(plan: QueryPlan, probe: Probe, now: datetime) -> Intent:
         gone = f"is {status.state.short}" if status is not None else (probe.resume_problem or "is gone")
         why = f"execution {action.execution_id} {gone}; "
         action = action.fallback
+    if isinstance(action, ReadLatest):
+        latest = _read_latest(plan, action, probe, now)
+        return replace(latest, note=why + latest.note)
     if isinstance(action, ReuseOrExecute):
         reused = _reuse(plan, action, probe.latest, now)
         if reused is not None:
@@ -170,9 +177,28 @@ def intent(plan: QueryPlan, probe: Probe, now: datetime) -> Intent:
     return _execute(plan, probe, why)
 
 
+def _read_latest(plan: QueryPlan, action: ReadLatest, probe: Probe, now: datetime) -> Intent:
+    """A latest-result entry: the latest result whatever its age (too old only warns); never an execute."""
+    filtered = f"; filtered: {plan.filters}" if plan.filters else ""
+    latest = probe.latest
+    if latest is None:
+        problem = probe.latest_problem or "no earlier result"
+        return Intent(Step.LATEST, note=f"{problem}: nothing to read (a latest entry never executes){filtered}")
+    if latest.execution_id == action.synced_execution_id:
+        return Intent(Step.UNCHANGED, note=f"latest result {latest.execution_id} is already synced{filtered}")
+    age = age_hours(latest, now)
+    note = f"new execution {latest.execution_id}, {age:.1f} h old"
+    if action.warn_after_hours is not None and age > action.warn_after_hours:
+        note += f" (over {action.warn_after_hours:g} h: is the query still refreshed on Dune?)"
+    download = _remaining(latest, plan, offset=0)
+    if download is None:
+        return Intent(Step.LATEST, size_unknown=True, note=f"{note}{filtered}; export of unknown size")
+    return Intent(Step.LATEST, download=download, note=f"{note}{filtered} ({download.rows:,} rows)")
+
+
 def _resume(plan: QueryPlan, action: Resume, status: ExecutionStatus) -> Intent:
     state, offset = status.state.short, action.offset
-    download = _remaining(status, plan, offset=offset)
+    download = None if plan.filters else _remaining(status, plan, offset=offset)
     if download is None:
         return Intent(Step.RESUME, size_unknown=True,
                       note=f"reads execution {status.execution_id} ({state}) on from row {offset}; size unknown")
@@ -313,7 +339,8 @@ async def _resume_status(client: DuneClient, plan: QueryPlan, action: Resume) ->
 async def _latest(client: DuneClient, plan: QueryPlan, probe: Probe) -> Probe:
     assert plan.query_id is not None
     try:
-        page = await client.latest_metadata(plan.query_id, parameters=dict(plan.parameters), columns=plan.columns)
+        page = await client.latest_metadata(plan.query_id, parameters=dict(plan.parameters), columns=plan.columns,
+                                            filters=plan.filters)
     except NotFoundError:
         return replace(probe, latest_problem="no earlier result")
     except STOPPING_ERRORS:

@@ -68,7 +68,7 @@ class PageReader:
         when more pages follow it."""
         slot = await self._channel.reserve(self._decoded_bytes(job, len(page.rows)))
         self._send(job, page, slot)
-        following = self._client.next_offset(page)
+        following = self._client.next_offset(page, filters=job.plan.filters)
         if following is None:
             return False
         job.next_offset = following
@@ -81,7 +81,7 @@ class PageReader:
         pages = self._client.pages(
             job.execution_id, offset=job.next_offset, query_id=job.query_id,
             column_count=len(metadata.column_names) if metadata and metadata.column_names else None,
-            columns=job.plan.columns, bytes_per_row=job.bytes_per_row,
+            columns=job.plan.columns, bytes_per_row=job.bytes_per_row, filters=job.plan.filters,
         ).__aiter__()
         while True:
             rows = self._next_page_rows(job)

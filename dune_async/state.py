@@ -185,9 +185,10 @@ class SyncState:
         return self._queries.get(key, QueryProgress())
 
     def start_execution(self, key: str, execution_id: str, fingerprint: str, origin: Origin) -> None:
-        """A new execution takes over the key; a known one keeps its committed offset."""
+        """A new execution takes over the key; a known one keeps its committed offset, unless it is now read
+        differently (another filter: its offsets count other rows), when it is read again from its start."""
         current = self.get(key)
-        if current.execution_id == execution_id:
+        if current.execution_id == execution_id and current.fingerprint == fingerprint:
             self._queries[key] = replace(current, outcome=None)
             return
         cursor = replace(current.cursor, pending=None) if current.cursor else None

@@ -11,7 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,15 @@ class Backend:
         if spec.latest_result_age_seconds is not None and spec.query_id not in self.seeded:
             self.seeded.add(spec.query_id)
             self.store.seed_latest(spec, self.scenario.price(spec, "medium"))
+
+    def refresh(self, query_id: int, parameters: Mapping[str, object] | None = None) -> Execution:
+        """Dune's scheduler runs the query (a scheduled query, a dashboard's, a materialized view): a new
+        COMPLETED execution becomes its latest result, with no execute through the API and nothing billed to
+        this account. Its rows follow the query's growth rule (`rows_per_execution`, `growth_per_execution`)."""
+        spec = self.scenario.queries[query_id]
+        self.seed_query(spec)  # a seeded earlier result stays the earlier one
+        return self.store.finished(spec, merged_parameters(spec, dict(parameters or {})), 0.0, "scheduled",
+                                   self.scenario.price(spec, "medium"))
 
     def policy(self, bucket: Bucket) -> Policy | None:
         rpm = self.scenario.write_rpm if bucket is Bucket.WRITE else self.scenario.read_rpm
@@ -240,7 +249,7 @@ def merged_parameters(spec: QuerySpec, given: dict[str, object]) -> dict[str, ob
 
 
 def _check_cursor(spec: QuerySpec, parameters: dict[str, object]) -> None:
-    if spec.cursor is None:
+    if spec.cursor is None or spec.cursor.parameter is None:
         return
     try:
         spec.cursor.threshold(parameters[spec.cursor.parameter])

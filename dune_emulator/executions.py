@@ -127,6 +127,7 @@ class Execution:
     price: float = 10.0
     _rows: RowSource | None = field(default=None, repr=False)
     _total_bytes: int | None = field(default=None, repr=False)
+    filtered: dict[str, list[int]] = field(default_factory=dict, repr=False)  # filter text -> positions kept
 
     @property
     def query_id(self) -> int:
@@ -201,7 +202,7 @@ class Execution:
     def first_row(self) -> int:
         """The first logical row served: past the rows below the cursor, if the query has one."""
         cursor = self.spec.cursor
-        if cursor is None:
+        if cursor is None or cursor.parameter is None:
             return 0
         column_type = next(c.type for c in self.spec.columns if c.name == cursor.column)
         threshold = cursor.threshold(self.parameters[cursor.parameter])
@@ -353,18 +354,21 @@ def _error_object(error: ErrorSpec) -> dict[str, Any]:
     return body
 
 
-def result_metadata(execution: Execution, columns: Sequence[ColumnSpec], count: int) -> dict[str, Any]:
-    """Metadata of `count` rows of `columns`; bytes are pro-rated from the whole result's estimate."""
+def result_metadata(execution: Execution, columns: Sequence[ColumnSpec], count: int,
+                    kept: int | None = None) -> dict[str, Any]:
+    """Metadata of `count` rows of `columns`; bytes are pro-rated from the whole result's estimate. `kept`: the
+    rows a filter keeps, which are then the total (Dune's totals for a filtered read are unconfirmed)."""
     total = execution.total_rows
     total_bytes = execution.total_result_bytes()
     share = len(columns) / len(execution.spec.columns)
+    rows = total if kept is None else kept
     return {
         "column_names": [c.name for c in columns],
         "column_types": [c.type for c in columns],
         "row_count": count,
         "result_set_bytes": round(total_bytes * share * count / total) if total else 0,
-        "total_row_count": total,
-        "total_result_set_bytes": total_bytes,
+        "total_row_count": rows,
+        "total_result_set_bytes": round(total_bytes * rows / total) if total else total_bytes,
         "datapoint_count": count * len(columns),
         "pending_time_millis": round(execution.spec.queue_seconds * 1000),
         "execution_time_millis": round(min(execution.spec.execution_seconds, THIRTY_MINUTES) * 1000),
@@ -395,9 +399,15 @@ class ExecutionStore:
     def seed_latest(self, spec: QuerySpec, price: float) -> Execution:
         """A COMPLETED execution with default parameters that ended `latest_result_age_seconds` ago."""
         assert spec.latest_result_age_seconds is not None
+        return self.finished(spec, spec.parameters, spec.latest_result_age_seconds, "seeded", price)
+
+    def finished(self, spec: QuerySpec, parameters: Mapping[str, object], age_seconds: float, origin: str,
+                 price: float) -> Execution:
+        """An execution nobody asked for through the API (seeded, or run by Dune's scheduler) that ended
+        `age_seconds` ago; it counts among the query's executions (`ordinal`), so the growth rules apply."""
         took = spec.queue_seconds + min(spec.execution_seconds, THIRTY_MINUTES)
-        submitted = self.clock() - int((spec.latest_result_age_seconds + took) * NS)
-        return self.create(spec, spec.parameters, submitted_ns=submitted, origin="seeded", price=price)
+        submitted = self.clock() - int((age_seconds + took) * NS)
+        return self.create(spec, parameters, submitted_ns=submitted, origin=origin, price=price)
 
     def get(self, execution_id: str) -> Execution | None:
         return self._by_id.get(execution_id.upper())

@@ -4,6 +4,10 @@ Owns what `GET .../results` answers for an execution in each state. The caps are
 applies them: the requested `limit` (all rows when absent), lowered to the scenario's `max_page_rows`, then
 to 250,000 datapoints (rows x selected columns) unless `ignore_max_datapoints_per_request=true`.
 
+`filters` (see `filters`) is applied before paging: offsets, `total_row_count` and the byte counts are those of
+the rows the filter keeps, and `next_uri` keeps the filter, so every page of a filtered read is cut from the
+same filtered sequence.
+
 `limit=0` on the latest-result endpoints (`/query/{id}/results`, JSON and CSV) answers the execution and its
 metadata with no rows and no next page, and bills nothing: the connector reads result sizes that way. Real
 Dune's answer to `limit=0` is recorded nowhere (unconfirmed); `/execution/{id}/results` keeps refusing it.
@@ -31,9 +35,11 @@ from dune_emulator.executions import (
     result_metadata,
     results_object,
 )
+from dune_emulator.filters import compile_filters
 from dune_emulator.scenario import ColumnSpec
 
 DATAPOINT_CAP = 250_000
+FILTER_BLOCK = 1_000  # rows a filter is evaluated over at a time
 ROWS_MARK = "\u0000rows\u0000"  # a placeholder no generated cell can equal; replaced by the serialised rows
 # Paging parameters replaced in next_uri; the key is dropped so it is never copied into a URL.
 REPLACED = {"limit", "offset", "api_key"}
@@ -48,6 +54,7 @@ class PageRequest:
     columns: tuple[str, ...] = ()
     allow_partial: bool = False
     ignore_datapoint_cap: bool = False
+    filters: str = ""
 
     @property
     def metadata_only(self) -> bool:
@@ -56,7 +63,7 @@ class PageRequest:
 
     @classmethod
     def parse(cls, query: MultiMapping[str]) -> PageRequest:
-        for unsupported in ("filters", "sort_by", "sample_count"):
+        for unsupported in ("sort_by", "sample_count"):
             if query.get(unsupported):
                 raise ApiError(400, f"{unsupported} is not supported by the Dune API emulator")
         columns = query.get("columns", "")
@@ -66,6 +73,7 @@ class PageRequest:
             columns=tuple(columns.split(",")) if columns else (),
             allow_partial=_boolean(query, "allow_partial_results"),
             ignore_datapoint_cap=_boolean(query, "ignore_max_datapoints_per_request"),
+            filters=query.get("filters", ""),
         )
 
 
@@ -162,11 +170,12 @@ def results_answer(execution: Execution, context: PageContext) -> Answer:
     if not readable:
         return Answer(json_body(body))
     columns = selected_columns(execution, context.request.columns)
-    total = execution.total_rows
+    kept = filtered_rows(execution, context.request.filters) if "filters" in context.query else None
+    total = execution.total_rows if kept is None else len(kept)
     size = page_size(context.request, total, len(columns), context.max_page_rows)
     start = min(context.request.offset, total)
     stop = min(start + size, total)
-    rows = execution.rows(start, stop)
+    rows = execution.rows(start, stop) if kept is None else _rows_at(execution, kept[start:stop])
     more = stop < total and not context.request.metadata_only  # a next link of limit=0 would never move on
     path = f"/api/v1/execution/{execution.execution_id}/results" + ("/csv" if context.csv else "")
     link = next_uri(context.url, path, context.query, size, stop) if more else None
@@ -175,13 +184,36 @@ def results_answer(execution: Execution, context: PageContext) -> Answer:
         text, header_bytes = _csv(columns, rows)
         return Answer(text, len(rows), "text/csv", headers, len(text) - header_bytes)
     rows_json = json_body(_records(columns, rows, len(execution.spec.columns)))  # type: ignore[arg-type]
-    body["result"] = {"rows": ROWS_MARK, "metadata": result_metadata(execution, [c for _, c in columns], len(rows))}
+    metadata = result_metadata(execution, [c for _, c in columns], len(rows), total)
+    body["result"] = {"rows": ROWS_MARK, "metadata": metadata}
     if link:
         body["next_offset"] = stop
         body["next_uri"] = link
     # The rows are serialised once, and spliced in, so their byte count (billed) costs nothing extra.
     billed = 0 if context.request.metadata_only else len(rows_json)  # limit=0 reads no rows: nothing to bill
     return Answer(json_body(body).replace(json_body(ROWS_MARK), rows_json, 1), len(rows), row_bytes=billed)
+
+
+def filtered_rows(execution: Execution, text: str) -> list[int]:
+    """The positions of the execution's rows the filter keeps, in order (cached per execution and filter)."""
+    cached = execution.filtered.get(text)
+    if cached is not None:
+        return cached
+    predicate = compile_filters(text, execution.spec.columns)
+    kept: list[int] = []
+    for first in range(0, execution.total_rows, FILTER_BLOCK):
+        block = execution.rows(first, min(first + FILTER_BLOCK, execution.total_rows))
+        kept.extend(first + i for i, row in enumerate(block) if predicate(row))
+    execution.filtered[text] = kept
+    return kept
+
+
+def _rows_at(execution: Execution, positions: list[int]) -> list[tuple[object, ...]]:
+    if not positions:
+        return []
+    first = positions[0]
+    span = execution.rows(first, positions[-1] + 1)
+    return [span[p - first] for p in positions]
 
 
 def _records(columns: list[tuple[int, ColumnSpec]], rows: list[tuple[object, ...]], width: int) -> list[dict[str, object]]:

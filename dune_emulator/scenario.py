@@ -59,10 +59,12 @@ class CursorSpec:
     """An incremental query: rows whose `column` is >= the value of query parameter `parameter` are returned.
 
     `column` (bigint/integer, or timestamp with time zone) rises with the row; `key_column`, if named, is unique
-    per logical row (integer, varchar or varbinary). Both are the same for a row in every execution.
+    per logical row (integer, varchar or varbinary). Both are the same for a row in every execution. With
+    `parameter` None the query has no parameter: every execution returns all its rows, in that order (a
+    scheduled query a client reads incrementally with `filters`).
     """
 
-    parameter: str
+    parameter: str | None
     column: str
     key_column: str | None = None
 
@@ -161,7 +163,8 @@ class QuerySpec:
             raise ValueError(f"query {self.query_id}: rows must be >= 0")
         if self.cursor is not None:
             self.cursor.bind(self.columns, self.query_id)
-            self.parameters = {self.cursor.parameter: self.cursor.default, **self.parameters}
+            if self.cursor.parameter is not None:
+                self.parameters = {self.cursor.parameter: self.cursor.default, **self.parameters}
 
     def _check_changing_rows(self) -> None:
         if self.rows_per_execution is not None:
@@ -371,11 +374,12 @@ FEATURE_SQL = "SELECT block_number, tx_hash, amount FROM ethereum.transactions O
 
 
 def features_scenario() -> Scenario:
-    """The demo plus queries 2001-2003 and one ad-hoc SQL text, for the features the demo does not show.
+    """The demo plus queries 2001-2004 and one ad-hoc SQL text, for the features the demo does not show.
 
     2001: 100, then 60, then 140 rows (replace and history modes); 2002: an incremental query on a block
     number cursor (`since_block`) with a unique `tx_hash`, 10 rows more each execution; 2003: the same on a
-    timestamp cursor (`since_time`).
+    timestamp cursor (`since_time`); 2004: a query Dune's scheduler refreshes (a result exists at startup,
+    `emu.refresh(2004)` makes the next, 10 rows longer), with no parameter: read with `filters`.
     """
     scenario = default_scenario()
     chain = [ColumnSpec("tx_hash", "varbinary"), ColumnSpec("block_number", "bigint"),
@@ -386,6 +390,8 @@ def features_scenario() -> Scenario:
                   cursor=CursorSpec("since_block", "block_number", key_column="tx_hash")),
         QuerySpec(2003, rows=200, growth_per_execution=10, columns=chain, execution_seconds=0.5,
                   cursor=CursorSpec("since_time", "block_time", key_column="tx_hash")),
+        QuerySpec(2004, rows=200, growth_per_execution=10, columns=chain, execution_seconds=0.5,
+                  latest_result_age_seconds=1800, cursor=CursorSpec(None, "block_number", key_column="tx_hash")),
     ]
     scenario.queries.update({spec.query_id: spec for spec in extra})
     scenario.sql = {FEATURE_SQL: QuerySpec(0, rows=100, columns=chain[:2] + chain[3:], execution_seconds=0.5)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -65,6 +65,11 @@ class Emulator:
 
     def expire_all(self) -> None:
         self.backend.store.expire(self.backend.store.all())
+
+    def refresh(self, query_id: int, parameters: Mapping[str, object] | None = None) -> str:
+        """Dune's scheduler refreshes the query: a new completed latest result (origin `scheduled`, not
+        billed), with no execute through the API. Returns its execution id."""
+        return self.backend.refresh(query_id, parameters).execution_id
 
     async def start(self) -> Emulator:
         self.backend.seed_latest_results()
@@ -131,6 +136,9 @@ class EmulatorThread:
 
     def expire_all(self) -> None:
         self.call(self.emulator.expire_all)
+
+    def refresh(self, query_id: int, parameters: Mapping[str, object] | None = None) -> str:
+        return self.call(self.emulator.refresh, query_id, parameters)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(*args) on the emulator's loop and return its result (awaited if it is a coroutine)."""

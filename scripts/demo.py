@@ -6,7 +6,9 @@ files/warehouse.db, with the same settings both times:
 - 1001-1005 (`DUNE_QUERY_IDS`) land as JSON rows in `dune_query_result`;
 - the catalogue (`DUNE_QUERIES`) sends 2001 to three typed tables, one per write mode (one execution a sync
   feeds all three), the SQL text to a typed table of its own, and 2002 (200 rows, 10 more each execution)
-  incrementally: a cursor on `block_number`, so the second sync asks only for what is new.
+  incrementally: a cursor on `block_number`, so the second sync asks only for what is new; and 2004, a query
+  Dune's scheduler refreshes (the demo refreshes it between the syncs), read from its latest result with no
+  execute (`"source": "latest"`) and a filter cursor: the second read sends `filters=block_number >= ...`.
 Then it stops the emulator and prints what landed: the tables after each sync (live and soft-deleted rows),
 their DuckDB column types, and `dune_query_execution`. Offline-safe: the SDK's version check and telemetry
 are kept away from your home directory.
@@ -38,8 +40,11 @@ CATALOGUE: list[dict[str, Any]] = [
     {"sql": FEATURE_SQL, "table": "sql_transactions"},
     {"query_id": 2002, "table": "transfers", "mode": "merge", "primary_key": ["tx_hash"],
      "cursor": {"parameter": "since_block", "column": "block_number", "start": 0, "lookback": 6}},
+    {"query_id": 2004, "table": "scheduled_transfers", "source": "latest", "mode": "merge",
+     "primary_key": ["tx_hash"], "cursor": {"column": "block_number", "lookback": 6}},
 ]
-INCREMENTAL = CATALOGUE[-1]
+INCREMENTAL = CATALOGUE[-2]
+LATEST = CATALOGUE[-1]
 
 
 def main() -> int:
@@ -64,6 +69,10 @@ def main() -> int:
         config_path = files / "demo-configuration.json"
         config_path.write_text(json.dumps(configuration, indent=2))
         for number in range(1, SYNCS + 1):
+            if number > 1:
+                print(f"\n(Dune's scheduler refreshes query {LATEST['query_id']}: a new latest result, 10 rows "
+                      "longer, with no execute)")
+                emulator.refresh(LATEST["query_id"])
             print(f"\n=== sync {number} of {SYNCS} ===\n$ fivetran debug --configuration "
                   f"{config_path.relative_to(ROOT)}", flush=True)
             result = subprocess.run(sdk.debug_command(ROOT, config_path), cwd=ROOT,
@@ -114,6 +123,9 @@ def print_summary(counts: list[dict[str, tuple[int, int]]]) -> None:
         incremental = db.execute("""
             select cursor_value, rows_synced from tester.dune_query_execution where query_id = ?
             order by submitted_at""", [INCREMENTAL["query_id"]]).fetchall()
+        latest = db.execute("""
+            select execution_id, origin, row_count, cursor_value, rows_synced from tester.dune_query_execution
+            where query_id = ? order by submitted_at""", [LATEST["query_id"]]).fetchall()
     print("\nSummary read back from files/warehouse.db (schema tester)")
     print("\ndune_query_result: JSON rows of DUNE_QUERY_IDS, each execution's rows under its own execution_id")
     print(f"  {'query':>7} {'rows':>7} {'executions':>10}")
@@ -137,6 +149,16 @@ def print_summary(counts: list[dict[str, tuple[int, int]]]) -> None:
         print(f"  {number:>4}  {dash(sent):>16}  {dash(synced):>15}  {after[INCREMENTAL['table']][0]:>13}")
     print("  (sync 2 sends the greatest block_number committed, less the lookback: 10 new rows and the 3 rows\n"
           "   inside the lookback, merged by tx_hash, instead of the whole result again)")
+
+    print(f"\nLatest result: {LATEST['table']} (query {LATEST['query_id']}, refreshed by Dune's scheduler, never "
+          f"executed here; a filter cursor on {LATEST['cursor']['column']}, lookback {LATEST['cursor']['lookback']})")
+    print(f"  {'sync':>4}  {'execution':<26}  {'origin':<7}  {'rows kept':>11}  {'filter':<26}  {'downloaded':>10}")
+    for number, (execution_id, origin, row_count, value, synced) in enumerate(latest, start=1):
+        sent = f"block_number >= {value}" if value is not None else "(none: everything)"
+        print(f"  {number:>4}  {execution_id:<26}  {origin:<7}  {dash(row_count):>11}  {sent:<26}  {dash(synced):>10}")
+    print("  (sync 2 reads the refreshed latest result through Dune's results filter: the 10 new rows and the\n"
+          "   3 inside the lookback, no execution credits; a sync with no refresh in between reads nothing;\n"
+          "   rows kept: the rows the filter keeps, as the emulator counts a filtered read (Dune's count: undocumented))")
 
     print("\nTheir columns, as DuckDB types them (information_schema.columns; Fivetran adds _fivetran_*)")
     for table, typed in columns.items():

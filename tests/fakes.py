@@ -19,6 +19,10 @@ from dune_async.ratelimit import RateBucket
 _ids = itertools.count(1)
 
 
+def _unfiltered(filters: str | None) -> None:
+    assert filters is None, "FakeDune does not evaluate filters: test filtered reads against the emulator"
+
+
 def new_execution_id() -> str:
     return f"01FAKE{next(_ids):020d}"
 
@@ -135,8 +139,9 @@ class FakeDune:
         return ExecutionStatus.from_dict(execution.as_dict(query))
 
     async def peek(self, execution_id: str, *, query_id: int | None = None, columns: Any = None,
-                   column_count: int | None = None) -> ResultPage:
+                   column_count: int | None = None, filters: str | None = None) -> ResultPage:
         """Like `DuneClient.peek`: a poll through the results endpoint, with the first page once finished."""
+        _unfiltered(filters)
         self.calls["peek"] += 1
         status = await self.status(execution_id, query_id=query_id)  # a test's scripted status applies too
         if not (status.state.is_terminal and status.rows_readable):
@@ -146,7 +151,7 @@ class FakeDune:
         execution.pages_read += 1
         return self._page(execution, 0, self.page_rows)
 
-    def next_offset(self, page: ResultPage) -> int | None:
+    def next_offset(self, page: ResultPage, *, filters: str | None = None) -> int | None:
         return page.next_offset
 
     async def _poll(self, execution_id: str) -> tuple[FakeExecution, FakeQuery]:
@@ -187,7 +192,8 @@ class FakeDune:
         return await self.execute(0, performance=performance or "medium")
 
     async def latest_result(self, query_id: int, *, parameters: Mapping[str, Any] | None = None,
-                            limit: int = 1, columns: Any = None) -> ResultPage:
+                            limit: int = 1, columns: Any = None, filters: str | None = None) -> ResultPage:
+        _unfiltered(filters)
         self.calls["latest_result"] += 1
         await self._pause()
         finished = [e for e in self.executions.values()
@@ -200,8 +206,10 @@ class FakeDune:
 
     async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = True,
                     column_count: int | None = None, query_id: int | None = None,
-                    columns: Any = None, bytes_per_row: float | None = None) -> AsyncIterator[ResultPage]:
+                    columns: Any = None, bytes_per_row: float | None = None,
+                    filters: str | None = None) -> AsyncIterator[ResultPage]:
         """Like `DuneClient.pages`: a page whose execution state has no rows raises `ExecutionNotReadableError`."""
+        _unfiltered(filters)
         self.page_requests.append((execution_id, offset, allow_partial))
         execution = self._execution(execution_id)
         query = self.queries[execution.query_id]

@@ -17,7 +17,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def test_in_process_scenarios_write_the_report_and_the_timeline(tmp_path: Path) -> None:
     results = run_all(TINY, out=tmp_path / "out", work=tmp_path / "work",
-                      only=("concurrency", "rate_bound", "read_budget", "incremental"), log=False)
+                      only=("concurrency", "rate_bound", "read_budget", "incremental", "latest_refresh"), log=False)
     concurrency, rate = results.concurrency, results.rate_bound
     budget, incremental = results.read_budget, results.incremental
     assert concurrency is not None and rate is not None and budget is not None and incremental is not None
@@ -39,9 +39,17 @@ def test_in_process_scenarios_write_the_report_and_the_timeline(tmp_path: Path) 
     assert with_cursor[0].rows_served == TINY.incremental.rows
     assert all(s.rows_served == TINY.incremental.growth + 1 for s in with_cursor[1:])  # new rows + the cursor's row
     assert 0 < with_cursor[-1].bytes_served < without[-1].bytes_served
+    latest = results.latest_refresh
+    assert latest is not None
+    assert [s.rows_written for s in latest.entries["latest_cursor"]] == [TINY.latest_refresh.rows] + \
+        [TINY.latest_refresh.growth + 1] * (TINY.latest_refresh.syncs - 1)  # new rows + the cursor's row
+    assert latest.total("latest_cursor", "execution_credits") == 0
+    assert all(s.execution_credits > 0 for s in latest.entries["executed_cursor"])
+    assert [s.rows_written for s in latest.entries["reused_whole"]] == \
+        [s.result_rows for s in latest.entries["reused_whole"]]
     report = (tmp_path / "out" / "latest.md").read_text()
     for heading in ("## Summary", "## 1. Concurrency", "## 2. Rate-bound", "## 2b. Read budget", "## 5. Timeline",
-                    "## 6. Incremental loads", "| scenario |"):
+                    "## 6. Incremental loads", "## 7. Riding Dune's refreshes", "| scenario |"):
         assert heading in report
     for image in ("timeline.png", "timeline_read_budget.png"):
         assert (tmp_path / "out" / image).read_bytes().startswith(PNG_SIGNATURE)

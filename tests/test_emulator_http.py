@@ -173,7 +173,8 @@ async def test_next_uri_is_built_from_the_requests_host_and_never_carries_the_ke
 
 
 @pytest.mark.parametrize("params", [{"limit": "abc"}, {"limit": "0"}, {"offset": "-1"},
-                                    {"allow_partial_results": "maybe"}, {"filters": "n > 3"}])
+                                    {"allow_partial_results": "maybe"}, {"filters": "n NOT IN (3)"},
+                                    {"sort_by": "n desc"}])
 async def test_bad_paging_parameters_are_400(params: dict[str, str]) -> None:
     clock = FakeClock()
     async with running(unlimited(QuerySpec(1, rows=3)), clock=clock) as (_, api):

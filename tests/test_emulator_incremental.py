@@ -113,9 +113,9 @@ def test_scenario_checks_changing_rows_and_cursor_fields() -> None:
         QuerySpec(1, cursor=CursorSpec("since", "n", key_column="amount"))
 
 
-async def test_the_features_scenario_keeps_the_demo_and_adds_2001_to_2003() -> None:
+async def test_the_features_scenario_keeps_the_demo_and_adds_2001_to_2004() -> None:
     scenario = Scenario.features()
-    assert sorted(scenario.queries) == [1001, 1002, 1003, 1004, 1005, 2001, 2002, 2003]
+    assert sorted(scenario.queries) == [1001, 1002, 1003, 1004, 1005, 2001, 2002, 2003, 2004]
     assert scenario.queries[1005] == Scenario.default().queries[1005]
     scenario.write_rpm = scenario.read_rpm = None
     clock = FakeClock()
