@@ -91,27 +91,36 @@ def test_a_budget_cut_during_a_download_resumes_it_without_a_second_execute_or_p
 
 
 def test_what_each_execution_cost_is_learned_recorded_and_estimated_from() -> None:
-    """Results answers (the polls' peeks and the pages) carry no execution_cost_credits: one free status read
-    per execution after its rows gives the execution table its cost and the state the next estimate."""
+    """Results answers (the polls' peeks and the pages) carry no execution_cost_credits: a free status read after
+    an execution's rows, made when a read is spare (else by a later sync), gives the execution table its cost and
+    the state the next estimate; never a second read for a cost already known."""
     scenario = Scenario(queries=[QuerySpec(31, rows=20, columns=NARROW, execution_cost_credits=7.0),
                                  QuerySpec(32, outcome=Outcome.FAILED, execution_cost_credits=4.0)],
                         write_rpm=None, read_rpm=None)
     with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
         config = {"DUNE_API_KEY": KEY, "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERY_IDS": "31,32",
                   "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05", "DUNE_MAX_POLL_INTERVAL_SECONDS": "0.2"}
-        first = FakeOperations()
-        run_sync(config, {}, first)
-        status_reads = emulator.counters.snapshot()["requests_by_route"]["status"]
+        state: dict[str, Any] = {}
+        for syncs in range(1, 6):
+            before, unknown = emulator.counters.snapshot(), [q for q in ("31", "32")
+                                                             if not state or state["queries"][q]["last_cost"] is None]
+            learning = FakeOperations()
+            run_sync(config, state, learning)
+            state = learning.checkpoints[-1]
+            learned = [q for q in unknown if state["queries"][q]["last_cost"] is not None]
+            status_reads = (emulator.counters.snapshot()["requests_by_route"]["status"]
+                            - before["requests_by_route"].get("status", 0))
+            assert status_reads == len(learned), "one status read per cost learned, none for a known cost"
+            final = {str(r["query_id"]): r for r in learning.rows("dune_query_execution") if r["sync_outcome"]}
+            assert all(final[q]["execution_cost_credits"] == {"31": 7.0, "32": 4.0}[q] for q in learned)
+            if len(learned) == len(unknown):
+                break
         second = FakeOperations()
         # 7 + 4 learned fit 11.5; the never-seen estimate (10 each) would cut one of them
-        reports = run_sync({**config, "DUNE_MAX_CREDITS_PER_SYNC": "11.5"}, first.checkpoints[-1], second)
+        reports = run_sync({**config, "DUNE_MAX_CREDITS_PER_SYNC": "11.5"}, state, second)
         counters = emulator.counters.snapshot()
-    final = {r["query_id"]: r for r in first.rows("dune_query_execution") if r["sync_outcome"]}
-    assert {q: final[q]["execution_cost_credits"] for q in (31, 32)} == {31: 7.0, 32: 4.0}
-    state = first.checkpoints[-1]["queries"]
-    assert (state["31"]["last_cost"], state["32"]["last_cost"]) == (7.0, 4.0)
-    assert status_reads == 2, "one status read per execution, for its cost"
-    assert dict(counters["executions_per_query"]) == {31: 2, 32: 2}
+    assert (state["queries"]["31"]["last_cost"], state["queries"]["32"]["last_cost"]) == (7.0, 4.0)
+    assert dict(counters["executions_per_query"]) == {31: syncs + 1, 32: syncs + 1}
     assert [r.outcome for r in reports] == ["SYNCED", "FAILED"]
     assert {r.query_id: r.credits for r in reports} == {31: 7.0, 32: 4.0}
 
