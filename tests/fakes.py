@@ -69,8 +69,10 @@ class FakeExecution:
 class FakeDune:
     """Answers like the client would; every call is recorded in `calls`."""
 
-    def __init__(self, queries: Mapping[int, FakeQuery], *, page_rows: int = 2, latency: float = 0.0) -> None:
+    def __init__(self, queries: Mapping[int, FakeQuery], *, page_rows: int = 2, latency: float = 0.0,
+                 results_carry_cost: bool = True) -> None:
         self.queries = dict(queries)
+        self.results_carry_cost = results_carry_cost  # False: as real Dune, only a status tells the cost
         self.page_rows = page_rows
         self.latency = latency
         self.executions: dict[str, FakeExecution] = {}
@@ -229,6 +231,8 @@ class FakeDune:
         query = self.queries[execution.query_id]
         data = execution.as_dict(query)
         data.pop("result_metadata", None)
+        if not self.results_carry_cost:
+            data.pop("execution_cost_credits", None)
         if ExecutionStatus.from_dict(data).rows_readable:
             end = min(offset + limit, query.rows)
             rows = [{"n": i, "query": execution.query_id} for i in range(offset, end)]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dune_async.channel import END, PageChannel
+from dune_async.client import ReadPriority
 from dune_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -510,3 +511,50 @@ async def test_a_bug_in_a_poll_aborts_the_sync_instead_of_hanging_it(polls_befor
     events, _ = await asyncio.wait_for(run(dune, [plan(1), plan(2), plan(3)]), 15)
     assert isinstance(events[-1], SyncAborted) and isinstance(events[-1].error, TypeError)
     assert set(outcomes(events).values()) == {Outcome.ABORTED}
+
+
+class _Bucket:
+    """A read bucket that is (or is not) free for a read that can wait."""
+
+    def __init__(self, spare: bool) -> None:
+        self.per_minute, self.spare = 40, spare
+
+    def has_capacity(self) -> bool:
+        return self.spare
+
+
+@pytest.mark.parametrize("spare", [True, False])
+async def test_what_an_execution_cost_is_read_only_from_spare_capacity(spare: bool) -> None:
+    """Results answers carry no cost: one status read learns it, but only when the read bucket could send it at
+    once with nobody waiting; otherwise the query ends without it (a later sync learns it), never held up."""
+    dune = FakeDune({1: FakeQuery(rows=3, credits=7.0), 2: FakeQuery(rows=1, credits=5.0)}, results_carry_cost=False)
+    dune.read_bucket = _Bucket(spare)  # type: ignore[assignment]
+    cost_reads = spare_reads(dune)
+    events, _ = await run(dune, [plan(1), plan(2)])
+    assert outcomes(events) == {1: Outcome.SYNCED, 2: Outcome.SYNCED}
+    costs = {int(e.key): e.credits for e in events if isinstance(e, QueryDone)}
+    if spare:
+        assert costs == {1: 7.0, 2: 5.0} and len(cost_reads) == 2
+    else:
+        assert costs == {1: None, 2: None} and cost_reads == []
+
+
+def spare_reads(dune: FakeDune) -> list[str]:
+    """Records the status reads made at the priority of a read that can wait (the cost reads)."""
+    made: list[str] = []
+    original = dune.status
+
+    async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
+        if kwargs.get("priority") == ReadPriority.SPARE:
+            made.append(execution_id)
+        return await original(execution_id, **kwargs)
+
+    dune.status = status  # type: ignore[method-assign]
+    return made
+
+
+async def test_a_plan_whose_cost_is_known_spends_no_read_on_it() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3, credits=7.0)}, results_carry_cost=False)
+    cost_reads = spare_reads(dune)
+    events, _ = await run(dune, [plan(1, cost_known=True)])
+    assert outcomes(events) == {1: Outcome.SYNCED} and cost_reads == []
