@@ -78,7 +78,7 @@ class FakeDune:
         self.executions: dict[str, FakeExecution] = {}
         self.calls: Counter[str] = Counter()
         self.stats = ClientStats()
-        self.read_bucket = RateBucket("read", None)  # unlimited: the orchestrator asks it for spare capacity
+        self.read_bucket = RateBucket("read", None)  # unlimited: a read that can wait never waits
         self.credits_used = 0.0  # what usage() reports: the credits of every execution so far
         self.executes: Counter[int] = Counter()
         self.cancelled: list[str] = []

@@ -514,39 +514,41 @@ async def test_a_bug_in_a_poll_aborts_the_sync_instead_of_hanging_it(polls_befor
 
 
 class _Bucket:
-    """A read bucket that is (or is not) free for a read that can wait."""
+    """A read bucket sending one read every `spacing_seconds`."""
 
-    def __init__(self, spare: bool) -> None:
-        self.per_minute, self.spare = 40, spare
-
-    def has_capacity(self) -> bool:
-        return self.spare
+    def __init__(self, spacing_seconds: float) -> None:
+        self.per_minute, self.spacing_seconds = 60, spacing_seconds
 
 
 @pytest.mark.parametrize("spare", [True, False])
 async def test_what_an_execution_cost_is_read_only_from_spare_capacity(spare: bool) -> None:
-    """Results answers carry no cost: one status read learns it, but only when the read bucket could send it at
-    once with nobody waiting; otherwise the query ends without it (a later sync learns it), never held up."""
+    """Results answers carry no cost: one status read learns it, waiting behind every page and poll; once every
+    job's rows are written, a cost read still without a slot one spacing of the bucket later (here: other
+    reads hold every slot for a second) is given up (a later sync learns it): the sync is not held up."""
     dune = FakeDune({1: FakeQuery(rows=3, credits=7.0), 2: FakeQuery(rows=1, credits=5.0)}, results_carry_cost=False)
-    dune.read_bucket = _Bucket(spare)  # type: ignore[assignment]
-    cost_reads = spare_reads(dune)
+    dune.read_bucket = _Bucket(0.05)  # type: ignore[assignment]
+    cost_reads = spare_reads(dune, waits=0.0 if spare else 1.0)
     events, _ = await run(dune, [plan(1), plan(2)])
     assert outcomes(events) == {1: Outcome.SYNCED, 2: Outcome.SYNCED}
     costs = {int(e.key): e.credits for e in events if isinstance(e, QueryDone)}
+    assert len(cost_reads) == 2, "asked for once each"
     if spare:
-        assert costs == {1: 7.0, 2: 5.0} and len(cost_reads) == 2
+        assert costs == {1: 7.0, 2: 5.0}
     else:
-        assert costs == {1: None, 2: None} and cost_reads == []
+        assert costs == {1: None, 2: None}
+        assert all(e.seconds < 0.9 for e in events if isinstance(e, QueryDone)), "not held up for the slot"
 
 
-def spare_reads(dune: FakeDune) -> list[str]:
-    """Records the status reads made at the priority of a read that can wait (the cost reads)."""
+def spare_reads(dune: FakeDune, waits: float = 0.0) -> list[str]:
+    """Records the status reads made at the priority of a read that can wait (the cost reads), each of which
+    waits `waits` seconds for its slot."""
     made: list[str] = []
     original = dune.status
 
     async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
         if kwargs.get("priority") == ReadPriority.SPARE:
             made.append(execution_id)
+            await asyncio.sleep(waits)  # behind other reads, waiting for a slot
         return await original(execution_id, **kwargs)
 
     dune.status = status  # type: ignore[method-assign]
