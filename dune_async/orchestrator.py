@@ -94,7 +94,7 @@ class Orchestrator:
         self._settled = asyncio.Event()
         self._reader = PageReader(client, channel, self.budget, self._spending)
         self._scheduler: PollScheduler | None = None
-        self._cost_reads: set[asyncio.Future[ExecutionStatus]] = set()
+        self._cost_reads: dict[asyncio.Future[ExecutionStatus], list[bool]] = {}  # each with whether it was sent
 
     @property
     def polls(self) -> int:
@@ -352,15 +352,17 @@ class Orchestrator:
                 or status.execution_cost_credits is not None:
             return
         job.enter(Phase.WRITTEN)
+        sent: list[bool] = []
         read = asyncio.ensure_future(self._client.status(job.execution_id, query_id=job.query_id,
-                                                         priority=ReadPriority.SPARE))
-        self._cost_reads.add(read)
+                                                         priority=ReadPriority.SPARE,
+                                                         on_sent=lambda: sent.append(True)))
+        self._cost_reads[read] = sent
         self._wind_down_if_written()
         try:
             await asyncio.wait({read})
         finally:
             read.cancel()
-            self._cost_reads.discard(read)
+            del self._cost_reads[read]
         if read.cancelled():
             logger.debug("%s: no spare read for the cost of execution %s; a later sync learns it",
                          job.label, job.execution_id)
@@ -377,14 +379,16 @@ class Orchestrator:
             self._send_update(job)
 
     def _wind_down_if_written(self) -> None:
-        """Once every job's rows are written, the cost reads still waiting get one spacing of the read bucket."""
+        """Once every job's rows are written, a cost read still waiting for its slot gets one spacing of the read
+        bucket more (one already sent is answered)."""
         if not self._cost_reads or any(job.phase < Phase.WRITTEN for job in self._jobs):
             return
         spacing = self._client.read_bucket.spacing_seconds
-        if spacing:
-            loop = asyncio.get_running_loop()
-            for read in self._cost_reads:
-                loop.call_later(spacing, read.cancel)
+        if not spacing:
+            return
+        loop = asyncio.get_running_loop()
+        for read, sent in self._cost_reads.items():
+            loop.call_later(spacing, lambda read=read, sent=sent: sent or read.cancel())
 
     async def _time_out(self, job: Job) -> None:
         limit = self._timing.execution_timeout_seconds

@@ -131,8 +131,10 @@ class FakeDune:
             {"execution_id": execution_id, "state": "QUERY_STATE_PENDING"}).state)
 
     async def status(self, execution_id: str, *, query_id: int | None = None,
-                     priority: int | None = None) -> ExecutionStatus:
+                     priority: int | None = None, on_sent: Any = None) -> ExecutionStatus:
         self.calls["status"] += 1
+        if on_sent is not None:
+            on_sent()
         execution, query = await self._poll(execution_id)
         return ExecutionStatus.from_dict(execution.as_dict(query))
 

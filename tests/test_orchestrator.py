@@ -548,11 +548,28 @@ def spare_reads(dune: FakeDune, waits: float = 0.0) -> list[str]:
     async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
         if kwargs.get("priority") == ReadPriority.SPARE:
             made.append(execution_id)
-            await asyncio.sleep(waits)  # behind other reads, waiting for a slot
+            await asyncio.sleep(waits)  # behind other reads, waiting for a slot (not sent yet)
         return await original(execution_id, **kwargs)
 
     dune.status = status  # type: ignore[method-assign]
     return made
+
+
+async def test_a_cost_read_already_sent_is_answered_not_given_up() -> None:
+    """Given up is only a read still waiting for its slot: one sent (its read spent) is waited for."""
+    dune = FakeDune({1: FakeQuery(rows=1, credits=7.0)}, results_carry_cost=False)
+    dune.read_bucket = _Bucket(0.01)  # type: ignore[assignment]
+    original = dune.status
+
+    async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
+        if kwargs.get("priority") == ReadPriority.SPARE:
+            kwargs.pop("on_sent")()
+            await asyncio.sleep(0.3)  # sent, Dune slow to answer: far past the bucket's spacing
+        return await original(execution_id, **kwargs)
+
+    dune.status = status  # type: ignore[method-assign]
+    events, _ = await run(dune, [plan(1)])
+    assert [e.credits for e in events if isinstance(e, QueryDone)] == [7.0]
 
 
 async def test_a_plan_whose_cost_is_known_spends_no_read_on_it() -> None:
