@@ -30,7 +30,7 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import IntEnum
@@ -148,6 +148,7 @@ class _Call:
     starts_execution: bool = False
     """Costs credits if Dune receives it: never repeated once it may have (see `retry`)."""
     priority: ReadPriority = ReadPriority.POLL
+    on_sent: Callable[[], None] | None = field(default=None, compare=False)
 
     @property
     def endpoint(self) -> str:
@@ -235,10 +236,12 @@ class DuneClient:
         return ExecutionHandle.from_dict(await self._call(call, self.write_bucket))
 
     async def status(self, execution_id: str, *, query_id: int | None = None,
-                     priority: ReadPriority = ReadPriority.POLL) -> ExecutionStatus:
-        """The execution's state and timings (free of credits)."""
+                     priority: ReadPriority = ReadPriority.POLL,
+                     on_sent: Callable[[], None] | None = None) -> ExecutionStatus:
+        """The execution's state and timings (free of credits). `on_sent` is called when the request leaves
+        (its rate slot taken): until then, cancelling it costs no read."""
         call = _Call("GET", f"/execution/{_segment(execution_id)}/status", "status",
-                     query_id=query_id, execution_id=execution_id, priority=priority)
+                     query_id=query_id, execution_id=execution_id, priority=priority, on_sent=on_sent)
         return ExecutionStatus.from_dict(await self._call(call, self.read_bucket))
 
     async def cancel(self, execution_id: str, *, query_id: int | None = None) -> bool:
@@ -466,6 +469,8 @@ class DuneClient:
     async def _attempt(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
         assert self._session is not None and self._in_flight
         await bucket.acquire(call.priority)
+        if call.on_sent is not None:
+            call.on_sent()
         async with self._in_flight[bucket.name]:
             self.stats.requests[call.name] += 1
             if bucket is self.read_bucket:

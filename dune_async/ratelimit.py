@@ -104,12 +104,6 @@ class RateBucket:
                 self._turn.release()
         self.acquired += 1
 
-    def has_capacity(self) -> bool:
-        """Whether a request made now would wait for no other request: nobody is waiting for a slot and no
-        429 pause holds the bucket (it may still wait for the window, but a more urgent request arriving
-        meanwhile would go first)."""
-        return self.paused_for <= 0 and (self.per_minute is None or not self._turn.busy)
-
     def pause(self, seconds: float) -> None:
         """Holds back every request of this bucket for `seconds` from now (a 429's Retry-After)."""
         resume_at = self.clock.now() + max(0.0, seconds)

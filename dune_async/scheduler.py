@@ -5,8 +5,8 @@ bandwidth). The rules, each in one place:
 
 - **Priority** (`client.ReadPriority`, honoured by the read bucket): a page of a finished execution goes before a
   poll, and a poll before a read that can wait (what an execution cost). Rows are what the sync is for, and a
-  poll that waits one more slot only learns of an end a little later. A read that can wait is sent only when
-  the bucket could send it at once with nobody waiting (the orchestrator's `_spare_read`).
+  poll that waits one more slot only learns of an end a little later. A read that can wait gives up when no
+  slot is left over for it within one spacing of the bucket (the orchestrator's `_learn_cost`).
 - **When to look** (`first_look`, `next_look`): at the time its last execution took (never past half the
   timeout on the strength of one run), else after the shortest interval; then again after a fraction of the
   time already waited, between the shortest and the longest interval. So the time between an execution's end

@@ -73,14 +73,16 @@ class FakeExecution:
 class FakeDune:
     """Answers like the client would; every call is recorded in `calls`."""
 
-    def __init__(self, queries: Mapping[int, FakeQuery], *, page_rows: int = 2, latency: float = 0.0) -> None:
+    def __init__(self, queries: Mapping[int, FakeQuery], *, page_rows: int = 2, latency: float = 0.0,
+                 results_carry_cost: bool = True) -> None:
         self.queries = dict(queries)
+        self.results_carry_cost = results_carry_cost  # False: as real Dune, only a status tells the cost
         self.page_rows = page_rows
         self.latency = latency
         self.executions: dict[str, FakeExecution] = {}
         self.calls: Counter[str] = Counter()
         self.stats = ClientStats()
-        self.read_bucket = RateBucket("read", None)  # unlimited: the orchestrator asks it for spare capacity
+        self.read_bucket = RateBucket("read", None)  # unlimited: a read that can wait never waits
         self.credits_used = 0.0  # what usage() reports: the credits of every execution so far
         self.executes: Counter[int] = Counter()
         self.cancelled: list[str] = []
@@ -133,8 +135,10 @@ class FakeDune:
             {"execution_id": execution_id, "state": "QUERY_STATE_PENDING"}).state)
 
     async def status(self, execution_id: str, *, query_id: int | None = None,
-                     priority: int | None = None) -> ExecutionStatus:
+                     priority: int | None = None, on_sent: Any = None) -> ExecutionStatus:
         self.calls["status"] += 1
+        if on_sent is not None:
+            on_sent()
         execution, query = await self._poll(execution_id)
         return ExecutionStatus.from_dict(execution.as_dict(query))
 
@@ -237,6 +241,8 @@ class FakeDune:
         query = self.queries[execution.query_id]
         data = execution.as_dict(query)
         data.pop("result_metadata", None)
+        if not self.results_carry_cost:
+            data.pop("execution_cost_credits", None)
         if ExecutionStatus.from_dict(data).rows_readable:
             end = min(offset + limit, query.rows)
             rows = [{"n": i, "query": execution.query_id} for i in range(offset, end)]

@@ -101,7 +101,7 @@ def test_what_each_execution_cost_is_learned_recorded_and_estimated_from() -> No
         config = {"DUNE_API_KEY": KEY, "DUNE_BASE_URL": emulator.base_url, "DUNE_QUERY_IDS": "31,32",
                   "DUNE_MIN_POLL_INTERVAL_SECONDS": "0.05", "DUNE_MAX_POLL_INTERVAL_SECONDS": "0.2"}
         state: dict[str, Any] = {}
-        for syncs in range(1, 6):
+        for syncs in range(1, 6):  # noqa: B007 - the count is asserted after the loop
             before, unknown = emulator.counters.snapshot(), [q for q in ("31", "32")
                                                              if not state or state["queries"][q]["last_cost"] is None]
             learning = FakeOperations()

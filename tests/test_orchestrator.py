@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dune_async.channel import END, PageChannel
+from dune_async.client import ReadPriority
 from dune_async.errors import (
     AuthenticationError,
     BadRequestError,
@@ -510,3 +511,69 @@ async def test_a_bug_in_a_poll_aborts_the_sync_instead_of_hanging_it(polls_befor
     events, _ = await asyncio.wait_for(run(dune, [plan(1), plan(2), plan(3)]), 15)
     assert isinstance(events[-1], SyncAborted) and isinstance(events[-1].error, TypeError)
     assert set(outcomes(events).values()) == {Outcome.ABORTED}
+
+
+class _Bucket:
+    """A read bucket sending one read every `spacing_seconds`."""
+
+    def __init__(self, spacing_seconds: float) -> None:
+        self.per_minute, self.spacing_seconds = 60, spacing_seconds
+
+
+@pytest.mark.parametrize("spare", [True, False])
+async def test_what_an_execution_cost_is_read_only_from_spare_capacity(spare: bool) -> None:
+    """Results answers carry no cost: one status read learns it, waiting behind every page and poll; once every
+    job's rows are written, a cost read still without a slot one spacing of the bucket later (here: other
+    reads hold every slot for a second) is given up (a later sync learns it): the sync is not held up."""
+    dune = FakeDune({1: FakeQuery(rows=3, credits=7.0), 2: FakeQuery(rows=1, credits=5.0)}, results_carry_cost=False)
+    dune.read_bucket = _Bucket(0.05)  # type: ignore[assignment]
+    cost_reads = spare_reads(dune, waits=0.0 if spare else 1.0)
+    events, _ = await run(dune, [plan(1), plan(2)])
+    assert outcomes(events) == {1: Outcome.SYNCED, 2: Outcome.SYNCED}
+    costs = {int(e.key): e.credits for e in events if isinstance(e, QueryDone)}
+    assert len(cost_reads) == 2, "asked for once each"
+    if spare:
+        assert costs == {1: 7.0, 2: 5.0}
+    else:
+        assert costs == {1: None, 2: None}
+        assert all(e.seconds < 0.9 for e in events if isinstance(e, QueryDone)), "not held up for the slot"
+
+
+def spare_reads(dune: FakeDune, waits: float = 0.0) -> list[str]:
+    """Records the status reads made at the priority of a read that can wait (the cost reads), each of which
+    waits `waits` seconds for its slot."""
+    made: list[str] = []
+    original = dune.status
+
+    async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
+        if kwargs.get("priority") == ReadPriority.SPARE:
+            made.append(execution_id)
+            await asyncio.sleep(waits)  # behind other reads, waiting for a slot (not sent yet)
+        return await original(execution_id, **kwargs)
+
+    dune.status = status  # type: ignore[method-assign]
+    return made
+
+
+async def test_a_cost_read_already_sent_is_answered_not_given_up() -> None:
+    """Given up is only a read still waiting for its slot: one sent (its read spent) is waited for."""
+    dune = FakeDune({1: FakeQuery(rows=1, credits=7.0)}, results_carry_cost=False)
+    dune.read_bucket = _Bucket(0.01)  # type: ignore[assignment]
+    original = dune.status
+
+    async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
+        if kwargs.get("priority") == ReadPriority.SPARE:
+            kwargs.pop("on_sent")()
+            await asyncio.sleep(0.3)  # sent, Dune slow to answer: far past the bucket's spacing
+        return await original(execution_id, **kwargs)
+
+    dune.status = status  # type: ignore[method-assign]
+    events, _ = await run(dune, [plan(1)])
+    assert [e.credits for e in events if isinstance(e, QueryDone)] == [7.0]
+
+
+async def test_a_plan_whose_cost_is_known_spends_no_read_on_it() -> None:
+    dune = FakeDune({1: FakeQuery(rows=3, credits=7.0)}, results_carry_cost=False)
+    cost_reads = spare_reads(dune)
+    events, _ = await run(dune, [plan(1, cost_known=True)])
+    assert outcomes(events) == {1: Outcome.SYNCED} and cost_reads == []

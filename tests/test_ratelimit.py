@@ -244,18 +244,3 @@ async def test_a_free_slot_goes_to_the_waiting_read_of_the_smallest_priority() -
              [("poll 1", 1), ("spare", 2), ("poll 2", 1), ("page", 0)]]
     await asyncio.gather(*tasks)
     assert order == ["page", "poll 1", "poll 2", "spare"]
-
-
-async def test_has_capacity_only_while_no_request_waits_and_no_429_pause_holds() -> None:
-    clock = FakeClock()
-    bucket = RateBucket("read", 60, burst=False, clock=clock)
-    assert bucket.has_capacity()
-    await bucket.acquire()
-    waiting = asyncio.create_task(bucket.acquire())  # its slot is a second away
-    await asyncio.sleep(0)
-    assert not bucket.has_capacity(), "a request is waiting: one more would wait behind it"
-    await waiting
-    assert bucket.has_capacity()
-    bucket.pause(5)
-    assert not bucket.has_capacity(), "paused by a 429"
-    assert RateBucket("read", None, clock=clock).has_capacity(), "unlimited"

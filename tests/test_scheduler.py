@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dune_async.events import Outcome
 from dune_async.execution import Job, Phase
 from dune_async.plan import QueryPlan
 from dune_async.scheduler import PollScheduler, Timing, first_look, next_look
@@ -141,3 +142,13 @@ async def test_an_execution_past_its_patience_is_timed_out_even_with_a_poll_stuc
     assert harness.timed_out == ["1"], "timed out 100 s after its submission, not when the stuck call ends"
     assert poll.cancelled()
     await harness.finish("2")
+
+
+def test_a_job_only_moves_forward_and_ends_once() -> None:
+    running = job("1")
+    assert not running.enter(Phase.SUBMITTED), "no step back: a late answer cannot revive a job"
+    assert running.phase is Phase.RUNNING
+    assert running.enter(Phase.READING) and running.phase is Phase.READING
+    assert running.end(Outcome.SYNCED) and running.outcome is Outcome.SYNCED
+    assert not running.end(Outcome.ABORTED), "the first ending stands"
+    assert running.outcome is Outcome.SYNCED and running.ended
