@@ -493,8 +493,6 @@ def _read_budget_rows(r: ReadBudgetResult) -> list[Row]:
     bound = f"read bound ({c.queries} reads at {c.read_rpm} a minute = {c.read_bound:g} s)"
     unlimited = (f"2b. read budget ({c.unlimited_queries} queries, {c.unlimited_min_latency:g}–"
                  f"{c.unlimited_max_latency:g} s, limits off)")
-    span_bound = (f"(slowest {max(r.unlimited_latencies.values()):.2f} s + {c.slack_seconds:g} s = "
-                  f"{r.unlimited_bound:.2f} s)")
     rows = [
         Row(plus, f"sync {number} ({state}) ÷ {bound}", f"{r.plus_ratio(index):.2f} ({r.plus[index].seconds:.1f} s)",
             f"≤ {r.plus_goal(index):g}", r.plus_ratio(index) <= r.plus_goal(index))
@@ -508,10 +506,10 @@ def _read_budget_rows(r: ReadBudgetResult) -> list[Row]:
             first.rate_limited == 0 and second.rate_limited == 0),
     ]
     for index, name in ((0, "sync 1"), (-1, "sync 2")):
-        ratio = r.unlimited_ratio(index)
-        rows.append(Row(unlimited, f"{name}: first to last request ÷ {span_bound}",
-                        f"{ratio:.2f} ({r.unlimited[index].span:.2f} s)", f"≤ {c.unlimited_goal:g}",
-                        ratio <= c.unlimited_goal))
+        rows.append(Row(unlimited, f"{name}: first to last request ÷ slowest query ({r.unlimited_slowest:.2f} s)",
+                        f"{r.unlimited_ratio(index):.2f} ({r.unlimited[index].span:.2f} s)",
+                        f"≤ {c.unlimited_goal:g} × slowest + {c.slack_seconds:g} s = {r.unlimited_limit:.2f} s",
+                        r.unlimited_met(index)))
     return rows
 
 
@@ -541,7 +539,8 @@ def _read_budget_details(r: ReadBudgetResult, timeline_path: object = None) -> l
     for run in r.plus:
         lines.append(_sync_line(run, f"{run.seconds / c.read_bound:.2f} × read bound"))
     for run in r.unlimited:
-        lines.append(_sync_line(run, f"span {run.span:.2f} s = {run.span / r.unlimited_bound:.2f} × bound"))
+        lines.append(_sync_line(run, f"span {run.span:.2f} s = {run.span / r.unlimited_slowest:.2f} × slowest "
+                                     f"(goal ≤ {r.unlimited_limit:.2f} s)"))
     first, second = r.plus[0], r.plus[-1]
     spacing = 60.0 / c.read_rpm
     reads = second.client_reads + second.usage_reads

@@ -71,7 +71,8 @@ def test_issue_18_scenarios_run_and_report_every_goal(tmp_path: Path) -> None:
     for key in [("1b.", "first sync ÷ lower bound"), ("1b.", "first sync ÷ dune-client gather polling every 0.05 s, "
                                                               "median of 2 interleaved pairs"),
                 ("2b.", "sync 1"), ("2b.", "sync 2"), ("2b.", "429 answers, sync 1 / sync 2"),
-                ("2b.", "sync 1: first to last request ÷"), ("2b.", "sync 2: first to last request ÷"),
+                ("2b.", "sync 1: first to last request ÷ slowest query"),
+                ("2b.", "sync 2: first to last request ÷ slowest query"),
                 ("2c.", "first sync ÷ the larger of the execute bound"), ("2c.", "429 answers"),
                 ("4b.", "6 columns"), ("4b.", f"{TINY.page_reads.wide_columns} columns")]:
         assert key in goals, key
@@ -88,6 +89,19 @@ def test_the_page_cap_is_dunes_row_cap_lowered_by_the_datapoint_cap() -> None:
     assert page_cap(6) == 32_000 and least_reads(200_000, columns=6) == 7  # the issue's 7 for dune-client
     assert page_cap(11) == 250_000 // 11 and least_reads(200_000, columns=11) == 9
     assert least_reads(0, columns=6) == 1 and least_reads(1_000_000, columns=6) == 32
+
+
+def test_the_unlimited_span_goal_is_the_issues_formula() -> None:
+    """Issue 18: first to last request <= 1.15 x slowest + 0.5 s (not 1.15 x (slowest + 0.5 s)), each sync."""
+    from types import SimpleNamespace
+
+    from bench.read_budget import ReadBudgetConfig, ReadBudgetResult
+
+    spans = [SimpleNamespace(span=3.94), SimpleNamespace(span=3.99)]  # sync 1 within 3.95 s, sync 2 over it
+    result = ReadBudgetResult(ReadBudgetConfig(), {}, [], {1: 2.0, 2: 3.0}, spans)  # type: ignore[arg-type]
+    assert result.unlimited_limit == pytest.approx(1.15 * 3.0 + 0.5)
+    assert [result.unlimited_met(0), result.unlimited_met(-1)] == [True, False]
+    assert result.unlimited_ratio(0) == pytest.approx(3.94 / 3.0)
 
 
 def test_the_paged_verdicts_compare_side_by_side_pairs() -> None:
