@@ -28,6 +28,7 @@ from bench.common import (
     configuration,
     recording_factory,
     timed_sync,
+    unpaced_settings,
 )
 from dune_emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 from dune_emulator.results import DATAPOINT_CAP
@@ -110,9 +111,7 @@ def run(config: PageReadsConfig) -> PageReadsResult:
 
 
 def measure(config: PageReadsConfig, width: int) -> ReadCount:
-    settings: dict[str, Any] = {"DUNE_WRITE_RPM": config.unpaced_rpm, "DUNE_READ_RPM": config.unpaced_rpm}
-    if config.min_poll_seconds is not None:
-        settings["DUNE_MIN_POLL_INTERVAL_SECONDS"] = config.min_poll_seconds
+    settings = unpaced_settings(config.unpaced_rpm, config.min_poll_seconds)
     calls: list[Call] = []
     operations = RecordingOperations()
     with EmulatorThread(scenario=scenario(config, width), api_key=API_KEY) as emulator:

@@ -37,6 +37,7 @@ from bench.common import (
     requests_by_route,
     seeded_specs,
     timed_sync,
+    unpaced_settings,
 )
 from bench.concurrency import FIRST_QUERY_ID
 from dune_emulator import EmulatorThread, QuerySpec, Scenario
@@ -121,9 +122,7 @@ def scenario(specs: dict[int, QuerySpec], config: PagedConfig) -> Scenario:
 
 
 def measure_connector(specs: dict[int, QuerySpec], config: PagedConfig) -> PagedRun:
-    settings: dict[str, object] = {"DUNE_WRITE_RPM": config.unpaced_rpm, "DUNE_READ_RPM": config.unpaced_rpm}
-    if config.min_poll_seconds is not None:
-        settings["DUNE_MIN_POLL_INTERVAL_SECONDS"] = config.min_poll_seconds
+    settings = unpaced_settings(config.unpaced_rpm, config.min_poll_seconds)
     calls: list[Call] = []
     operations = RecordingOperations()
     with EmulatorThread(scenario=scenario(specs, config), api_key=API_KEY) as emulator:

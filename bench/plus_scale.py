@@ -29,7 +29,7 @@ from bench.common import (
     seeded_specs,
     timed_sync,
 )
-from bench.rate_bound import DUNE_WINDOW, peak_in_window
+from bench.rate_bound import DUNE_WINDOW, RateBoundConfig, peak_in_window
 from dune_emulator import EmulatorThread, QuerySpec, Scenario
 
 FIRST_QUERY_ID = 6001
@@ -49,8 +49,13 @@ class PlusScaleConfig:
     seed: int = 5
 
     @property
+    def replay(self) -> RateBoundConfig:
+        """`bench.rate_bound`'s scaling of Dune's durations to the shortened window, reused."""
+        return RateBoundConfig(window_seconds=self.window_seconds)
+
+    @property
     def scale(self) -> float:
-        return self.window_seconds / DUNE_WINDOW
+        return self.replay.scale
 
     @property
     def execute_bound(self) -> float:
@@ -68,11 +73,11 @@ class PlusScaleConfig:
 
     @property
     def min_poll_seconds(self) -> float:
-        return max(0.05, 1.0 * self.scale)  # the connector's default 1 s, scaled
+        return self.replay.min_poll_seconds
 
     @property
     def max_poll_seconds(self) -> float:
-        return max(self.min_poll_seconds, 10.0 * self.scale)  # the default 10 s, scaled
+        return self.replay.max_poll_seconds
 
 
 @dataclass

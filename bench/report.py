@@ -515,7 +515,7 @@ def _read_budget_rows(r: ReadBudgetResult) -> list[Row]:
 
 def _read_budget_details(r: ReadBudgetResult, timeline_path: object = None) -> list[str]:
     c = r.config
-    poll = "default (1 s)" if c.min_poll_seconds is None else f"{c.min_poll_seconds:g} s"
+    poll = _poll(c.min_poll_seconds)
     lines = [
         "## 2b. Read budget",
         "",
@@ -653,7 +653,7 @@ def _paged_rows(r: PagedResult) -> list[Row]:
 
 def _paged_details(r: PagedResult) -> list[str]:
     c = r.config
-    poll = "default" if c.min_poll_seconds is None else f"{c.min_poll_seconds:g} s"
+    poll = _poll(c.min_poll_seconds)
     lines = [
         "## 1b. Paged results",
         "",
@@ -675,6 +675,11 @@ def _paged_details(r: PagedResult) -> list[str]:
         best = min(runs, key=lambda run: run.seconds)
         lines.append(_paged_line(runs, best, r.lower_bound))
     return lines
+
+
+def _poll(min_poll_seconds: float | None) -> str:
+    """The shortest poll interval a scenario set, or the connector's default."""
+    return "the connector's default" if min_poll_seconds is None else f"{min_poll_seconds:g} s"
 
 
 def _paged_line(runs: list[PagedRun], best: PagedRun, bound: float) -> str:
@@ -740,7 +745,7 @@ def _page_reads_rows(r: PageReadsResult) -> list[Row]:
 
 def _page_reads_details(r: PageReadsResult) -> list[str]:
     c = r.config
-    poll = "default" if c.min_poll_seconds is None else f"{c.min_poll_seconds:g} s"
+    poll = _poll(c.min_poll_seconds)
     lines = [
         "## 4b. Reads per result",
         "",

@@ -1,8 +1,8 @@
 """Runs the scenarios with a size preset and writes the report: `run_all(FULL)` is what `make bench` does.
 
-`FULL` takes about 21 minutes on two cores (most of it the write paths' interleaved runs); `TINY` runs every
-scenario in seconds, for the smoke test. Each scenario is optional (`only`), so one can be rerun alone while
-working on it.
+`FULL` spends most of its time in the write paths' interleaved runs and the memory scenario's million-row runs
+through `fivetran debug`; `TINY` runs every scenario in seconds, for the smoke test. Each scenario is optional
+(`only`), so one can be rerun alone while working on it.
 """
 
 from __future__ import annotations
