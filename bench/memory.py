@@ -51,7 +51,7 @@ class MemoryConfig:
     peak_goal_mb: float = 100.0  # connector peak <= bare loop peak + this, at both sizes
     flat_goal_mb: float = 20.0  # (connector - bare loop) at large_rows <= the same at small_rows + this
     page_rows: int = PAGE_ROWS  # the emulator's cap, Dune's
-    page_size_probe: int | None = 10_000  # one more connector run at small_rows with this DUNE_PAGE_SIZE
+    page_size_probe: int | None = None  # e.g. 10_000: one more connector run at small_rows with this DUNE_PAGE_SIZE
     timeout: float = 1200.0
 
 

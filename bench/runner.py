@@ -80,7 +80,7 @@ TINY = Sizes(
     incremental=incremental.IncrementalConfig(rows=200, growth=2, syncs=3, execution_seconds=0.05),
     write_path=write_path.WritePathConfig(rows=2000, repeats=1, top=8),
     typed_path=typed_path.TypedPathConfig(rows=1000, repeats=1, top=8, conversion_rows=1000),
-    memory=memory.MemoryConfig(small_rows=500, large_rows=2000, page_size_probe=None),  # the probe: one more run
+    memory=memory.MemoryConfig(small_rows=500, large_rows=2000),
     page_reads=page_reads.PageReadsConfig(rows=2_000, page_rows=300, wide_columns=11, execution_seconds=0.1,
                                           min_poll_seconds=0.05),
 )
