@@ -9,8 +9,9 @@ them, so the bare loop is the floor. Goals (issue 18), side by side on the same 
 
 - peak: at both sizes the connector's peak <= the bare loop's + `peak_goal_mb` (100 MB: the connector's pages,
   as large as Dune serves them, are bounded by a memory budget, not by the result);
-- flat: the connector's excess over the bare loop grows by at most `flat_goal_mb` from `small_rows` to
-  `large_rows`, i.e. memory does not grow with the result.
+- flat: the connector's excess over the bare loop grows by at most `flat_goal_mb` (50 MB) from `small_rows` to
+  `large_rows`, i.e. memory does not grow with the result: keeping even 64 bytes a row would take 800,000
+  more rows over it, while single peaks of either side vary by a few tens of MB from run to run.
 
 The emulator's request log of each connector run gives its reads (every read-bucket request but the free
 usage endpoint), beside the least the result needs (`bench.page_reads.least_reads`). `page_rows` records the
@@ -49,7 +50,7 @@ class MemoryConfig:
     large_rows: int = 1_000_000
     reference: bool = True
     peak_goal_mb: float = 100.0  # connector peak <= bare loop peak + this, at both sizes
-    flat_goal_mb: float = 20.0  # (connector - bare loop) at large_rows <= the same at small_rows + this
+    flat_goal_mb: float = 50.0  # (connector - bare loop) at large_rows <= the same at small_rows + this
     page_rows: int = PAGE_ROWS  # the emulator's cap, Dune's
     page_size_probe: int | None = None  # e.g. 10_000: one more connector run at small_rows with this DUNE_PAGE_SIZE
     timeout: float = 1200.0
