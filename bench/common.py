@@ -259,6 +259,15 @@ def configuration(base_url: str, query_ids: Iterable[int], **settings: Any) -> d
     return config
 
 
+def unpaced_settings(rpm: int, min_poll_seconds: float | None = None) -> dict[str, Any]:
+    """Connector settings for an emulator without limits: buckets so wide they never hold a request back, and
+    the shortest poll interval if one is given (else the connector's default)."""
+    settings: dict[str, Any] = {"DUNE_WRITE_RPM": rpm, "DUNE_READ_RPM": rpm}
+    if min_poll_seconds is not None:
+        settings["DUNE_MIN_POLL_INTERVAL_SECONDS"] = min_poll_seconds
+    return settings
+
+
 def timed_sync(config: Mapping[str, str], operations: RecordingOperations,
                client_factory: Callable[[ClientSettings], Any], state: Mapping[str, Any] | None = None) -> float:
     """One in-process sync from `state`; returns its wall seconds. Every query must end SYNCED."""

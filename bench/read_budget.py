@@ -1,21 +1,23 @@
-"""Scenario 2b, the read budget: a second sync (with the state of the first) against the read bound.
+"""Scenario 2b, the read budget: a first sync (no state) and a second (with the first's state) against their bounds.
 
 The connector polls through the results endpoint, so the read that sees an execution finished brings its first
-page; from the second sync on, it waits for a query's first look until its last execution would have ended
-(`last_seconds` in the state). Both are measured in-process with `run_sync` on one emulator, sync 1 with no
-state (it builds the history), then sync 2 with the state sync 1 checkpointed; both are reported, the goals
-apply to sync 2 (the steady state of a scheduled connector):
+page; from the second sync on, it knows how long each query's last execution took (`last_seconds` in the
+state). Both syncs are measured in-process with `run_sync` on one emulator, sync 1 with no state (what every
+new user, and every sync after a catalogue change, sees), then sync 2 with the state sync 1 checkpointed (the
+steady state of a scheduled connector); the goals (issue 18) apply to both:
 
 - *Plus plan*: `queries` (30) queries of 1–3 s, one page each, the emulator refusing more than 70 executes and
   200 reads a minute and the connector at DUNE_PLAN=plus (the same numbers). The read bound is one read per
-  query at the plan's rate: 30 reads at 200 a minute = 9 s. Goals: sync 2 ≤ `goal` (1.35) × the read bound,
-  no 429. Reads per query come from the client's own count (`stats.reads`, what `SyncTotals.reads` sums); the
-  usage endpoint (free, at the start and the end) is counted apart.
+  query at the plan's rate: 30 reads at 200 a minute = 9 s. Goals: sync 1 <= `first_goal` (1.35) x the read
+  bound, sync 2 <= `second_goal` (1.15) x, no 429 in either. Reads per query come from the client's own count
+  (`stats.reads`, what `SyncTotals.reads` sums); the usage endpoint (free, at the start and the end) is counted
+  apart.
 - *limits off*: `unlimited_queries` (24) queries of 2–3 s, the emulator unlimited and the connector's buckets
   so wide they never hold a request back. The span from the first request the emulator answered to the last
-  (the emulator's request log) over the slowest query's latency + `slack_seconds` (0.5 s): goal ≤
-  `unlimited_goal` (1.15). The concurrency scenario's lower bound (slowest + one execute, status and page) is
-  the same idea with a measured slack of a few ms; the goal's fixed 0.5 s covers the first look's scheduling.
+  (the emulator's request log), reported over the slowest query's latency; goal, for each sync: the span <=
+  `unlimited_goal` (1.15) x the slowest + `slack_seconds` (0.5 s). The concurrency scenario's lower bound
+  (slowest + one execute, status and page) is the same idea with a measured slack of a few ms; the goal's
+  fixed 0.5 s covers the first look's scheduling.
 
 Both syncs run on the same emulator one right after the other, so sync 2 starts with sync 1's requests still in
 the emulator's rate window: 36 + 32 reads and 60 executes stay under a minute's 200 and 70.
@@ -58,7 +60,8 @@ class ReadBudgetConfig:
     rows: int = 50
     write_rpm: int = 70  # the Plus plan's
     read_rpm: int = 200
-    goal: float = 1.35  # sync 2 <= goal x read bound
+    first_goal: float = 1.35  # sync 1 <= first_goal x read bound
+    second_goal: float = 1.15  # sync 2 <= second_goal x read bound
     unlimited_queries: int = 24
     unlimited_min_latency: float = 2.0
     unlimited_max_latency: float = 3.0
@@ -123,16 +126,28 @@ class ReadBudgetResult:
     unlimited_latencies: dict[int, float]
     unlimited: list[SyncMeasurement]
 
-    @property
-    def plus_ratio(self) -> float:
-        return self.plus[-1].seconds / self.config.read_bound
+    def plus_ratio(self, index: int = -1) -> float:
+        """A Plus-plan sync's seconds over the read bound (sync 1 is index 0)."""
+        return self.plus[index].seconds / self.config.read_bound
+
+    def plus_goal(self, index: int = -1) -> float:
+        return self.config.first_goal if index == 0 else self.config.second_goal
 
     @property
-    def unlimited_bound(self) -> float:
-        return max(self.unlimited_latencies.values()) + self.config.slack_seconds
+    def unlimited_slowest(self) -> float:
+        return max(self.unlimited_latencies.values())
+
+    @property
+    def unlimited_limit(self) -> float:
+        """The longest span the goal allows: `unlimited_goal` x the slowest latency + `slack_seconds`."""
+        return self.config.unlimited_goal * self.unlimited_slowest + self.config.slack_seconds
 
     def unlimited_ratio(self, index: int = -1) -> float:
-        return self.unlimited[index].span / self.unlimited_bound
+        """A sync's span over the slowest query's latency."""
+        return self.unlimited[index].span / self.unlimited_slowest
+
+    def unlimited_met(self, index: int = -1) -> bool:
+        return self.unlimited[index].span <= self.unlimited_limit
 
 
 def make_specs(config: ReadBudgetConfig) -> dict[int, QuerySpec]:
