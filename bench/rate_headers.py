@@ -63,6 +63,7 @@ class RateHeadersConfig:
     processes: int = 3
     process_queries: int = 20
     shared_window_seconds: float = 60.0
+    process_start_seconds: float = 3.0  # the processes import first; then all start at this many seconds
     shared_max_429: int = 3
     shared_goal: float = 1.5
     seed: int = 7
@@ -156,7 +157,8 @@ def shared_key(config: RateHeadersConfig, pacing: str) -> Run:
         states = [_sync({**settings, **unpaced}, None, "headers", None)[1].state for settings in configs]
         emulator.scenario.write_rpm, emulator.scenario.read_rpm = PLUS
         _empty_windows(emulator)
-        outs = _run_processes(Path(work), configs, states, blind=pacing == "blind")
+        outs = _run_processes(Path(work), configs, states, blind=pacing == "blind",
+                              start_at=time.time() + config.process_start_seconds)
         counters = emulator.counters.snapshot()
     measured = [t for t, *_ in counters["request_log"]]  # since the windows were emptied: the three syncs only
     span = max(measured) - min(measured) if measured else 0.0
@@ -221,8 +223,7 @@ def _by_route(counters: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _run_processes(work: Path, configs: list[dict[str, str]], states: list[dict[str, Any] | None], *,
-                   blind: bool) -> list[dict[str, Any]]:
-    start_at = time.time() + 3.0  # every process imports first, then all start at once
+                   blind: bool, start_at: float) -> list[dict[str, Any]]:
     processes = []
     for n, (settings, state) in enumerate(zip(configs, states, strict=True)):
         request, out = work / f"request_{n}.json", work / f"out_{n}.json"

@@ -20,6 +20,7 @@ from bench import (
     incremental,
     memory,
     rate_bound,
+    rate_headers,
     read_budget,
     report,
     timeline,
@@ -29,7 +30,8 @@ from bench import (
 from bench.common import RESULTS_DIR, WORK_DIR, machine
 
 T = TypeVar("T")
-SCENARIOS = ("concurrency", "rate_bound", "read_budget", "incremental", "write_path", "typed_path", "memory")
+SCENARIOS = ("concurrency", "rate_bound", "read_budget", "rate_headers", "incremental", "write_path", "typed_path",
+             "memory")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Sizes:
     concurrency: concurrency.ConcurrencyConfig
     rate_bound: rate_bound.RateBoundConfig
     read_budget: read_budget.ReadBudgetConfig
+    rate_headers: rate_headers.RateHeadersConfig
     incremental: incremental.IncrementalConfig
     write_path: write_path.WritePathConfig
     typed_path: typed_path.TypedPathConfig
@@ -49,6 +52,7 @@ FULL = Sizes(
     concurrency=concurrency.ConcurrencyConfig(),
     rate_bound=rate_bound.RateBoundConfig(),
     read_budget=read_budget.ReadBudgetConfig(),
+    rate_headers=rate_headers.RateHeadersConfig(),
     incremental=incremental.IncrementalConfig(),
     write_path=write_path.WritePathConfig(profile_rows=50_000),
     typed_path=typed_path.TypedPathConfig(profile_rows=50_000),
@@ -64,6 +68,8 @@ TINY = Sizes(
     read_budget=read_budget.ReadBudgetConfig(queries=4, min_latency=0.1, max_latency=0.3, rows=20, write_rpm=600,
                                              read_rpm=2000, unlimited_queries=3, unlimited_min_latency=0.2,
                                              unlimited_max_latency=0.3, min_poll_seconds=0.05),
+    rate_headers=rate_headers.RateHeadersConfig(queries=4, rows=5, window_seconds=2.0, process_queries=2,
+                                                shared_window_seconds=4.0, process_start_seconds=2.0),
     incremental=incremental.IncrementalConfig(rows=200, growth=2, syncs=3, execution_seconds=0.05),
     write_path=write_path.WritePathConfig(rows=2000, repeats=1, top=8),
     typed_path=typed_path.TypedPathConfig(rows=1000, repeats=1, top=8, conversion_rows=1000),
@@ -82,6 +88,7 @@ class BenchResults:
     concurrency: concurrency.ConcurrencyResult | None = None
     rate_bound: rate_bound.RateBoundResult | None = None
     read_budget: read_budget.ReadBudgetResult | None = None
+    rate_headers: rate_headers.RateHeadersResult | None = None
     incremental: incremental.IncrementalResult | None = None
     write_path: write_path.WritePathResult | None = None
     typed_path: typed_path.TypedPathResult | None = None
@@ -117,6 +124,7 @@ def run_all(sizes: Sizes = FULL, *, out: Path = RESULTS_DIR, work: Path = WORK_D
     results.concurrency = step("concurrency", lambda: concurrency.run(sizes.concurrency))
     results.rate_bound = step("rate_bound", lambda: rate_bound.run(sizes.rate_bound))
     results.read_budget = step("read_budget", lambda: read_budget.run(sizes.read_budget))
+    results.rate_headers = step("rate_headers", lambda: rate_headers.run(sizes.rate_headers))
     results.incremental = step("incremental", lambda: incremental.run(sizes.incremental))
     results.write_path = step("write_path", lambda: write_path.run(sizes.write_path, work=work / "write_path",
                                                                    home=home))

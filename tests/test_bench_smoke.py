@@ -47,6 +47,18 @@ def test_in_process_scenarios_write_the_report_and_the_timeline(tmp_path: Path) 
         assert (tmp_path / "out" / image).read_bytes().startswith(PNG_SIGNATURE)
 
 
+def test_the_rate_headers_scenario_runs_both_pacings_and_reports_them(tmp_path: Path) -> None:
+    results = run_all(TINY, out=tmp_path / "out", work=tmp_path / "work", only=("rate_headers",), log=False)
+    paced = results.rate_headers
+    assert paced is not None
+    runs = [*paced.defaults["headers"], *paced.defaults["blind"], *paced.plus_on_free.values(),
+            *paced.shared.values()]
+    assert all(run.rows_exact for run in runs), [run for run in runs if not run.rows_exact]
+    assert paced.shared["headers"].requests["execute"] == TINY.rate_headers.processes * TINY.rate_headers.process_queries
+    report = (tmp_path / "out" / "latest.md").read_text()
+    assert "## 2c. Pacing by Dune's headers" in report and "2c. Dune's headers: defaults on a Plus key" in report
+
+
 def test_a_partial_run_keeps_the_other_scenarios_sections(tmp_path: Path) -> None:
     from bench.report import keep_previous
 
