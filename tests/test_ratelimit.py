@@ -8,6 +8,7 @@ machine could break.
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -169,6 +170,45 @@ async def test_a_burst_spends_exactly_the_remaining_budget_then_waits_for_the_wi
     assert used == 15, "more requests in the window than Dune had left"
     assert granted[:15] == [pytest.approx(granted[0])] * 15, "the remaining budget goes at once"
     assert granted[15] == pytest.approx(window_end), "nothing before the window resets"
+
+
+class SlidingKey:
+    """Dune as a sliding window of `quota` per `window` s: admits or refuses, and reports r and t as it does."""
+
+    def __init__(self, quota: int, window: float) -> None:
+        self.quota, self.window = quota, window
+        self.admitted: list[float] = []
+        self.refused = 0
+
+    def arrive(self) -> RateReport:
+        moment = now()
+        inside = [t for t in self.admitted if t > moment - self.window]
+        if len(inside) < self.quota:
+            self.admitted.append(moment)
+            inside.append(moment)
+        else:
+            self.refused += 1
+        reset = max(1, math.ceil(inside[0] + self.window - moment))
+        return report("write", self.quota, self.window, remaining=self.quota - len(inside), reset=reset)
+
+
+async def test_requests_in_flight_never_spend_more_than_what_dune_said_is_left() -> None:
+    """12 of 15 used 40 s ago (3 left, nothing frees for 20 s), then 10 at once with answers 50 ms away: the
+    leaky bucket alone has drained enough for 10, but only the 3 Dune has left may go."""
+    key = SlidingKey(15, 60.0)
+    bucket = RateBucket("write", 15, window_seconds=60.0)
+
+    async def one() -> None:
+        async with bucket.sending() as sending:
+            answer = key.arrive()
+            await asyncio.sleep(0.05)
+            sending.report = answer
+
+    await asyncio.gather(*(one() for _ in range(12)))
+    await asyncio.sleep(40.0)
+    await asyncio.gather(*(one() for _ in range(10)))
+    assert key.refused == 0
+    assert len(key.admitted) == 22 and key.admitted[14] < 41.0 <= 60.0 - 1e-6 <= key.admitted[15]
 
 
 async def test_someone_else_on_the_key_gets_their_share() -> None:
