@@ -16,7 +16,8 @@ with the buckets of before issue 19, `bench.blind_pacing`: the configured rate, 
    emulator enforcing Plus (sliding), started together, each with the state its previous sync left (made first on
    an unlimited emulator). Read bound: one read per query of all of them at the Plus rate (60 reads = 18 s).
    Goals: at most `shared_max_429` (3) 429s in all, every row exact, first request to last ≤ `shared_goal` (1.5) ×
-   the read bound.
+   the read bound. With the headers each process is left at its defaults; blind, each gets a third of the Plus
+   limits (DUNE_WRITE_RPM=23, DUNE_READ_RPM=66), as the README advised for connections sharing a key.
 
 Cases 1 and 2 shorten Dune's 60 s window to `window_seconds` on both sides (the emulator's window, the client's
 through the client factory) and scale every other duration by the same factor, as the rate-bound scenario does:
@@ -152,7 +153,10 @@ def shared_key(config: RateHeadersConfig, pacing: str) -> Run:
     scenario = Scenario(queries=list(every.values()), write_rpm=None, read_rpm=None,
                         window_seconds=config.shared_window_seconds)
     with EmulatorThread(scenario=scenario, api_key=API_KEY) as emulator, tempfile.TemporaryDirectory() as work:
-        configs = [configuration(emulator.base_url, specs, **_polls(scale)) for specs in catalogues]
+        # Blind, each connection gets a third of the plan's limits, as the README advised before the headers.
+        split = {"DUNE_WRITE_RPM": PLUS[0] // config.processes, "DUNE_READ_RPM": PLUS[1] // config.processes} \
+            if pacing == "blind" else {}
+        configs = [configuration(emulator.base_url, specs, **_polls(scale), **split) for specs in catalogues]
         unpaced = {"DUNE_WRITE_RPM": "60000", "DUNE_READ_RPM": "60000"}  # the emulator is unlimited meanwhile
         states = [_sync({**settings, **unpaced}, None, "headers", None)[1].state for settings in configs]
         emulator.scenario.write_rpm, emulator.scenario.read_rpm = PLUS

@@ -669,7 +669,9 @@ def _rate_headers_details(r: RateHeadersResult) -> list[str]:
         f"{c.window_seconds:g} s on both sides and scale every other duration with it; between sync 1 and sync 2 "
         "the emulator's windows are emptied, as the minutes between two scheduled syncs would. *Connections on one "
         f"key*: {c.processes} connector processes, each with the state of its previous sync, started together on "
-        f"one emulator ({c.shared_window_seconds:g} s windows); time is the emulator's first to last request. Read "
+        f"one emulator ({c.shared_window_seconds:g} s windows), each left at its defaults with the headers and, blind, "
+        "given a third of the Plus limits (as the README advised before); time is the emulator's first to last "
+        "request. Read "
         "bound: one read per query at the Plus plan's 200 a window.",
         "",
         "| case | pacing | wall s | ÷ read bound | 429s | rows exact | requests by route |",
