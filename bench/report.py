@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bench.paged import PagedResult, PagedRun
     from bench.plus_scale import PlusScaleResult
     from bench.rate_bound import BucketUse, RateBoundResult
+    from bench.rate_headers import RateHeadersResult, Run
     from bench.read_budget import ReadBudgetResult, SyncMeasurement
     from bench.runner import BenchResults
     from bench.typed_path import TypedPathResult
@@ -54,6 +55,8 @@ def summary_rows(results: BenchResults) -> list[Row]:
         rows += _read_budget_rows(results.read_budget)
     if results.plus_scale:
         rows += _plus_scale_rows(results.plus_scale)
+    if results.rate_headers:
+        rows += _rate_headers_rows(results.rate_headers)
     if results.write_path:
         rows += _write_rows(results.write_path)
     if results.typed_path:
@@ -103,6 +106,8 @@ def markdown(results: BenchResults) -> str:
         parts += ["", *_read_budget_details(results.read_budget, results.read_budget_timeline_path)]
     if results.plus_scale:
         parts += ["", *_plus_scale_details(results.plus_scale)]
+    if results.rate_headers:
+        parts += ["", *_rate_headers_details(results.rate_headers)]
     if results.write_path:
         parts += ["", *_write_details(results.write_path)]
     if results.typed_path:
@@ -837,10 +842,78 @@ def _page_reads_line(count: ReadCount) -> str:
 
 # -- keeping the sections of scenarios not rerun ---------------------------------------------------------------------
 
+# -- 2d. pacing by Dune's headers -----------------------------------------------------------------------------
+
+
+def _rate_headers_rows(r: RateHeadersResult) -> list[Row]:
+    c = r.config
+    defaults = f"2d. Dune's headers: defaults on a Plus key ({c.queries} queries)"
+    on_free = f"2d. Dune's headers: DUNE_PLAN=plus on a Free key, fixed windows ({c.queries} queries)"
+    shared = f"2d. Dune's headers: {c.processes} connections on one Plus key ({c.process_queries} queries each)"
+    headers, blind = r.defaults["headers"], r.defaults["blind"]
+    mine, before = r.plus_on_free["headers"], r.plus_on_free["blind"]
+    together, apart = r.shared["headers"], r.shared["blind"]
+    return [
+        Row(defaults, f"sync 2 ÷ read bound ({headers[-1].bound:g} s): headers / blind", f"{_ratio(headers[-1])} / "
+            f"{_ratio(blind[-1])}", f"≤ {c.defaults_goal:g}", (headers[-1].ratio or 0) <= c.defaults_goal),
+        Row(defaults, "429 answers, syncs 1 + 2: headers / blind", f"{sum(run.rate_limited for run in headers)} / "
+            f"{sum(run.rate_limited for run in blind)}", "0", sum(run.rate_limited for run in headers) == 0),
+        Row(on_free, "429 answers in the sync: headers / blind", f"{mine.rate_limited} / {before.rate_limited}",
+            f"≤ {c.plus_on_free_max_429}", mine.rate_limited <= c.plus_on_free_max_429),
+        Row(on_free, "every row exact: headers / blind", f"{_yes(mine.rows_exact)} / {_yes(before.rows_exact)}",
+            "yes", mine.rows_exact),
+        Row(shared, f"first to last request ÷ read bound ({together.bound:g} s): headers / blind",
+            f"{_ratio(together)} / {_ratio(apart)}", f"≤ {c.shared_goal:g}", (together.ratio or 0) <= c.shared_goal),
+        Row(shared, "429 answers in all: headers / blind", f"{together.rate_limited} / {apart.rate_limited}",
+            f"≤ {c.shared_max_429}", together.rate_limited <= c.shared_max_429),
+        Row(shared, "every row exact: headers / blind", f"{_yes(together.rows_exact)} / {_yes(apart.rows_exact)}",
+            "yes", together.rows_exact),
+    ]
+
+
+def _ratio(run: Run) -> str:
+    return f"{run.ratio:.2f} ({run.seconds:.1f} s)" if run.ratio is not None else f"{run.seconds:.1f} s"
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "**no**"
+
+
+def _rate_headers_details(r: RateHeadersResult) -> list[str]:
+    c = r.config
+    runs = [*r.defaults["headers"], *r.defaults["blind"], r.plus_on_free["headers"], r.plus_on_free["blind"],
+            r.shared["headers"], r.shared["blind"]]
+    lines = [
+        "## 2d. Pacing by Dune's headers",
+        "",
+        "Each case twice on a fresh emulator: *headers* is the connector as it is (it starts at the configured rate, "
+        "then follows the quota and the remaining count of Dune's RateLimit headers); *blind* is the same connector "
+        "with the buckets of before (`bench/blind_pacing.py`: the configured rate whatever Dune says). "
+        f"Queries of {c.min_latency:g}–{c.max_latency:g} s (at a 60 s window), {c.rows} rows each. "
+        f"*Defaults on a Plus key* and *DUNE_PLAN=plus on a Free key* shorten Dune's 60 s window to "
+        f"{c.window_seconds:g} s on both sides and scale every other duration with it; between sync 1 and sync 2 "
+        "the emulator's windows are emptied, as the minutes between two scheduled syncs would. *Connections on one "
+        f"key*: {c.processes} connector processes, each with the state of its previous sync, started together on "
+        f"one emulator ({c.shared_window_seconds:g} s windows), each left at its defaults with the headers and, blind, "
+        "given a third of the Plus limits (as the README advised before); time is the emulator's first to last "
+        "request. Read "
+        "bound: one read per query at the Plus plan's 200 a window.",
+        "",
+        "| case | pacing | wall s | ÷ read bound | 429s | rows exact | requests by route |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        bound = "—" if run.ratio is None else f"{run.ratio:.2f}"
+        routes = ", ".join(f"{route} {count}" for route, count in run.requests.items())
+        lines.append(f"| {run.case} | {run.pacing} | {run.seconds:.2f} | {bound} | {run.rate_limited} | "
+                     f"{_yes(run.rows_exact)} | {routes} |")
+    return lines
+
+
 SECTIONS = {  # heading number -> scenario (the summary rows' scenario starts with the same number)
     "1.": "concurrency", "1b.": "paged", "2.": "rate_bound", "2b.": "read_budget", "2c.": "plus_scale",
-    "3.": "write_path", "3b.": "typed_path", "4.": "memory", "4b.": "page_reads", "5.": "concurrency",
-    "6.": "incremental", "7.": "latest_refresh",
+    "2d.": "rate_headers", "3.": "write_path", "3b.": "typed_path", "4.": "memory", "4b.": "page_reads",
+    "5.": "concurrency", "6.": "incremental", "7.": "latest_refresh",
 }
 
 

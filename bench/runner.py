@@ -24,6 +24,7 @@ from bench import (
     paged,
     plus_scale,
     rate_bound,
+    rate_headers,
     read_budget,
     report,
     timeline,
@@ -33,8 +34,8 @@ from bench import (
 from bench.common import RESULTS_DIR, WORK_DIR, machine
 
 T = TypeVar("T")
-SCENARIOS = ("concurrency", "paged", "rate_bound", "read_budget", "plus_scale", "incremental", "latest_refresh",
-             "write_path", "typed_path", "memory", "page_reads")
+SCENARIOS = ("concurrency", "paged", "rate_bound", "read_budget", "plus_scale", "rate_headers", "incremental",
+             "latest_refresh", "write_path", "typed_path", "memory", "page_reads")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Sizes:
     rate_bound: rate_bound.RateBoundConfig
     read_budget: read_budget.ReadBudgetConfig
     plus_scale: plus_scale.PlusScaleConfig
+    rate_headers: rate_headers.RateHeadersConfig
     incremental: incremental.IncrementalConfig
     latest_refresh: latest_refresh.LatestRefreshConfig
     write_path: write_path.WritePathConfig
@@ -60,6 +62,7 @@ FULL = Sizes(
     rate_bound=rate_bound.RateBoundConfig(),
     read_budget=read_budget.ReadBudgetConfig(),
     plus_scale=plus_scale.PlusScaleConfig(),
+    rate_headers=rate_headers.RateHeadersConfig(),
     incremental=incremental.IncrementalConfig(),
     latest_refresh=latest_refresh.LatestRefreshConfig(),
     write_path=write_path.WritePathConfig(profile_rows=50_000),
@@ -80,6 +83,8 @@ TINY = Sizes(
                                              read_rpm=2000, unlimited_queries=3, unlimited_min_latency=0.2,
                                              unlimited_max_latency=0.3, min_poll_seconds=0.05),
     plus_scale=plus_scale.PlusScaleConfig(queries=6, write_rpm=4, read_rpm=20, window_seconds=1.5, rows=5),
+    rate_headers=rate_headers.RateHeadersConfig(queries=4, rows=5, window_seconds=2.0, process_queries=2,
+                                                shared_window_seconds=4.0, process_start_seconds=2.0),
     incremental=incremental.IncrementalConfig(rows=200, growth=2, syncs=3, execution_seconds=0.05),
     latest_refresh=latest_refresh.LatestRefreshConfig(rows=200, growth=2, syncs=3, execution_seconds=0.05),
     write_path=write_path.WritePathConfig(rows=2000, repeats=1, top=8),
@@ -103,6 +108,7 @@ class BenchResults:
     rate_bound: rate_bound.RateBoundResult | None = None
     read_budget: read_budget.ReadBudgetResult | None = None
     plus_scale: plus_scale.PlusScaleResult | None = None
+    rate_headers: rate_headers.RateHeadersResult | None = None
     incremental: incremental.IncrementalResult | None = None
     latest_refresh: latest_refresh.LatestRefreshResult | None = None
     write_path: write_path.WritePathResult | None = None
@@ -142,6 +148,7 @@ def run_all(sizes: Sizes = FULL, *, out: Path = RESULTS_DIR, work: Path = WORK_D
     results.rate_bound = step("rate_bound", lambda: rate_bound.run(sizes.rate_bound))
     results.read_budget = step("read_budget", lambda: read_budget.run(sizes.read_budget))
     results.plus_scale = step("plus_scale", lambda: plus_scale.run(sizes.plus_scale))
+    results.rate_headers = step("rate_headers", lambda: rate_headers.run(sizes.rate_headers))
     results.incremental = step("incremental", lambda: incremental.run(sizes.incremental))
     results.latest_refresh = step("latest_refresh", lambda: latest_refresh.run(sizes.latest_refresh))
     results.write_path = step("write_path", lambda: write_path.run(sizes.write_path, work=work / "write_path",

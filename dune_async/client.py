@@ -18,8 +18,8 @@ or FAILED with FAILED_TYPE_RESULT_SIZE_EXCEEDED) streams the rows it kept, and m
 Pages hold at most 250,000 datapoints; a page refused by the account's per-request credit limit (402 `RequestLimitError`)
 is asked again at half the size down to MIN_PAGE_ROWS, and that size is kept for the rest of the client's life
 (`page_cap`). Otherwise pages are as large as Dune serves (DUNE_PAGE_SIZE, Dune's row cap), unless a decoded
-page would take more than half the memory budget (`ClientSettings.memory_budget_bytes`). The rate buckets read
-time from `ClientSettings.clock` (real unless a test injects one).
+page would take more than half the memory budget (`ClientSettings.memory_budget_bytes`). Every answer's
+rate-limit headers are handed to the bucket that sent it (`ratelimit`), which paces by them.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import backoff
 import orjson
 
 from dune_async import __version__
+from dune_async.credits import PRESETS, Plan
 from dune_async.defaults import DEFAULTS, default_int
 from dune_async.errors import (
     BadRequestError,
@@ -55,7 +56,8 @@ from dune_async.errors import (
     http_error_type,
 )
 from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage, UsageReport
-from dune_async.ratelimit import REAL_CLOCK, Clock, RateBucket
+from dune_async.ratelimit import RateBucket
+from dune_async.ratelimit_headers import read_report
 from dune_async.retry import (
     RETRYABLE_STATUSES,
     TransientError,
@@ -100,8 +102,12 @@ class ClientSettings:
 
     api_key: str = field(repr=False)
     base_url: str = DEFAULT_BASE_URL
-    write_rpm: int | None = default_int("DUNE_WRITE_RPM")
-    read_rpm: int | None = default_int("DUNE_READ_RPM")
+    write_rpm: int | None = PRESETS[Plan.FREE].write_rpm
+    """Executes per `window_seconds` before Dune's first answer says more (None: unlimited until then)."""
+    read_rpm: int | None = PRESETS[Plan.FREE].read_rpm
+    write_rpm_is_cap: bool = True
+    """Whether `write_rpm` also caps the quota Dune reports (the user set it); else it is only the start."""
+    read_rpm_is_cap: bool = True
     max_in_flight: int = 8
     """Requests in flight per bucket, so a busy read bucket never holds the connections execute needs."""
     page_size: int = default_int("DUNE_PAGE_SIZE")
@@ -115,8 +121,6 @@ class ClientSettings:
     max_tries: int = 8
     max_retry_seconds: float = 300.0
     window_seconds: float = 60.0
-    clock: Clock = field(default=REAL_CLOCK, repr=False, compare=False)
-    """Time for the rate buckets (tests inject a virtual one); retry waits and timeouts stay on real time."""
 
 
 @dataclass
@@ -169,10 +173,10 @@ class DuneClient:
         self.base_url = checked_base_url(settings.base_url)
         self._origin = _origin(self.base_url)
         self.write_bucket = RateBucket("write", settings.write_rpm, window_seconds=settings.window_seconds,
-                                       clock=settings.clock)
+                                       capped=settings.write_rpm_is_cap)
         # Executes are one per query: they may all go at once. Polls never stop: reads are spaced evenly.
         self.read_bucket = RateBucket("read", settings.read_rpm, window_seconds=settings.window_seconds,
-                                      burst=False, clock=settings.clock)
+                                      burst=False, capped=settings.read_rpm_is_cap)
         self.stats = ClientStats()
         self._session: aiohttp.ClientSession | None = None
         self._page_cap: int | None = None
@@ -468,27 +472,28 @@ class DuneClient:
 
     async def _attempt(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
         assert self._session is not None and self._in_flight
-        await bucket.acquire(call.priority)
-        if call.on_sent is not None:
-            call.on_sent()
-        async with self._in_flight[bucket.name]:
-            self.stats.requests[call.name] += 1
-            if bucket is self.read_bucket:
-                self.stats.reads[call.execution_id or f"query:{call.query_id}"] += 1
-            try:
-                async with self._session.request(
-                    call.method, self.base_url + API_ROOT + call.path, params=call.params,
-                    json=call.body if call.method == "POST" else None,
-                    allow_redirects=False,  # Dune's API never redirects; following one could carry the key away
-                ) as response:
-                    status, headers, body = response.status, response.headers, await response.read()
-                if call.name in ("results", "query_results") and 200 <= status < 300:
-                    self.stats.result_bytes += len(body)
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                raise TransientError(f"could not connect: {self._redact(str(exc))}", maybe_sent=False) from None
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                reason = self._redact(str(exc)) or type(exc).__name__
-                raise TransientError(f"connection lost or timed out: {reason}", maybe_sent=True) from None
+        async with bucket.sending(call.priority) as sent:
+            if call.on_sent is not None:
+                call.on_sent()
+            async with self._in_flight[bucket.name]:
+                self.stats.requests[call.name] += 1
+                if bucket is self.read_bucket:
+                    self.stats.reads[call.execution_id or f"query:{call.query_id}"] += 1
+                try:
+                    async with self._session.request(
+                        call.method, self.base_url + API_ROOT + call.path, params=call.params,
+                        json=call.body if call.method == "POST" else None,
+                        allow_redirects=False,  # Dune's API never redirects; following one could carry the key away
+                    ) as response:
+                        status, headers, body = response.status, response.headers, await response.read()
+                    sent.report = read_report(headers)  # the bucket paces by it once this block ends
+                    if call.name in ("results", "query_results") and 200 <= status < 300:
+                        self.stats.result_bytes += len(body)
+                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                    raise TransientError(f"could not connect: {self._redact(str(exc))}", maybe_sent=False) from None
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    reason = self._redact(str(exc)) or type(exc).__name__
+                    raise TransientError(f"connection lost or timed out: {reason}", maybe_sent=True) from None
         return self._decode(call, bucket, status, headers, body)
 
     def _decode(self, call: _Call, bucket: RateBucket, status: int, headers: Mapping[str, str],

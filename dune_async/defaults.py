@@ -37,18 +37,23 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("DUNE_MAX_RESULT_AGE_HOURS", "", "Reuse results younger than (hours)",
                 "Optional. Read a fresh enough existing result instead of executing."),
     SettingSpec("DUNE_PLAN", "", "Dune plan",
-                "Optional: free, analyst, plus or enterprise. Sets the defaults of the rate limits and of the "
-                "export price; explicit settings win. Without it, the Free plan's."),
+                "Optional: free, analyst, plus or enterprise. Sets the export price and caps the rate limits at "
+                "the plan's (explicit settings win). Without it, the Free plan's price, and the rates Dune "
+                "reports for the key."),
     SettingSpec("DUNE_MAX_CREDITS_PER_SYNC", "", "Credit budget per sync",
                 "Optional. No execute and no page download starts whose estimated cost would take the sync over "
                 "this many credits; the rest is finished by the next sync."),
     SettingSpec("DUNE_EXPORT_CREDITS_PER_MB", "20", "Export credits per MB",
                 "What Dune charges for downloading results (Free 20, Analyst 10, Plus 2; Enterprise by "
                 "contract). Default: the plan's."),
-    SettingSpec("DUNE_WRITE_RPM", "15", "Execute requests per minute",
-                "Dune's write bucket (Free 15, Plus 70, Enterprise 350). Default: the plan's."),
-    SettingSpec("DUNE_READ_RPM", "40", "Read requests per minute",
-                "Dune's read bucket (Free 40, Plus 200, Enterprise 1000). Default: the plan's."),
+    SettingSpec("DUNE_WRITE_RPM", "", "Execute requests per minute",
+                "Optional cap on Dune's write bucket (Free 15, Plus 70, Enterprise 350). Left empty: the plan's "
+                "with DUNE_PLAN; without a plan the connector starts at Free's and follows the limits Dune reports "
+                "for the key."),
+    SettingSpec("DUNE_READ_RPM", "", "Read requests per minute",
+                "Optional cap on Dune's read bucket (Free 40, Plus 200, Enterprise 1000). Left empty: the plan's "
+                "with DUNE_PLAN; without a plan the connector starts at Free's and follows the limits Dune reports "
+                "for the key."),
     SettingSpec("DUNE_PAGE_SIZE", "32000", "Rows per results page", "Lowered for wide results."),
     SettingSpec("DUNE_MEMORY_BUDGET_MB", "96", "Memory for result rows (MB)",
                 "Decoded result rows held in memory at most (pages being read, queued and written). At least 8."),

@@ -116,6 +116,8 @@ class Forecast:
     export_credits_per_mb: float | None
     credits_used: float | None = None
     credits_included: float | None = None
+    rate_limits: tuple[str, ...] = ()
+    """What Dune's RateLimit headers said about the key, one line per bucket the preview used."""
 
     @property
     def execution_total(self) -> float:
@@ -372,6 +374,7 @@ async def preview(settings: Settings, state: SyncState) -> Forecast:
                 usage = group.create_task(_usage(client))
             rows = forecast(plans, probing.result(), now=datetime.now(UTC), cap=settings.max_credits_per_sync,
                             export_credits_per_mb=settings.export_credits_per_mb, page_limit=client.page_limit)
+            limits = reported_limits(client)
     except BaseExceptionGroup as group_error:
         raise _stopping(_first_cause(group_error)) from None
     report = usage.result()
@@ -379,7 +382,21 @@ async def preview(settings: Settings, state: SyncState) -> Forecast:
         if report else []
     return Forecast(rows, settings.max_credits_per_sync, settings.export_credits_per_mb,
                     credits_used=report.credits_used if report else None,
-                    credits_included=sum(included) if included else None)
+                    credits_included=sum(included) if included else None, rate_limits=limits)
+
+
+def reported_limits(client: DuneClient) -> tuple[str, ...]:
+    """The limits Dune reported for the key on the answers the preview read (reads only: it executes nothing)."""
+    lines = []
+    for bucket in (client.read_bucket, client.write_bucket):
+        if bucket.reported is None:
+            continue
+        policy = bucket.reported.policy
+        left = f"; {policy.remaining} left, the window resets in {policy.reset:g} s" \
+            if policy.remaining is not None and policy.reset is not None else ""
+        lines.append(f"Dune's rate limit for this key ({bucket.name} requests): {policy.quota} per {policy.window:g} s "
+                     f"(policy \"{policy.name}\"){left}")
+    return tuple(lines) or ("Dune reported no rate limits (its answers carried no RateLimit headers)",)
 
 
 def _stopping(error: BaseException) -> BaseException:
@@ -478,7 +495,7 @@ def _footer(result: Forecast) -> list[str]:
     else:
         included = f" (of {result.credits_included:,.0f} included)" if result.credits_included is not None else ""
         lines.append(f"Dune: {result.credits_used:,.2f} credits used this billing period{included}")
-    return lines
+    return [*lines, *result.rate_limits]
 
 
 def _credits(value: float | None) -> str:

@@ -1,174 +1,394 @@
-"""Rate buckets: never more requests than the plan allows in any window, and one 429 pauses everybody.
+"""Rate buckets: pace each of Dune's buckets by what Dune says about the key, on `aiolimiter`.
 
-Dune counts requests per API key in two buckets (write: execute; read: everything else), N per 60 seconds.
-A bursting bucket (write) lets up to N requests go at once, so 30 executes on a plan allowing 70 a minute all
-leave immediately, and never more than N in any sliding window: a log of the last N send times makes a
-request wait until the one N places before it was sent a whole window (plus 1 % for network jitter) ago, and
-one lock hands the slots out first come, first served. (A leaky bucket such as aiolimiter's is not needed on
-top: on its own it would let 2N into one sliding window, and the log is exact.)
+Dune counts requests per API key in a write bucket (execute) and a read bucket (everything else), q per w
+seconds, and tells the client on every answer (`ratelimit_headers`): the quota that binds and how many requests
+are left until the window resets. It does not say whether its window slides, is fixed or is a token bucket, so
+a bucket here follows what the headers promise and nothing more:
 
-A smooth bucket (read) sends one request every window / N instead: polls never stop, so a burst would spend
-the whole allowance on one round of polls and leave the result pages waiting for the next window.
+- **Rate.** A bucket starts at the configured rate (`DUNE_PLAN`, `DUNE_WRITE_RPM`, `DUNE_READ_RPM`, or the Free
+  plan's), sends one request alone until the first answer has come back, then runs at the quota the answers
+  report, never above a rate the user set (`capped`). Answers without headers change nothing.
+- **Remaining.** Every answer's `r` is a budget: the bucket sends at most `r` minus the requests it sent after
+  the answered one, and `r = 0` holds it back until `t` has passed; then one request alone asks again.
+- **Others on the key.** What the key used in the last window (`q - r`) beyond our own sends in it is someone
+  else's (another connection, another sync). The bucket's quota becomes what is left after them (at least one
+  request a window), so connections sharing a key pace themselves without a coordinator.
+- **429.** `pause()` holds every request of the bucket for the Retry-After, and for one window after it the
+  bucket sends evenly spaced, so that the queued requests do not burst into the limit again.
 
-A 429 means our idea of the window and Dune's disagree (another client may share the key): `pause()` holds
-back every task of the bucket until Retry-After has passed, then, for one window, lets them go one every
-window / N instead of bursting into the limit again.
+Pacing is `aiolimiter.AsyncLimiter`, a leaky bucket: capacity B requests, draining at rate ρ. It admits at most
+B + ρ·L requests in any span of L seconds (the level never exceeds B, and drops by ρ·L at most). A request
+reaches Dune up to the network jitter J after it leaves, so one of Dune's windows of w seconds can receive what
+left within w + J. Run at Dune's own rate (B = q, ρ = q/w) it lets q + q·(w + J)/w, about 2q, into one window:
+a burst of q at its start and q more leaking through before it ends. So the burst is capped: the window is
+stretched by JITTER_MARGIN (w' = 1.01·w, which covers J up to 0.6 s of a 60 s window) and B + ρ·w' = q.
+A smooth bucket (reads) takes B = 1 and ρ = (q - 1)/w': one request every w'/(q - 1), e.g. 0.305 s on the
+Plus plan's 200 a minute, so polls never spend a window's allowance at once. A bursting bucket (execute) takes
+B = ceil(q/2) and ρ = floor(q/2)/w' while it knows nothing but the configured rate: Free's 15 a minute lets 8
+executes go at once and 7 more a minute. Once the answers carry `r`, the budget above already keeps every
+window within q whatever the limiter allows, so a bursting bucket then takes B = q, ρ = q/w': all the
+executes of a sync up to the quota leave at once, and `r` says when the window has room again.
 
-Time comes from a `Clock` (`now()` and `sleep()`), the real monotonic clock unless one is injected, so tests
-can run the time rules on virtual time that a loaded machine cannot stretch.
+Requests waiting for a slot go by priority (smaller first), first come first served within one priority. Time
+is the running event loop's (`loop.time()`, as aiolimiter reads it), so tests drive it with a loop whose time
+they control.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
+import logging
 import math
-import time
 from collections import deque
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+
+from aiolimiter import AsyncLimiter
+
+from dune_async.ratelimit_headers import Policy, RateReport
+
+logger = logging.getLogger(__name__)
 
 JITTER_MARGIN = 0.01
-"""Share added to the window, so that arrival jitter cannot put N+1 requests in one of Dune's windows."""
+"""Share added to Dune's window, so that arrival jitter cannot put more than the quota in one of its windows."""
+SLOT = 1.0 - 1e-9
+"""What one request takes from a limiter: a whole slot, less a billionth. Draining exactly one slot can leave a
+level of 1e-16 by float rounding, and aiolimiter would then wake its waiter again at the same instant for ever
+on a loop whose time only moves when it is idle (a virtual test clock); the billionth absorbs the rounding."""
+PROBE_SECONDS = 5.0
+"""Longest a lone request (the first, or the first after `r = 0`) holds the others back waiting for its answer:
+a safety net for a caller that never reports an answer; the client always does."""
 
 
-class Clock(Protocol):
-    """Where a bucket reads the time and waits: seconds on a monotonic scale."""
+@dataclass(frozen=True)
+class Slot:
+    """One request let through: its place in the bucket's order and when it left (loop time)."""
 
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class MonotonicClock:
-    """The real clock: `time.monotonic()` and `asyncio.sleep()`."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    def __repr__(self) -> str:
-        return "MonotonicClock()"
+    seq: int
+    sent_at: float
 
 
-REAL_CLOCK: Clock = MonotonicClock()
+@dataclass
+class Sending:
+    """A request on its way, inside `RateBucket.sending()`: set `report` from its answer's headers."""
+
+    slot: Slot
+    report: RateReport | None = None
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What Dune last said about a bucket: its binding policy and when (loop time) the answer came."""
+
+    policy: Policy
+    at: float
+    others: int
+    """Requests of the last window that were not ours (another connection or sync on the same key)."""
 
 
 class RateBucket:
     """Paces the requests of one Dune rate bucket, shared by every task of a sync.
 
-    `per_minute=None` (or 0) means unlimited; pauses after a 429 still apply. `burst=False` spaces every
-    request evenly. `clock` gives the time and the waits (the real monotonic clock by default).
+    `per_minute` (requests per `window_seconds`) is where the bucket starts; None (or 0) means unlimited until an
+    answer reports a quota. With `capped`, no reported quota raises the rate above it. `burst=False` spaces every
+    request evenly.
     """
 
     def __init__(self, name: str, per_minute: int | None, *, window_seconds: float = 60.0,
-                 burst: bool = True, clock: Clock = REAL_CLOCK) -> None:
+                 burst: bool = True, capped: bool = True) -> None:
         self.name = name
+        self.burst = burst
+        self._configured = (per_minute or None, window_seconds)
+        self._cap = (per_minute or None) if capped else None
         self.per_minute = per_minute or None
+        """Requests per `window_seconds` the bucket runs at now (None: unlimited)."""
         self.window_seconds = window_seconds
-        self.clock = clock
-        self._span = window_seconds * (1 + JITTER_MARGIN)
-        self._sent: deque[float] = deque(maxlen=per_minute or 1)
-        self._turn = _PriorityTurn()
-        self._resume_at = 0.0
-        self._smooth_until = 0.0 if burst else math.inf
+        self.reported: Reported | None = None
         self.acquired = 0
         """Requests let through so far."""
         self.pauses = 0
         """How many 429s moved the pause further out."""
+        self._limiter: AsyncLimiter | None = None
+        self._shape: tuple[float, float] | None = None  # (capacity, per second) the limiter was built with
+        self._sent: deque[float] = deque()  # our recent send times: our share of what Dune counts, and the level
+        self._slots = 0  # slots handed out; a slot's seq is its index
+        self._arrivals = itertools.count()  # first come, first served among waiters of one priority
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._turn_taken = False
+        self._turn_priority = 0
+        self._preempted = asyncio.Event()  # set when a more urgent request queues behind the one looking
+        self._resume_at = 0.0
+        self._smooth_until = 0.0
+        self._hold_until = 0.0
+        self._fresh_since = -math.inf  # the last reset Dune announced (`t` of an `r = 0`): no send before counts
+        self._budget: tuple[int, int] | None = None  # (r, seq of the answered request) of the newest answer
+        self._unanswered = 0
+        self._probe = True  # one request alone until an answer says more
+        self._news = asyncio.Event()
+
+    # -- public ------------------------------------------------------------------------------------------------
 
     @property
     def spacing_seconds(self) -> float:
-        """Seconds between two requests when the bucket runs at its limit (0 when unlimited)."""
-        return self._span / self.per_minute if self.per_minute else 0.0
-
-    async def acquire(self, priority: int = 0) -> None:
-        """Waits for this bucket's next slot (and out any pause); call it right before sending. Among waiting
-        requests the smallest `priority` goes first, first come, first sent within one priority."""
-        order = await self._turn.acquire(priority)
-        held = True
-        try:
-            while (delay := max(self.paused_for, self._window_delay())) > 0:
-                await self.clock.sleep(delay)  # a 429 may arrive meanwhile: check both again
-                if self._turn.more_urgent_waiting(priority):  # it takes this slot; we keep our place in line
-                    held = False
-                    self._turn.release()
-                    await self._turn.acquire(priority, order)
-                    held = True
-            if self.per_minute is not None:
-                self._sent.append(self.clock.now())
-        finally:
-            if held:
-                self._turn.release()
-        self.acquired += 1
-
-    def pause(self, seconds: float) -> None:
-        """Holds back every request of this bucket for `seconds` from now (a 429's Retry-After)."""
-        resume_at = self.clock.now() + max(0.0, seconds)
-        if resume_at <= self._resume_at:
-            return
-        self._resume_at = resume_at
-        self._smooth_until = max(self._smooth_until, resume_at + self._span)  # a smooth bucket stays smooth
-        self.pauses += 1
+        """Seconds between two requests when the bucket runs at its rate (0 when unlimited)."""
+        shape = self._target_shape()
+        return 1.0 / shape[1] if shape else 0.0
 
     @property
     def paused_for(self) -> float:
-        """Seconds until the current pause ends, 0 when not paused."""
-        return max(0.0, self._resume_at - self.clock.now())
+        """Seconds until the current pause (a 429's Retry-After) ends, 0 when not paused."""
+        return max(0.0, self._resume_at - _now(default=math.inf))
 
-    def _window_delay(self) -> float:
-        """Seconds until one more request fits in the sliding window (and, after a 429, the even spacing)."""
-        if self.per_minute is None or not self._sent:
-            return 0.0
-        now = self.clock.now()
-        delay = self._sent[0] + self._span - now if len(self._sent) == self.per_minute else 0.0
-        if now < self._smooth_until:
-            delay = max(delay, self._sent[-1] + self.spacing_seconds - now)
-        return delay
+    async def acquire(self, priority: int = 0) -> Slot:
+        """Waits for this bucket's next slot; call it right before sending, and `observe()` the answer.
+
+        Among the requests waiting, a smaller `priority` goes first, first come first served within one: the
+        request looking for a slot steps back into the queue when a more urgent one arrives.
+        """
+        arrival = next(self._arrivals)
+        while True:
+            await self._take_turn(priority, arrival)
+            try:
+                slot = await self._wait_for_slot()
+                if slot is not None:
+                    self._slots += 1
+            finally:
+                self._pass_turn()
+            if slot is not None:
+                break
+        self._remember(slot.sent_at)
+        self._unanswered += 1
+        self.acquired += 1
+        return slot
+
+    @contextlib.asynccontextmanager
+    async def sending(self, priority: int = 0) -> AsyncIterator[Sending]:
+        """`acquire()`, then `observe()` once the block ends: with the `report` it set, or as no answer."""
+        sending = Sending(await self.acquire(priority))
+        try:
+            yield sending
+        finally:
+            self.observe(sending.report, sending.slot)
+
+    def has_capacity(self) -> bool:
+        """Whether a request could leave right now, without waiting for anything."""
+        if self._turn_taken or self._waiting or self._blocked_for() > 0 or self._must_wait_for_news():
+            return False
+        shape = self._target_shape()
+        if shape is None or self._limiter is None or shape != self._shape:
+            return True
+        return self._limiter.has_capacity(SLOT)
+
+    def pause(self, seconds: float) -> None:
+        """Holds back every request of this bucket for `seconds` from now (a 429's Retry-After)."""
+        resume_at = _now() + max(0.0, seconds)
+        if resume_at <= self._resume_at:
+            return
+        self._resume_at = resume_at
+        self._smooth_until = max(self._smooth_until, resume_at + self._window_span())
+        self.pauses += 1
+        self._tell()
+
+    def observe(self, report: RateReport | None, slot: Slot | None = None) -> None:
+        """What the answer to `slot`'s request said (None: no answer, or one without rate-limit headers)."""
+        if slot is not None:
+            self._unanswered = max(0, self._unanswered - 1)
+        self._probe = False
+        policy = report.binding() if report else None
+        if report is None or policy is None:
+            self._tell()
+            return
+        now = _now()
+        seq = slot.seq if slot else self._slots - 1
+        remaining = report.remaining()
+        if remaining is not None and (self._budget is None or seq >= self._budget[1]):
+            self._budget = (remaining, seq)
+            if remaining == 0:
+                self._hold_until = max(self._hold_until, now + report.exhausted_for())
+        others = self._others(policy, slot)
+        self.reported = Reported(policy, now, others)
+        self._steer(policy, others)
+        self._tell()
 
     def __repr__(self) -> str:
         limit = f"{self.per_minute}/{self.window_seconds:g}s" if self.per_minute else "unlimited"
         return f"RateBucket({self.name!r}, {limit})"
 
+    # -- the turn: one request at a time looks for a slot, by priority ------------------------------------------
 
-class _PriorityTurn:
-    """A lock whose waiters are served smallest priority first, in arrival order within a priority
-    (asyncio.Lock serves arrival order only)."""
-
-    def __init__(self) -> None:
-        self._held = False
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    @property
-    def busy(self) -> bool:
-        return self._held or bool(self._waiting)
-
-    def more_urgent_waiting(self, priority: int) -> bool:
-        return any(waiting < priority and not waiter.done() for waiting, _, waiter in self._waiting)
-
-    async def acquire(self, priority: int, order: int | None = None) -> int:
-        """Waits for the turn; returns the place in line (pass it back to queue again at the same place)."""
-        order = next(self._order) if order is None else order
-        if not self.busy:
-            self._held = True
-            return order
-        waiter = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (priority, order, waiter))
+    async def _take_turn(self, priority: int, arrival: int) -> None:
+        if not self._turn_taken and not self._waiting:
+            self._turn_taken, self._turn_priority, self._preempted = True, priority, asyncio.Event()
+            return
+        turn = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, arrival, turn))
+        if priority < self._turn_priority:
+            self._preempted.set()
         try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed the turn just as we were cancelled: pass it on
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # the turn was handed to us as we were cancelled: pass it on
+                self._pass_turn()
             raise
-        return order
+        self._turn_priority, self._preempted = priority, asyncio.Event()
 
-    def release(self) -> None:
+    def _pass_turn(self) -> None:
         while self._waiting:
-            _, _, waiter = heapq.heappop(self._waiting)
-            if not waiter.done():
-                waiter.set_result(None)
+            _, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)
                 return
-        self._held = False
+        self._turn_taken = False
+
+    async def _unless_preempted(self, waiting: Awaitable[object]) -> bool:
+        """Waits for `waiting`; False (and `waiting` cancelled) if a more urgent request arrives first."""
+        task = asyncio.ensure_future(waiting)
+        preempted = asyncio.ensure_future(self._preempted.wait())
+        try:
+            await asyncio.wait((task, preempted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            preempted.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return task.done() and not task.cancelled()
+
+    # -- waiting for a slot ----------------------------------------------------------------------------------
+
+    async def _wait_for_slot(self) -> Slot | None:
+        """The slot once every rule allows it; None when a more urgent request should look for one first."""
+        while True:
+            if (delay := self._blocked_for()) > 0:
+                # a 429 may arrive meanwhile: everything is checked again
+                if not await self._unless_preempted(asyncio.sleep(delay)):
+                    return None
+                if self._fresh_since < self._hold_until <= _now():
+                    self._fresh_since, self._shape = self._hold_until, None  # Dune's window reset: start afresh
+                continue
+            if self._must_wait_for_news():
+                if not await self._unless_preempted(self._wait_for_news()):
+                    return None
+                continue
+            limiter = await self._current_limiter()
+            if limiter is not None and not limiter.has_capacity(SLOT):
+                if not await self._unless_preempted(limiter.acquire(SLOT)):
+                    return None
+            elif limiter is not None:
+                await limiter.acquire(SLOT)
+            if self._blocked_for() <= 0 and not self._must_wait_for_news():
+                return Slot(self._slots, _now())
+
+    def _blocked_for(self) -> float:
+        now = _now()
+        return max(self._resume_at - now, self._hold_until - now, 0.0)
+
+    def _must_wait_for_news(self) -> bool:
+        """A lone request is out to learn the limits (the first, or the first after the budget ran out), or the
+        budget of the newest answer is spent while answers are still to come."""
+        if self._budget is not None and self._budget[0] - (self._slots - 1 - self._budget[1]) <= 0:
+            if self._unanswered > 0:
+                return True
+            self._budget, self._probe = None, True  # spent, and no answer to come: one request asks again
+        return self._probe and self._unanswered > 0
+
+    async def _wait_for_news(self) -> None:
+        news = self._news
+        try:
+            await asyncio.wait_for(news.wait(), PROBE_SECONDS)
+        except TimeoutError:
+            logger.debug("%s bucket: no answer to a lone request in %g s; going on", self.name, PROBE_SECONDS)
+            self._unanswered, self._probe = 0, False
+
+    def _tell(self) -> None:
+        self._news.set()
+        self._news = asyncio.Event()
+
+    # -- the pace ----------------------------------------------------------------------------------------------
+
+    def _window_span(self) -> float:
+        return self.window_seconds * (1 + JITTER_MARGIN)
+
+    def _target_shape(self) -> tuple[float, float] | None:
+        """(capacity, requests per second) of the leaky bucket for the current quota; None when unlimited.
+        B + ρ·w' = q throughout; see the module's docstring."""
+        quota = self.per_minute
+        if quota is None:
+            return None
+        span = self._window_span()
+        smooth = not self.burst or _now(default=0.0) < self._smooth_until
+        if smooth:
+            return 1.0, max(1, quota - 1) / span
+        if self.reported is not None and self.reported.policy.remaining is not None:
+            return float(quota), quota / span  # the budget keeps each window within the quota
+        capacity = math.ceil(quota / 2)
+        return float(capacity), max(1, quota - capacity) / span
+
+    async def _current_limiter(self) -> AsyncLimiter | None:
+        """The limiter for the current shape; rebuilt (primed with our recent sends, so a new shape never
+        starts with a burst they already spent) when the quota or the smoothing changed."""
+        shape = self._target_shape()
+        if shape is None:
+            self._limiter = self._shape = None
+            return None
+        if self._limiter is None or shape != self._shape:
+            capacity, rate = shape
+            limiter = AsyncLimiter(capacity, capacity / rate)
+            level = self._level(capacity, rate)
+            if level > 0:
+                await limiter.acquire(level)  # a fresh limiter has room for it: returns at once
+            self._limiter, self._shape = limiter, shape
+        return self._limiter
+
+    def _level(self, capacity: float, rate: float) -> float:
+        """The level a leaky bucket of this shape would have now had it let our recent sends through."""
+        now, level, last = _now(), 0.0, None
+        for sent in self._sent:
+            if sent < self._fresh_since:
+                continue
+            if last is not None:
+                level = max(0.0, level - (sent - last) * rate)
+            level, last = level + 1.0, sent
+        if last is not None:
+            level = max(0.0, level - (now - last) * rate)
+        return min(level, capacity)
+
+    def _others(self, policy: Policy, slot: Slot | None) -> int:
+        """Requests the key used in the policy's last window that were not ours, as of the answered request."""
+        if policy.remaining is None:
+            return 0
+        until = slot.sent_at if slot else _now()
+        ours = sum(1 for sent in self._sent if until - policy.window < sent <= until)
+        return max(0, policy.quota - policy.remaining - ours)
+
+    def _steer(self, policy: Policy, others: int) -> None:
+        """The bucket's quota from the binding policy: what others leave of it, never above the cap."""
+        quota = max(1, policy.quota - others)
+        if self._cap is not None:
+            cap_per_window = self._cap * policy.window / self._configured[1]
+            quota = min(quota, max(1, math.floor(cap_per_window)))
+        if (quota, policy.window) != (self.per_minute, self.window_seconds):
+            if self.reported is None or others == 0 or abs(quota - (self.per_minute or 0)) > 1:
+                logger.debug("%s bucket: %d per %g s (Dune: %r, others on the key: %d)", self.name, quota,
+                             policy.window, policy, others)
+            self.per_minute, self.window_seconds = quota, policy.window
+
+
+    def _remember(self, sent_at: float) -> None:
+        self._sent.append(sent_at)
+        keep = max(self.window_seconds, self._configured[1]) * (1 + JITTER_MARGIN)
+        while self._sent and self._sent[0] < sent_at - keep:
+            self._sent.popleft()
+
+
+def _now(default: float | None = None) -> float:
+    """The running loop's time (aiolimiter's clock); `default` when no loop runs (a property read outside)."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        if default is None:
+            raise
+        return default

@@ -43,8 +43,12 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     query_parameters: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     performance: str = DEFAULTS["DUNE_PERFORMANCE"]
-    write_rpm: int = default_int("DUNE_WRITE_RPM")
-    read_rpm: int = default_int("DUNE_READ_RPM")
+    write_rpm: int = PRESETS[Plan.FREE].write_rpm
+    """Executes a minute before Dune's first answer; also the most, if `rpm_caps` says so."""
+    read_rpm: int = PRESETS[Plan.FREE].read_rpm
+    rpm_caps: tuple[bool, bool] = (False, False)
+    """Whether write_rpm and read_rpm cap what Dune reports (set by the user, or by DUNE_PLAN); else they are
+    only where the connector starts, and Dune's headers set the pace."""
     page_size: int = default_int("DUNE_PAGE_SIZE")
     memory_budget_mb: int = default_int("DUNE_MEMORY_BUDGET_MB")
     min_poll_seconds: float = default_float("DUNE_MIN_POLL_INTERVAL_SECONDS")
@@ -68,6 +72,7 @@ class Settings:
         entries = _entries(reader.text("DUNE_QUERIES"), performance, max_result_age_hours)
         plan = _plan(reader.text("DUNE_PLAN"))
         preset = PRESETS[plan] if plan else None
+        start = preset or PRESETS[Plan.FREE]
         query_ids = _query_ids(reader.text("DUNE_QUERY_IDS"))
         if not query_ids and not entries:
             raise SettingsError("DUNE_QUERY_IDS", "is required unless DUNE_QUERIES names at least one query")
@@ -78,8 +83,10 @@ class Settings:
             base_url=_base_url(reader.text("DUNE_BASE_URL") or DEFAULT_BASE_URL),
             query_parameters=_query_parameters(reader.text("DUNE_QUERY_PARAMETERS"), query_ids),
             performance=performance,
-            write_rpm=reader.integer("DUNE_WRITE_RPM", minimum=1, default=preset.write_rpm if preset else None),
-            read_rpm=reader.integer("DUNE_READ_RPM", minimum=1, default=preset.read_rpm if preset else None),
+            write_rpm=reader.integer("DUNE_WRITE_RPM", minimum=1, default=start.write_rpm),
+            read_rpm=reader.integer("DUNE_READ_RPM", minimum=1, default=start.read_rpm),
+            rpm_caps=(plan is not None or bool(reader.text("DUNE_WRITE_RPM")),
+                      plan is not None or bool(reader.text("DUNE_READ_RPM"))),
             page_size=reader.integer("DUNE_PAGE_SIZE", minimum=1, maximum=1_000_000),
             memory_budget_mb=reader.integer("DUNE_MEMORY_BUDGET_MB", minimum=8, maximum=1_000_000),
             min_poll_seconds=reader.number("DUNE_MIN_POLL_INTERVAL_SECONDS", minimum=0.05),
@@ -111,6 +118,8 @@ class Settings:
             base_url=self.base_url,
             write_rpm=self.write_rpm,
             read_rpm=self.read_rpm,
+            write_rpm_is_cap=self.rpm_caps[0],
+            read_rpm_is_cap=self.rpm_caps[1],
             page_size=self.page_size,
             memory_budget_bytes=self.memory_budget_bytes,
         )

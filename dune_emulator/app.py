@@ -23,7 +23,7 @@ from dune_emulator.counters import DROPPED, Counters
 from dune_emulator.errors import ApiError
 from dune_emulator.executions import Execution, ExecutionStore, is_well_formed, status_object
 from dune_emulator.faults import Fault, FaultInjector, FaultKind
-from dune_emulator.limits import Bucket, Policy, RateLimiter
+from dune_emulator.limits import Bucket, Policy, RateLimiter, Window
 from dune_emulator.results import Answer, PageContext, PageRequest, json_body, results_answer
 from dune_emulator.scenario import QuerySpec, Scenario, sql_key
 
@@ -78,7 +78,8 @@ class Backend:
         rpm = self.scenario.write_rpm if bucket is Bucket.WRITE else self.scenario.read_rpm
         if not rpm or rpm <= 0:
             return None
-        return Policy(rpm, self.scenario.window_seconds, self.scenario.rate_limit_grace_seconds)
+        return Policy(rpm, self.scenario.window_seconds, self.scenario.rate_limit_grace_seconds,
+                      Window(self.scenario.rate_limit_window))
 
 
 BACKEND = web.AppKey("backend", Backend)

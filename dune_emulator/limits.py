@@ -1,8 +1,10 @@
-"""Rate limits: per API key, a write bucket (execute) and a read bucket (everything else), sliding windows.
+"""Rate limits: per API key, a write bucket (execute) and a read bucket (everything else).
 
 Owns the admission decision and the headers that describe it (`RateLimit-Policy`, `RateLimit`, and
 `Retry-After` on a 429). Only admitted requests take a slot, as with Dune: a client that is refused and
-waits as told is not punished for having asked.
+waits as told is not punished for having asked. Dune does not say how its window works, so there are two:
+*sliding* (at most `limit` admitted in any `window` seconds; `t` is when the oldest leaves it) and *fixed*
+(at most `limit` in each window [k·window, (k+1)·window) of the clock; `t` is when the current one ends).
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ class Bucket(StrEnum):
     READ = "read"
 
 
+class Window(StrEnum):
+    SLIDING = "sliding"
+    FIXED = "fixed"
+
+
 @dataclass(frozen=True)
 class Policy:
     """At most `limit` requests in any `window` seconds; `grace` forgives the jitter of an exact-rate client."""
@@ -27,6 +34,7 @@ class Policy:
     limit: int
     window: float
     grace: float = 0.0
+    kind: Window = Window.SLIDING
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ def _seconds(value: float) -> str:
 
 
 class RateLimiter:
-    """Sliding windows over the arrival times of admitted requests, one per (API key, bucket)."""
+    """Windows over the arrival times of admitted requests, one per (API key, bucket)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -50,15 +58,25 @@ class RateLimiter:
         if policy is None:
             return Verdict(True)
         now = self._clock()
-        span = max(policy.window - policy.grace, 1e-9)
         arrivals = self._arrivals.setdefault((key, bucket), deque())
-        while arrivals and arrivals[0] <= now - span:
-            arrivals.popleft()
-        allowed = len(arrivals) < policy.limit
-        if allowed:
-            arrivals.append(now)
-        # Seconds until the oldest admitted request leaves the window, i.e. until a slot frees.
-        reset = max(1, math.ceil(arrivals[0] + span - now)) if arrivals else 0
+        if policy.kind is Window.FIXED:
+            start = math.floor(now / policy.window) * policy.window
+            while arrivals and arrivals[0] < start:
+                arrivals.popleft()
+            allowed = len(arrivals) < policy.limit
+            if allowed:
+                arrivals.append(now)
+            until_free = start + policy.window - now
+        else:
+            span = max(policy.window - policy.grace, 1e-9)
+            while arrivals and arrivals[0] <= now - span:
+                arrivals.popleft()
+            allowed = len(arrivals) < policy.limit
+            if allowed:
+                arrivals.append(now)
+            until_free = arrivals[0] + span - now if arrivals else 0.0
+        # Whole seconds, as the draft asks: until a slot frees (sliding) or the window ends (fixed).
+        reset = max(1, math.ceil(until_free)) if arrivals else 0
         headers = {
             "RateLimit-Policy": f'"{bucket}";q={policy.limit};w={_seconds(policy.window)}',
             "RateLimit": f'"{bucket}";r={policy.limit - len(arrivals)};t={reset}',

@@ -210,6 +210,8 @@ class Scenario:
     # A client limiter sending exactly N a window sees its requests arrive with a few ms of jitter; without
     # this grace a strict window would refuse about half of its boundary requests.
     rate_limit_grace_seconds: float = 0.05
+    rate_limit_window: str = "sliding"
+    """How the limits count: "sliding" (any `window_seconds`) or "fixed" (windows aligned on the clock)."""
     fault_5xx_rate: float = 0.0
     fault_5xx_statuses: list[int] = field(default_factory=lambda: [500, 502, 503, 504])
     fault_slow_rate: float = 0.0
@@ -238,6 +240,8 @@ class Scenario:
             raise ValueError("max_page_rows must be >= 1")
         if self.window_seconds <= 0:
             raise ValueError("window_seconds must be > 0")
+        if self.rate_limit_window not in ("sliding", "fixed"):
+            raise ValueError(f"rate_limit_window must be sliding or fixed, got {self.rate_limit_window!r}")
         self.execution_credits = {str(k): float(v) for k, v in self.execution_credits.items()}
         if set(self.execution_credits) != {"medium", "large"}:
             raise ValueError("execution_credits needs a price for exactly medium and large")

@@ -131,6 +131,16 @@ def test_the_paged_verdicts_compare_side_by_side_pairs() -> None:
     assert [row.met for row in _paged_rows(slower) if row.met is not None] == [True, False]
     over = PagedResult(PagedConfig(goal=1.10), bound, 0.0, runs(2.3), runs(3.0))
     assert [row.met for row in _paged_rows(over) if row.met is not None] == [False, True]
+def test_the_rate_headers_scenario_runs_both_pacings_and_reports_them(tmp_path: Path) -> None:
+    results = run_all(TINY, out=tmp_path / "out", work=tmp_path / "work", only=("rate_headers",), log=False)
+    paced = results.rate_headers
+    assert paced is not None
+    runs = [*paced.defaults["headers"], *paced.defaults["blind"], *paced.plus_on_free.values(),
+            *paced.shared.values()]
+    assert all(run.rows_exact for run in runs), [run for run in runs if not run.rows_exact]
+    assert paced.shared["headers"].requests["execute"] == TINY.rate_headers.processes * TINY.rate_headers.process_queries
+    report = (tmp_path / "out" / "latest.md").read_text()
+    assert "## 2d. Pacing by Dune's headers" in report and "2d. Dune's headers: defaults on a Plus key" in report
 
 
 def test_a_partial_run_keeps_the_other_scenarios_sections(tmp_path: Path) -> None:

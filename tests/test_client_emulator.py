@@ -51,6 +51,39 @@ async def run_query(client: DuneClient, query_id: int, *, poll_seconds: float = 
             for row in page.rows]
 
 
+@pytest.mark.parametrize("window", ["sliding", "fixed"])
+async def test_clients_sharing_a_key_pace_themselves_by_the_headers(window: str) -> None:
+    """Three clients on one key, each started far above the key's 20 reads a 2 s window and left uncapped: Dune's
+    headers bring each to a share of the key. A few 429s may happen while they learn (two each at most)."""
+    scenario = Scenario(queries=[QuerySpec(1, rows=5)], write_rpm=None, read_rpm=20, window_seconds=2.0,
+                        rate_limit_window=window)
+    async with Emulator(scenario, api_key=KEY) as emu:
+        async with client_for(emu) as setup:
+            handle = await setup.execute(1)
+        emu.backend.limiter.reset()
+        emu.counters.reset()
+
+        async def one() -> list[int | None]:
+            paces: list[int | None] = []  # the client's quota after each of its reads
+
+            async def read(client: DuneClient) -> None:
+                await client.status(handle.execution_id)
+                paces.append(client.read_bucket.per_minute)
+
+            async with client_for(emu, read_rpm=600, read_rpm_is_cap=False, window_seconds=60.0) as client:
+                await asyncio.gather(*(read(client) for _ in range(14)))
+            assert client.read_bucket.window_seconds == 2.0, "the window Dune reported"
+            return paces
+
+        paces = await asyncio.gather(*(one() for _ in range(3)))
+        counters = emu.counters.snapshot()
+    assert counters["requests_by_route"]["status"] - counters["rate_limited"] == 42, "every read answered"
+    assert counters["rate_limited"] <= 6
+    for seen in paces:
+        assert max(q or 0 for q in seen) <= 20, "above the key's quota"
+        assert min(q or 0 for q in seen) < 20, "a client sharing the key never left the others a share"
+
+
 async def test_a_client_at_the_emulators_limits_is_never_rate_limited() -> None:
     """Both sides at 4 writes and 30 reads per 2 s window, and more of each asked at once than a window allows."""
     window, write_rpm, read_rpm = 2.0, 4, 30

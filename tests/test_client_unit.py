@@ -11,9 +11,8 @@ import json
 import logging
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,7 +32,6 @@ from dune_async.errors import (
     UnexpectedResponseError,
 )
 from dune_async.models import ExecutionState
-from tests.test_ratelimit import START, FakeClock
 
 KEY = "dune-KEY-7f3c9a1b2d4e6f80-do-not-leak"
 BASE = "https://api.dune.com"
@@ -146,18 +144,16 @@ class Script:
     `delay` makes every answer take that long, so concurrency can be observed.
     """
 
-    def __init__(self, *steps: Step, delay: float = 0.0, clock: Any = None) -> None:
+    def __init__(self, *steps: Step, delay: float = 0.0) -> None:
         assert steps
         self.steps = list(steps)
         self.delay = delay
-        self.clock = clock
-        """Whose time to record (a FakeClock shared with the client's buckets); the monotonic clock if None."""
         self.seen: list[Seen] = []
         self.in_flight = 0
         self.peak_in_flight = 0
 
     async def respond(self, url: URL, **kwargs: Any) -> CallbackResult:
-        self.seen.append(Seen(self.clock.now() if self.clock else time.monotonic(), url, kwargs))
+        self.seen.append(Seen(now(), url, kwargs))  # the loop's time, which the rate buckets pace by
         step = self.steps[min(len(self.seen) - 1, len(self.steps) - 1)]
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -178,9 +174,13 @@ class Script:
         return [s.at for s in self.seen]
 
 
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
 def script(mocked: aioresponses, method: str, pattern: re.Pattern[str], *steps: Step,
-           delay: float = 0.0, clock: Any = None) -> Script:
-    callback = Script(*steps, delay=delay, clock=clock)
+           delay: float = 0.0) -> Script:
+    callback = Script(*steps, delay=delay)
     mocked.add(pattern, method, callback=callback.respond, repeat=True)
     return callback
 
@@ -360,61 +360,83 @@ async def test_client_outside_async_with_is_an_error() -> None:
 # -- rate buckets, through the client ----------------------------------------------------------------------------
 
 
+@pytest.mark.looptime
 async def test_write_and_read_buckets_are_counted_apart(mocked: aioresponses) -> None:
     """One request a 4 s window in each bucket: an execute does not use up the read bucket, nor the reverse."""
-    clock = FakeClock()
     script(mocked, "POST", EXECUTE, ok(handle_body()))
     script(mocked, "GET", STATUS, ok(execution()))
-    async with DuneClient(make_settings(write_rpm=1, read_rpm=1, window_seconds=4.0, clock=clock)) as client:
+    async with DuneClient(make_settings(write_rpm=1, read_rpm=1, window_seconds=4.0)) as client:
+        start = now()
         await client.execute(QUERY_ID)
         await client.status(EXECUTION_ID)
-    assert clock.slept == []  # one shared bucket would have waited 4 s for the second request
-    assert client.write_bucket.clock is clock and client.read_bucket.clock is clock
+        assert now() == start  # one shared bucket would have waited 4 s for the second request
     assert client.write_bucket is not client.read_bucket
     assert (client.write_bucket.acquired, client.read_bucket.acquired) == (1, 1)
 
 
+@pytest.mark.looptime
 async def test_client_never_exceeds_the_read_rate(mocked: aioresponses) -> None:
     per_window, window = 8, 0.4
-    clock = FakeClock()
-    calls = script(mocked, "GET", STATUS, ok(execution()), clock=clock)
-    async with DuneClient(make_settings(read_rpm=per_window, window_seconds=window, clock=clock)) as client:
+    calls = script(mocked, "GET", STATUS, ok(execution()))
+    async with DuneClient(make_settings(read_rpm=per_window, window_seconds=window)) as client:
         await asyncio.gather(*(client.status(EXECUTION_ID) for _ in range(18)))
     times = sorted(calls.times)
     assert len(times) == 18
     for first, last in zip(times, times[per_window:], strict=False):
         assert last - first >= window
     spacing = client.read_bucket.spacing_seconds  # the read bucket is smooth: exactly one request a spacing
-    assert times == [pytest.approx(times[0] + i * spacing) for i in range(18)]
+    assert times == [pytest.approx(times[0] + i * spacing, abs=1e-4) for i in range(18)]  # looptime's µs ticks
 
 
+def limits(name: str, quota: int, window: float, remaining: int, reset: int) -> dict[str, str]:
+    """Dune's rate-limit headers for one policy."""
+    return {"RateLimit-Policy": f'"{name}";q={quota};w={window:g}', "RateLimit": f'"{name}";r={remaining};t={reset}'}
+
+
+@pytest.mark.looptime
+async def test_the_client_paces_by_the_headers_of_its_answers(mocked: aioresponses) -> None:
+    """Started at Free's 40 a minute and left uncapped, the read bucket runs at the 200 Dune reports."""
+    calls = script(mocked, "GET", STATUS, ok(execution(), limits("read", 200, 60, 199, 60)))
+    settings = make_settings(read_rpm=40, read_rpm_is_cap=False, window_seconds=60.0)
+    async with DuneClient(settings) as client:
+        await asyncio.gather(*(client.status(EXECUTION_ID) for _ in range(5)))
+    assert client.read_bucket.per_minute == 200
+    gaps = [b - a for a, b in zip(calls.times, calls.times[1:], strict=False)]
+    assert gaps[1:] == [pytest.approx(60.6 / 199, abs=1e-5)] * 3, "not at the rate Dune reported"
+    async with DuneClient(replace(settings, read_rpm_is_cap=True)) as capped:
+        await asyncio.gather(*(capped.status(EXECUTION_ID) for _ in range(2)))
+    assert capped.read_bucket.per_minute == 40, "DUNE_READ_RPM is a cap"
+
+
+@pytest.mark.looptime
 async def test_429_with_retry_after_pauses_the_whole_bucket(mocked: aioresponses) -> None:
     """Once a 429 (Retry-After: 1) is back, no task of the read bucket sends anything for that second, not even
     those already queued for a slot; the write bucket keeps going; afterwards the reads are spaced (no burst)."""
     answered: list[float] = []
 
     async def slow_429(_url: URL, _kwargs: dict[str, Any]) -> CallbackResult:
-        await asyncio.sleep(0.15)  # meanwhile other readers are sent or queue for their slots
-        answered.append(time.monotonic())
+        await asyncio.sleep(0.15)  # meanwhile other readers queue for their slots
+        answered.append(now())
         return err(429, "Too many requests", {"Retry-After": "1"})
 
-    statuses = script(mocked, "GET", STATUS, slow_429, ok(execution()))
-    executes = script(mocked, "POST", EXECUTE, ok(handle_body()))
-    limited = make_settings(read_rpm=3, window_seconds=1.0, max_in_flight=4)  # 3 at once, 3 more a window later
+    statuses = script(mocked, "GET", STATUS, ok(execution()), slow_429, ok(execution()))
+    script(mocked, "POST", EXECUTE, ok(handle_body()))
+    limited = make_settings(read_rpm=30, window_seconds=1.0, max_in_flight=4)  # a read every ~35 ms
     async with DuneClient(limited) as client:
-        readers = [asyncio.create_task(client.status(EXECUTION_ID)) for _ in range(6)]
+        readers = [asyncio.create_task(client.status(EXECUTION_ID)) for _ in range(12)]
         await asyncio.sleep(0.3)  # the 429 has come back by now; the other readers are waiting
         await client.execute(QUERY_ID)
+        executed_at = now()
         answers = await asyncio.gather(*readers)
 
     assert all(a.state is ExecutionState.COMPLETED for a in answers)
     (refused_at,) = answered
     after = [t for t in statuses.times if t > refused_at]
     assert len(after) >= 4  # the refused one again, plus the readers not sent before the 429
-    assert min(after) >= refused_at + 1.0 - 0.005, "a read went out inside the Retry-After window"
-    assert executes.times[0] < refused_at + 0.8, "the write bucket was held back by a read-bucket pause"
+    assert min(after) >= refused_at + 1.0, "a read went out inside the Retry-After window"
+    assert executed_at < refused_at + 1.0, "the write bucket was held back by a read-bucket pause"
     gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
-    assert min(gaps) >= client.read_bucket.spacing_seconds - 0.005, f"burst after the pause: {gaps}"
+    assert min(gaps) >= client.read_bucket.spacing_seconds - 1e-6, f"burst after the pause: {gaps}"
     assert client.read_bucket.pauses == 1 and client.write_bucket.pauses == 0
     assert client.stats.rate_limited == 1 and client.stats.retries == 1
 
@@ -463,18 +485,18 @@ async def test_max_in_flight_applies_to_each_bucket(mocked: aioresponses) -> Non
     assert (reads.peak_in_flight, writes.peak_in_flight) == (2, 2)
 
 
+@pytest.mark.looptime
 async def test_a_busy_read_bucket_does_not_hold_back_writes(mocked: aioresponses) -> None:
     """Reads queued for their rate slots must not take every in-flight slot away from execute."""
-    clock = FakeClock()
-    reads = script(mocked, "GET", STATUS, ok(execution()), clock=clock)
-    executes = script(mocked, "POST", EXECUTE, ok(handle_body()), clock=clock)
-    slow_reads = make_settings(read_rpm=2, window_seconds=2.0, max_in_flight=2, clock=clock)  # a read a ~1 s
+    reads = script(mocked, "GET", STATUS, ok(execution()))
+    executes = script(mocked, "POST", EXECUTE, ok(handle_body()))
+    slow_reads = make_settings(read_rpm=2, window_seconds=2.0, max_in_flight=2)  # a read every ~2 s
     async with DuneClient(slow_reads) as client:
         readers = [asyncio.create_task(client.status(EXECUTION_ID)) for _ in range(4)]
-        await clock.sleep(0.1)
-        started = clock.now()
+        await asyncio.sleep(0.1)
+        started = now()
         await client.execute(QUERY_ID)
-        waited = clock.now() - started
+        waited = now() - started
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
@@ -757,14 +779,16 @@ async def test_the_key_never_leaks_even_when_dune_echoes_it(mocked: aioresponses
     assert "***" in str(failures[0])  # Dune's message is kept, the key inside it masked
 
 
+@pytest.mark.looptime
 async def test_executes_burst_and_reads_are_spaced(mocked: aioresponses) -> None:
-    """All of a sync's executes may leave at once; polls and pages share the read allowance evenly."""
-    clock = FakeClock()
-    executes = script(mocked, "POST", EXECUTE, ok(handle_body()), clock=clock)
-    statuses = script(mocked, "GET", STATUS, ok(execution()), clock=clock)
-    async with DuneClient(make_settings(write_rpm=5, read_rpm=5, window_seconds=0.5, clock=clock)) as client:
+    """All of a sync's executes within what Dune says is left leave at once, after the first answer; polls and
+    pages share the read allowance evenly."""
+    executes = script(mocked, "POST", EXECUTE, ok(handle_body(), limits("write", 5, 1, 4, 1)))
+    statuses = script(mocked, "GET", STATUS, ok(execution(), limits("read", 5, 1, 4, 1)))
+    async with DuneClient(make_settings(write_rpm=5, read_rpm=5, window_seconds=1.0)) as client:
+        start = now()
         await asyncio.gather(*(client.execute(QUERY_ID) for _ in range(5)),
                              *(client.status(EXECUTION_ID) for _ in range(3)))
-    assert executes.times == [START] * 5, "executes within the limit were held back"
+    assert executes.times == [start] * 5, "executes within the limit were held back"
     spacing = client.read_bucket.spacing_seconds
-    assert sorted(statuses.times) == [pytest.approx(START + i * spacing) for i in range(3)]
+    assert sorted(statuses.times) == [pytest.approx(start + i * spacing, abs=1e-5) for i in range(3)]

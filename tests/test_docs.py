@@ -149,8 +149,3 @@ def test_every_sync_outcome_is_documented_in_the_execution_table() -> None:
     outcomes = next(row[2] for row in table_rows(section) if row[0] == "`sync_outcome`")
     for outcome in Outcome:
         assert f"`{outcome.value}`" in outcomes, outcome
-
-
-def test_the_readme_names_only_runtime_requirements_that_exist() -> None:
-    requirements = (PROJECT_ROOT / "requirements.txt").read_text().lower()
-    assert "aiolimiter" not in requirements and "aiolimiter" not in README.lower()

@@ -1,15 +1,16 @@
-"""Emulator: rate limits (sliding windows, 429 and headers), fault injection, counters."""
+"""Emulator: rate limits (sliding and fixed windows, 429 and headers), fault injection, counters."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import aiohttp
 import pytest
 
 from dune_emulator import QuerySpec
-from dune_emulator.limits import Bucket, Policy, RateLimiter
+from dune_emulator.limits import Bucket, Policy, RateLimiter, Window
 from tests.test_emulator_support import running, unlimited
 
 # --- the sliding window, by a fake clock ---------------------------------------------------------------
@@ -69,6 +70,44 @@ def test_headers_describe_policy_and_remaining() -> None:
     assert verdict.headers["RateLimit"] == '"read";r=39;t=60'
     assert "Retry-After" not in verdict.headers
     assert limiter.admit("a", Bucket.READ, None).headers == {}
+
+
+def test_a_fixed_window_admits_the_limit_per_window_and_resets_on_its_boundary() -> None:
+    ticks = Ticks()  # 1000.0: a boundary of 10 s windows
+    limiter = RateLimiter(ticks)
+    policy = Policy(3, 10.0, kind=Window.FIXED)
+    ticks.now = 1007.5
+    verdicts = [limiter.admit("key", Bucket.WRITE, policy) for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert verdicts[0].headers["RateLimit"] == '"write";r=2;t=3'  # the window ends at 1010: 2.5 s, whole seconds
+    assert verdicts[3].headers["Retry-After"] == "3" and verdicts[3].headers["RateLimit"] == '"write";r=0;t=3'
+    ticks.now = 1010.0  # a sliding window would still hold the three; the fixed one has reset
+    fresh = limiter.admit("key", Bucket.WRITE, policy)
+    assert fresh.allowed and fresh.headers["RateLimit"] == '"write";r=2;t=10'
+
+
+def test_a_fixed_window_lets_twice_the_limit_through_across_its_boundary() -> None:
+    """What makes the two modes differ for a client: 2 x limit within a few ms, half in each window."""
+    ticks = Ticks()
+    fixed, sliding = RateLimiter(ticks), RateLimiter(ticks)
+    policy = Policy(3, 10.0)
+    allowed = {"fixed": 0, "sliding": 0}
+    for moment in (1009.99, 1009.99, 1009.99, 1010.0, 1010.0, 1010.0):
+        ticks.now = moment
+        allowed["fixed"] += fixed.admit("k", Bucket.READ, Policy(3, 10.0, kind=Window.FIXED)).allowed
+        allowed["sliding"] += sliding.admit("k", Bucket.READ, policy).allowed
+    assert allowed == {"fixed": 6, "sliding": 3}
+
+
+async def test_the_scenario_chooses_the_window_over_http() -> None:
+    scenario = unlimited(QuerySpec(1), write_rpm=2, window_seconds=1.0, rate_limit_window="fixed")
+    async with running(scenario) as (emulator, api):
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(math.ceil(loop.time()) - loop.time() + 0.05)  # just after a whole second: the window
+        answers = [await api.call("POST", "/query/1/execute") for _ in range(3)]
+    assert [a.status for a in answers] == [200, 200, 429]
+    with pytest.raises(ValueError, match="rate_limit_window"):
+        unlimited(QuerySpec(1), rate_limit_window="leaky")
 
 
 # --- rate limits over HTTP -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dune_async.__main__ import main
 from dune_async.events import Origin, Outcome
 from dune_async.models import ExecutionState, ExecutionStatus
 from dune_async.plan import QueryPlan, Resume, ReuseOrExecute
-from dune_async.preview import Forecast, Probe, Row, Step, forecast, intent, load_state, preview
+from dune_async.preview import Forecast, Probe, Row, Step, forecast, intent, load_state, preview, render
 from dune_async.settings import Settings
 from dune_async.sink import QueryReport
 from dune_async.state import QueryProgress, SyncState, fingerprint
@@ -98,6 +98,17 @@ def test_forecast_spends_nothing_and_matches_the_sync() -> None:
     assert {reports[q].origin for q in ("query 13", "query 14")} == {"executed"}
     reused = billing[reports["query 12"].execution_id or ""]["export_credits"]
     assert rows["query 12"].export == pytest.approx(reused, rel=0.1)
+
+
+def test_the_plan_shows_the_limits_dune_reports_for_the_key() -> None:
+    limited = Scenario(queries=[QuerySpec(15, rows=10, latest_result_age_seconds=60)], write_rpm=70, read_rpm=200)
+    with EmulatorThread(limited, api_key=KEY, port=0) as emulator:
+        text = render(asyncio.run(preview(Settings.from_configuration(configuration(emulator, "15")), SyncState())))
+    assert 'rate limit for this key (read requests): 200 per 60 s (policy "read")' in text
+    assert "write requests" not in text, "the plan executes nothing, so Dune said nothing about writes"
+    with EmulatorThread(scenario(QuerySpec(15, rows=10)), api_key=KEY, port=0) as emulator:
+        text = render(asyncio.run(preview(Settings.from_configuration(configuration(emulator, "15")), SyncState())))
+    assert "Dune reported no rate limits" in text
 
 
 def test_resume_skip_and_a_gone_execution() -> None:

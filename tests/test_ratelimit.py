@@ -1,246 +1,277 @@
-"""RateBucket: at most N acquisitions in any window, even after a pause; a pause holds back every task.
+"""RateBucket on aiolimiter: never more than Dune's quota in one of its windows, the headers steer, priorities.
 
-The time rules run on `FakeClock`, virtual time that only moves when a sleeper wakes: exact times, so both
-"never too early" and "never later than needed" are asserted without wall-clock allowances a loaded machine
-could break. One smoke test keeps the real clock.
+Every test runs on the event loop's virtual time (`looptime`): aiolimiter reads `loop.time()`, and the loop jumps
+to the next timer whenever every task waits, so exact times are asserted without wall-clock allowances a loaded
+machine could break.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import time
+import math
 
 import pytest
 
-from dune_async.ratelimit import JITTER_MARGIN, REAL_CLOCK, MonotonicClock, RateBucket
+from dune_async.ratelimit import JITTER_MARGIN, PROBE_SECONDS, RateBucket, Slot
+from dune_async.ratelimit_headers import Policy, RateReport
 
-START = 1000.0
-
-
-class FakeClock:
-    """Virtual time for RateBucket (and tests): `now()` moves only when a sleeper wakes, to its wake time.
-
-    A sleeper wakes once it has been the earliest of all sleepers for SETTLE turns of the event loop in a row,
-    so every task that can run without waiting (mocked HTTP, other buckets) runs first, as it would in real
-    time. Deterministic: no real time passes in `sleep()`.
-    """
-
-    SETTLE = 25
-
-    def __init__(self, start: float = START) -> None:
-        self.t = start
-        self.slept: list[float] = []
-        self._sleepers: list[tuple[float, int]] = []
-        self._order = itertools.count()
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        me = (self.t + max(0.0, seconds), next(self._order))
-        self._sleepers.append(me)
-        try:
-            settled = 0
-            while settled < self.SETTLE:
-                await asyncio.sleep(0)
-                settled = settled + 1 if min(self._sleepers) == me else 0
-            self.t = max(self.t, me[0])
-        finally:
-            self._sleepers.remove(me)
+pytestmark = pytest.mark.looptime
 
 
-async def _acquire_all(bucket: RateBucket, tasks: int) -> list[float]:
-    """Starts `tasks` concurrent acquisitions and returns the bucket-clock time each one was granted, sorted."""
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def report(name: str, quota: int, window: float, remaining: int | None = None,
+           reset: float | None = None) -> RateReport:
+    return RateReport((Policy(name, quota, window, remaining, reset),))
+
+
+async def acquire_all(bucket: RateBucket, tasks: int, answer: RateReport | None = None) -> list[float]:
+    """`tasks` concurrent requests, each answered at once (with `answer`); the times they left, sorted."""
     granted: list[float] = []
 
     async def one() -> None:
-        await bucket.acquire()
-        granted.append(bucket.clock.now())
+        async with bucket.sending() as sending:
+            granted.append(sending.slot.sent_at)
+            sending.report = answer
 
     await asyncio.gather(*(one() for _ in range(tasks)))
     return sorted(granted)
 
 
-def _most_in_any_window(times: list[float], window: float) -> int:
-    """The largest number of the (sorted) times that fall in one half-open window [t, t + window)."""
-    most = 0
-    for i, start in enumerate(times):
-        inside = sum(1 for t in times[i:] if t < start + window)
-        most = max(most, inside)
-    return most
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The most of the sorted `times` inside one half-open window [t, t + window), sliding or fixed alike."""
+    return max((sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times)), default=0)
 
 
-async def test_fake_clock_wakes_sleepers_in_order_of_their_wake_time() -> None:
-    clock = FakeClock()
-    woke: list[tuple[str, float]] = []
-
-    async def sleeper(name: str, seconds: float) -> None:
-        await clock.sleep(seconds)
-        woke.append((name, clock.now()))
-
-    await asyncio.gather(sleeper("late", 3.0), sleeper("early", 1.0), sleeper("middle", 2.0))
-    assert woke == [("early", START + 1.0), ("middle", START + 2.0), ("late", START + 3.0)]
+# -- pacing without headers (the configured rate) ---------------------------------------------------------------
 
 
-async def test_never_more_than_n_in_any_sliding_window() -> None:
-    per_window, window = 10, 0.4
-    bucket = RateBucket("write", per_window, window_seconds=window, clock=FakeClock())
+async def test_a_smooth_bucket_spaces_every_request_within_the_quota() -> None:
+    quota, window = 6, 0.6
+    bucket = RateBucket("read", quota, window_seconds=window, burst=False)
+    start = now()
+    granted = await acquire_all(bucket, 13)
+    spacing = window * (1 + JITTER_MARGIN) / (quota - 1)
+    assert bucket.spacing_seconds == pytest.approx(spacing)
+    assert granted == [pytest.approx(start + i * spacing) for i in range(13)]
+    assert most_in_any_window(granted, window * (1 + JITTER_MARGIN)) <= quota
+
+
+async def test_a_blind_bursting_bucket_caps_its_burst_so_no_window_gets_more_than_the_quota() -> None:
+    """B + rho * w' = q: half the quota at once, the other half leaking through the window (no headers)."""
+    quota, window = 10, 1.0
+    bucket = RateBucket("write", quota, window_seconds=window)
+    start = now()
+    granted = await acquire_all(bucket, 40)
     span = window * (1 + JITTER_MARGIN)
-
-    granted = await _acquire_all(bucket, 22)
-
-    assert bucket.acquired == 22
-    assert _most_in_any_window(granted, span) <= per_window
-    for first, last in zip(granted, granted[per_window:], strict=False):
-        assert last - first >= span - 1e-9, "N+1 acquisitions inside one window"
-    # It paces rather than starves: a burst of N, N more a window later, the last 2 a window after that.
-    assert granted == [START] * 10 + [pytest.approx(START + span)] * 10 + [pytest.approx(START + 2 * span)] * 2
+    assert granted[:5] == [pytest.approx(start)] * 5, "half the quota leaves at once"
+    assert most_in_any_window(granted, span) <= quota
+    # and the long-run rate is the other half: 35 more at 5 per window
+    assert granted[-1] - start == pytest.approx(35 * span / 5)
 
 
-async def test_real_clock_smoke() -> None:
-    """The same rule on the real clock (lower bounds only: load can only make requests later)."""
-    per_window, window = 4, 0.2
-    bucket = RateBucket("read", per_window, window_seconds=window)
-    assert bucket.clock is REAL_CLOCK and isinstance(REAL_CLOCK, MonotonicClock)
-    granted = await _acquire_all(bucket, 9)
-    assert bucket.acquired == 9
-    for first, last in zip(granted, granted[per_window:], strict=False):
-        assert last - first >= window
-    assert abs(REAL_CLOCK.now() - time.monotonic()) < 1.0
+async def test_an_unlimited_bucket_never_waits() -> None:
+    bucket = RateBucket("read", None)
+    start = now()
+    assert await acquire_all(bucket, 50) == [start] * 50
+    assert bucket.spacing_seconds == 0.0 and repr(bucket) == "RateBucket('read', unlimited)"
 
 
-async def test_spacing_is_the_window_over_n_plus_the_margin() -> None:
-    bucket = RateBucket("write", 15, window_seconds=60.0)
-    assert bucket.spacing_seconds == pytest.approx(4.0 * (1 + JITTER_MARGIN))
-    assert RateBucket("read", None).spacing_seconds == 0.0
-    assert repr(bucket) == "RateBucket('write', 15/60s)"
+async def test_the_first_request_goes_alone_until_its_answer() -> None:
+    """Before Dune's first answer the bucket knows only the configured rate, which may be too high."""
+    bucket = RateBucket("write", 70, window_seconds=60.0)
+    first = await bucket.acquire()
+    second = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(1.0)
+    assert not second.done(), "a second request left before the first answer"
+    bucket.observe(None, first)  # no headers: nothing changes, the configured pace goes on
+    assert (await second).sent_at == pytest.approx(first.sent_at + 1.0)
 
 
-async def test_unlimited_bucket_does_not_wait() -> None:
-    clock = FakeClock()
-    bucket = RateBucket("read", None, window_seconds=0.5, clock=clock)
-    granted = await _acquire_all(bucket, 50)
-    assert bucket.acquired == 50
-    assert granted == [START] * 50 and clock.slept == []
+async def test_a_lone_request_never_answered_holds_the_others_only_so_long() -> None:
+    bucket = RateBucket("write", 70, window_seconds=60.0)
+    first = await bucket.acquire()
+    second = await bucket.acquire()
+    assert second.sent_at - first.sent_at == pytest.approx(PROBE_SECONDS)
 
 
-async def test_pause_holds_back_every_task_of_the_bucket() -> None:
-    clock = FakeClock()
-    bucket = RateBucket("read", None, window_seconds=0.5, clock=clock)
+# -- 429: pause everybody, then no burst ------------------------------------------------------------------------
+
+
+async def test_pause_holds_back_every_task_and_a_shorter_one_never_shortens_it() -> None:
+    bucket = RateBucket("read", None)
     bucket.pause(0.4)
-    assert bucket.paused_for == pytest.approx(0.4)
-
-    granted = await _acquire_all(bucket, 5)
-
-    assert granted == [pytest.approx(START + 0.4)] * 5
+    bucket.pause(0.05)
+    assert bucket.pauses == 1 and bucket.paused_for == pytest.approx(0.4)
+    start = now()
+    assert await acquire_all(bucket, 5) == [pytest.approx(start + 0.4)] * 5
     assert bucket.paused_for == 0.0
 
 
-async def test_a_shorter_pause_never_shortens_a_longer_one() -> None:
-    bucket = RateBucket("read", 10, window_seconds=0.5, clock=FakeClock())
-    bucket.pause(0.4)
-    bucket.pause(0.05)
-    assert bucket.pauses == 1
-    assert bucket.paused_for == pytest.approx(0.4)
-    bucket.pause(0.6)
-    assert bucket.pauses == 2 and bucket.paused_for == pytest.approx(0.6)
+async def test_pause_catches_requests_already_waiting_and_no_burst_follows() -> None:
+    quota, window = 4, 1.0
+    bucket = RateBucket("write", quota, window_seconds=window)
+    steer = report("write", quota, window, remaining=quota)
+    await acquire_all(bucket, 1, steer)  # the first answer: the bucket may burst the whole quota now
+    start = now()
+    waiting = asyncio.create_task(acquire_all(bucket, 4, report("write", quota, window, remaining=quota)))
+    await asyncio.sleep(0)
+    bucket.pause(2.0)
+    granted = await waiting
+    spacing = window * (1 + JITTER_MARGIN) / (quota - 1)
+    assert granted[0] >= start + 2.0 - 1e-9, "a request went during the pause"
+    assert [b - a for a, b in zip(granted, granted[1:], strict=False)] == [pytest.approx(spacing)] * 3, \
+        "after a pause the bucket spaces its requests for a window"
 
 
-async def test_pause_catches_tasks_already_queued_for_a_slot() -> None:
-    """A 429 that arrives while tasks wait for their slot holds them back too."""
-    clock = FakeClock()
-    bucket = RateBucket("read", 2, window_seconds=1.0, clock=clock)  # two at once, the next two a window later
-    granted: list[float] = []
-    burst_sent = asyncio.Event()
+# -- the headers steer ------------------------------------------------------------------------------------------
+
+
+async def test_the_reported_quota_becomes_the_rate_unless_the_user_capped_it() -> None:
+    free, plus = 40, 200
+    following = RateBucket("read", free, window_seconds=60.0, burst=False, capped=False)
+    capped = RateBucket("read", free, window_seconds=60.0, burst=False)
+    answer = report("read", plus, 60.0, remaining=plus - 1, reset=60)
+    for bucket in (following, capped):
+        bucket.observe(answer, await bucket.acquire())
+    assert following.per_minute == plus and following.spacing_seconds == pytest.approx(60.6 / (plus - 1))
+    assert capped.per_minute == free, "DUNE_READ_RPM / DUNE_PLAN is a cap"
+    lower = report("read", 10, 60.0, remaining=9, reset=60)
+    capped.observe(lower, await capped.acquire())
+    assert capped.per_minute == 10, "a lower quota from Dune always wins"
+
+
+async def test_remaining_zero_holds_the_bucket_until_the_reset() -> None:
+    bucket = RateBucket("write", 70, window_seconds=60.0)
+    start = now()
+    bucket.observe(report("write", 15, 60.0, remaining=0, reset=42), await bucket.acquire())
+    assert not bucket.has_capacity()
+    after = await bucket.acquire()
+    assert after.sent_at == pytest.approx(start + 42)
+
+
+async def test_a_burst_spends_exactly_the_remaining_budget_then_waits_for_the_window() -> None:
+    """DUNE_PLAN=plus against a key that is on Free, fixed windows: the first answer says 15 a minute, 14 left."""
+    bucket = RateBucket("write", 70, window_seconds=60.0)
+    window_end = now() + 60.0
+    used = 0
+
+    async def one() -> float:
+        nonlocal used
+        async with bucket.sending() as sending:
+            used += 1 if now() < window_end else 0
+            left = 15 - used if now() < window_end else 15 - 1
+            sending.report = report("write", 15, 60.0, remaining=left, reset=max(1, round(window_end - now())))
+            return sending.slot.sent_at
+
+    granted = sorted(await asyncio.gather(*(one() for _ in range(30))))
+    assert used == 15, "more requests in the window than Dune had left"
+    assert granted[:15] == [pytest.approx(granted[0])] * 15, "the remaining budget goes at once"
+    assert granted[15] == pytest.approx(window_end), "nothing before the window resets"
+
+
+class SlidingKey:
+    """Dune as a sliding window of `quota` per `window` s: admits or refuses, and reports r and t as it does."""
+
+    def __init__(self, quota: int, window: float) -> None:
+        self.quota, self.window = quota, window
+        self.admitted: list[float] = []
+        self.refused = 0
+
+    def arrive(self) -> RateReport:
+        moment = now()
+        inside = [t for t in self.admitted if t > moment - self.window]
+        if len(inside) < self.quota:
+            self.admitted.append(moment)
+            inside.append(moment)
+        else:
+            self.refused += 1
+        reset = max(1, math.ceil(inside[0] + self.window - moment))
+        return report("write", self.quota, self.window, remaining=self.quota - len(inside), reset=reset)
+
+
+async def test_requests_in_flight_never_spend_more_than_what_dune_said_is_left() -> None:
+    """12 of 15 used 40 s ago (3 left, nothing frees for 20 s), then 10 at once with answers 50 ms away: the
+    leaky bucket alone has drained enough for 10, but only the 3 Dune has left may go."""
+    key = SlidingKey(15, 60.0)
+    bucket = RateBucket("write", 15, window_seconds=60.0)
 
     async def one() -> None:
-        await bucket.acquire()
-        granted.append(clock.now())
-        if len(granted) == 2:
-            burst_sent.set()
+        async with bucket.sending() as sending:
+            answer = key.arrive()
+            await asyncio.sleep(0.05)
+            sending.report = answer
 
-    tasks = [asyncio.create_task(one()) for _ in range(4)]
-    await burst_sent.wait()
-    bucket.pause(1.5)  # the other two are waiting for the window right now; the pause ends later than it
-    paused_at = clock.now()
-    await asyncio.gather(*tasks)
-
-    assert granted[:2] == [START, START] and paused_at == START
-    later = sorted(granted)[2:]
-    assert later[0] == pytest.approx(paused_at + 1.5)  # not at the window's end (1.01 s): the pause holds it
-    assert later[1] == pytest.approx(later[0] + bucket.spacing_seconds)  # and no burst once it ends
+    await asyncio.gather(*(one() for _ in range(12)))
+    await asyncio.sleep(40.0)
+    await asyncio.gather(*(one() for _ in range(10)))
+    assert key.refused == 0
+    assert len(key.admitted) == 22 and key.admitted[14] < 41.0 <= 60.0 - 1e-6 <= key.admitted[15]
 
 
-async def test_no_burst_when_a_pause_ends() -> None:
-    """Slots handed out during a pause must not all fire together when it ends: still N per window."""
-    per_window, window = 5, 0.5  # spacing ~0.101 s
-    clock = FakeClock()
-    bucket = RateBucket("write", per_window, window_seconds=window, clock=clock)
-    granted: list[float] = []
-    burst_sent = asyncio.Event()
-
-    async def one() -> None:
-        await bucket.acquire()
-        granted.append(clock.now())
-        if len(granted) == per_window:
-            burst_sent.set()
-
-    tasks = [asyncio.create_task(one()) for _ in range(per_window + 4)]
-    await burst_sent.wait()
-    bucket.pause(0.8)  # longer than the window, so only the pause holds the others back
-    paused_at = clock.now()
-    await asyncio.gather(*tasks)
-
-    granted.sort()
-    after = [t for t in granted if t > paused_at]
-    assert len(after) == 4
-    assert after == [pytest.approx(paused_at + 0.8 + i * bucket.spacing_seconds) for i in range(4)]
-    assert _most_in_any_window(granted, window) <= per_window
+async def test_someone_else_on_the_key_gets_their_share() -> None:
+    """r falls by more than our own requests explain: the bucket runs at what the others leave."""
+    bucket = RateBucket("read", 200, window_seconds=60.0, burst=False, capped=False)
+    sent: list[Slot] = []
+    for _ in range(10):
+        sent.append(await bucket.acquire())
+        # the key's window: our requests so far and 120 of someone else's
+        bucket.observe(report("read", 200, 60.0, remaining=200 - 120 - len(sent), reset=60), sent[-1])
+    assert bucket.reported is not None and bucket.reported.others == 120
+    assert bucket.per_minute == 80
+    alone = RateBucket("read", 200, window_seconds=60.0, burst=False, capped=False)
+    slot = await alone.acquire()
+    alone.observe(report("read", 200, 60.0, remaining=199, reset=60), slot)
+    assert alone.per_minute == 200 and alone.reported is not None and alone.reported.others == 0
 
 
-async def test_a_burst_of_up_to_n_goes_at_once() -> None:
-    """30 executes on a plan allowing 70 a minute need not wait: only the N+1st waits for the window."""
-    per_window, window = 6, 0.6
-    bucket = RateBucket("write", per_window, window_seconds=window, clock=FakeClock())
-    granted = await _acquire_all(bucket, per_window + 1)
-    assert granted[:per_window] == [START] * per_window, "a burst within the limit was held back"
-    assert granted[per_window] == pytest.approx(START + window * (1 + JITTER_MARGIN)), "the N+1st went early"
+async def test_an_answer_without_headers_changes_nothing() -> None:
+    bucket = RateBucket("read", 200, window_seconds=60.0, burst=False, capped=False)
+    bucket.observe(report("read", 40, 60.0, remaining=39, reset=60), await bucket.acquire())
+    bucket.observe(None, await bucket.acquire())
+    assert bucket.per_minute == 40 and bucket.reported is not None
 
 
-async def test_a_smooth_bucket_spaces_every_request() -> None:
-    per_window, window = 6, 0.6
-    bucket = RateBucket("read", per_window, window_seconds=window, burst=False, clock=FakeClock())
-    granted = await _acquire_all(bucket, 4)
-    assert granted == [pytest.approx(START + i * bucket.spacing_seconds) for i in range(4)]
+# -- priorities -------------------------------------------------------------------------------------------------
 
 
-async def test_a_smooth_bucket_stays_smooth_after_a_pause() -> None:
-    per_window, window = 6, 0.3
-    clock = FakeClock()
-    bucket = RateBucket("read", per_window, window_seconds=window, burst=False, clock=clock)
-    await _acquire_all(bucket, 1)
-    bucket.pause(0.05)
-    await clock.sleep(0.05 + window * 1.1)  # the pause and the window of smoothing after it are over
-    resumed = clock.now()
-    granted = await _acquire_all(bucket, 4)
-    assert granted == [pytest.approx(resumed + i * bucket.spacing_seconds) for i in range(4)]
-
-
-async def test_a_free_slot_goes_to_the_waiting_read_of_the_smallest_priority() -> None:
-    """Reads waiting for a slot: the page (0) goes before the polls (1) that came first, and a spare read (2)
-    last; arrival order within one priority."""
-    clock = FakeClock()
-    bucket = RateBucket("read", 60, burst=False, clock=clock)
-    await bucket.acquire()  # the bucket has just sent: the next slot is a second away
+async def test_waiting_requests_go_by_priority_then_first_come() -> None:
+    bucket = RateBucket("read", 3, window_seconds=1.0, burst=False)
+    bucket.observe(report("read", 3, 1.0, remaining=2, reset=1), await bucket.acquire())
     order: list[str] = []
 
-    async def read(name: str, priority: int) -> None:
-        await bucket.acquire(priority)
-        order.append(name)
+    async def one(label: str, priority: int) -> None:
+        async with bucket.sending(priority) as sending:
+            sending.report = report("read", 3, 1.0, remaining=2, reset=1)
+            order.append(label)
 
-    tasks = [asyncio.create_task(read(name, priority)) for name, priority in
-             [("poll 1", 1), ("spare", 2), ("poll 2", 1), ("page", 0)]]
+    tasks = [asyncio.create_task(one(label, priority)) for label, priority in
+             [("cost", 2), ("poll-1", 1), ("page-1", 0), ("poll-2", 1), ("page-2", 0)]]
     await asyncio.gather(*tasks)
-    assert order == ["page", "poll 1", "poll 2", "spare"]
+    assert order == ["page-1", "page-2", "poll-1", "poll-2", "cost"]
+
+
+async def test_a_cancelled_waiter_passes_its_turn_on() -> None:
+    bucket = RateBucket("read", 3, window_seconds=1.0, burst=False)
+    bucket.observe(report("read", 3, 1.0, remaining=2, reset=1), await bucket.acquire())
+    blocked = asyncio.create_task(bucket.acquire(0))
+    later = asyncio.create_task(bucket.acquire(1))
+    await asyncio.sleep(0.01)
+    blocked.cancel()
+    slot = await later
+    assert slot.sent_at == pytest.approx(1.01 / 2)
+
+
+async def test_has_capacity_says_whether_a_request_could_leave_now() -> None:
+    bucket = RateBucket("read", 3, window_seconds=1.0, burst=False)
+    assert bucket.has_capacity()
+    slot = await bucket.acquire()
+    assert not bucket.has_capacity(), "the first answer is not in yet"
+    bucket.observe(report("read", 3, 1.0, remaining=2, reset=1), slot)
+    assert not bucket.has_capacity(), "the spacing has not passed"
+    await asyncio.sleep(bucket.spacing_seconds)
+    assert bucket.has_capacity()
+    bucket.pause(1.0)
+    assert not bucket.has_capacity()

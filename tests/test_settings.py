@@ -143,6 +143,20 @@ def test_explicit_settings_win_over_the_plan() -> None:
     assert (settings.write_rpm, settings.read_rpm, settings.export_credits_per_mb) == (20, 50, 3.5)
 
 
+@pytest.mark.parametrize(("values", "caps"), [
+    ({}, (False, False)),  # the Free plan's rates as the start only: Dune's headers set the pace
+    ({"DUNE_PLAN": "plus"}, (True, True)),
+    ({"DUNE_READ_RPM": "100"}, (False, True)),
+    ({"DUNE_WRITE_RPM": "10"}, (True, False)),
+])
+def test_rates_the_user_set_are_caps_and_the_rest_only_the_start(values: dict[str, str],
+                                                                 caps: tuple[bool, bool]) -> None:
+    settings = parse(**values)
+    client = settings.client_settings()
+    assert settings.rpm_caps == caps == (client.write_rpm_is_cap, client.read_rpm_is_cap)
+    assert (client.write_rpm, client.read_rpm) == (settings.write_rpm, settings.read_rpm)
+
+
 def test_an_enterprise_budget_needs_the_contract_export_price() -> None:
     with pytest.raises(SettingsError) as error:
         parse(DUNE_PLAN="enterprise", DUNE_MAX_CREDITS_PER_SYNC="100")
