@@ -30,7 +30,7 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import IntEnum
@@ -152,7 +152,6 @@ class _Call:
     starts_execution: bool = False
     """Costs credits if Dune receives it: never repeated once it may have (see `retry`)."""
     priority: ReadPriority = ReadPriority.POLL
-    on_sent: Callable[[], None] | None = field(default=None, compare=False)
 
     @property
     def endpoint(self) -> str:
@@ -240,12 +239,10 @@ class DuneClient:
         return ExecutionHandle.from_dict(await self._call(call, self.write_bucket))
 
     async def status(self, execution_id: str, *, query_id: int | None = None,
-                     priority: ReadPriority = ReadPriority.POLL,
-                     on_sent: Callable[[], None] | None = None) -> ExecutionStatus:
-        """The execution's state and timings (free of credits). `on_sent` is called when the request leaves
-        (its rate slot taken): until then, cancelling it costs no read."""
+                     priority: ReadPriority = ReadPriority.POLL) -> ExecutionStatus:
+        """The execution's state and timings (free of credits)."""
         call = _Call("GET", f"/execution/{_segment(execution_id)}/status", "status",
-                     query_id=query_id, execution_id=execution_id, priority=priority, on_sent=on_sent)
+                     query_id=query_id, execution_id=execution_id, priority=priority)
         return ExecutionStatus.from_dict(await self._call(call, self.read_bucket))
 
     async def cancel(self, execution_id: str, *, query_id: int | None = None) -> bool:
@@ -472,28 +469,25 @@ class DuneClient:
 
     async def _attempt(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
         assert self._session is not None and self._in_flight
-        async with bucket.sending(call.priority) as sent:
-            if call.on_sent is not None:
-                call.on_sent()
-            async with self._in_flight[bucket.name]:
-                self.stats.requests[call.name] += 1
-                if bucket is self.read_bucket:
-                    self.stats.reads[call.execution_id or f"query:{call.query_id}"] += 1
-                try:
-                    async with self._session.request(
-                        call.method, self.base_url + API_ROOT + call.path, params=call.params,
-                        json=call.body if call.method == "POST" else None,
-                        allow_redirects=False,  # Dune's API never redirects; following one could carry the key away
-                    ) as response:
-                        status, headers, body = response.status, response.headers, await response.read()
-                    sent.report = read_report(headers)  # the bucket paces by it once this block ends
-                    if call.name in ("results", "query_results") and 200 <= status < 300:
-                        self.stats.result_bytes += len(body)
-                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                    raise TransientError(f"could not connect: {self._redact(str(exc))}", maybe_sent=False) from None
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    reason = self._redact(str(exc)) or type(exc).__name__
-                    raise TransientError(f"connection lost or timed out: {reason}", maybe_sent=True) from None
+        async with bucket.sending(call.priority) as sent, self._in_flight[bucket.name]:
+            self.stats.requests[call.name] += 1
+            if bucket is self.read_bucket:
+                self.stats.reads[call.execution_id or f"query:{call.query_id}"] += 1
+            try:
+                async with self._session.request(
+                    call.method, self.base_url + API_ROOT + call.path, params=call.params,
+                    json=call.body if call.method == "POST" else None,
+                    allow_redirects=False,  # Dune's API never redirects; following one could carry the key away
+                ) as response:
+                    status, headers, body = response.status, response.headers, await response.read()
+                sent.report = read_report(headers)  # the bucket paces by it once this block ends
+                if call.name in ("results", "query_results") and 200 <= status < 300:
+                    self.stats.result_bytes += len(body)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                raise TransientError(f"could not connect: {self._redact(str(exc))}", maybe_sent=False) from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = self._redact(str(exc)) or type(exc).__name__
+                raise TransientError(f"connection lost or timed out: {reason}", maybe_sent=True) from None
         return self._decode(call, bucket, status, headers, body)
 
     def _decode(self, call: _Call, bucket: RateBucket, status: int, headers: Mapping[str, str],

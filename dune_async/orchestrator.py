@@ -94,7 +94,6 @@ class Orchestrator:
         self._settled = asyncio.Event()
         self._reader = PageReader(client, channel, self.budget, self._spending)
         self._scheduler: PollScheduler | None = None
-        self._cost_reads: dict[asyncio.Future[ExecutionStatus], list[bool]] = {}  # each with whether it was sent
 
     @property
     def polls(self) -> int:
@@ -378,33 +377,15 @@ class Orchestrator:
 
         Results answers (the polls' peeks and the pages) carry no `execution_cost_credits`; only the status
         endpoint does. Only while the state knows no cost for the query (every sync paying a read for it
-        would double the reads of one-page queries), and only from spare capacity: the read waits behind every
-        page and poll (`ReadPriority.SPARE`), so it never takes a slot from rows; and once every job's rows are
-        written, a cost read still waiting gets one more spacing of the bucket, then is given up (a later sync
-        learns the cost), so the end of the sync is not held up. Not worth failing a query for.
+        would double the reads of one-page queries), and only from spare capacity (`_spare_read`), at the
+        lowest priority: a cost not learned this sync is learned by a later one. Not worth failing a query for.
         """
         status = job.status
         if not job.started_here or job.plan.cost_known or job.execution_id is None or status is None \
-                or status.execution_cost_credits is not None:
-            return
-        job.enter(Phase.WRITTEN)
-        sent: list[bool] = []
-        read = asyncio.ensure_future(self._client.status(job.execution_id, query_id=job.query_id,
-                                                         priority=ReadPriority.SPARE,
-                                                         on_sent=lambda: sent.append(True)))
-        self._cost_reads[read] = sent
-        self._wind_down_if_written()
-        try:
-            await asyncio.wait({read})
-        finally:
-            read.cancel()
-            del self._cost_reads[read]
-        if read.cancelled():
-            logger.debug("%s: no spare read for the cost of execution %s; a later sync learns it",
-                         job.label, job.execution_id)
+                or status.execution_cost_credits is not None or not self._spare_read(job):
             return
         try:
-            seen = read.result()
+            seen = await self._client.status(job.execution_id, query_id=job.query_id, priority=ReadPriority.SPARE)
         except FATAL_ERRORS:
             raise
         except DuneError as exc:
@@ -414,17 +395,13 @@ class Orchestrator:
             job.status = replace(status, execution_cost_credits=seen.execution_cost_credits)
             self._send_update(job)
 
-    def _wind_down_if_written(self) -> None:
-        """Once every job's rows are written, a cost read still waiting for its slot gets one spacing of the read
-        bucket more (one already sent is answered)."""
-        if not self._cost_reads or any(job.phase < Phase.WRITTEN for job in self._jobs):
-            return
-        spacing = self._client.read_bucket.spacing_seconds
-        if not spacing:
-            return
-        loop = asyncio.get_running_loop()
-        for read, sent in self._cost_reads.items():
-            loop.call_later(spacing, lambda read=read, sent=sent: sent or read.cancel())
+    def _spare_read(self, job: Job) -> bool:
+        """Whether one more read for `job` now takes no slot that rows or another poll want: nobody waits for
+        the read bucket's next slot, no page is waiting to be read, and no poll falls due before the slot after
+        it. It then waits one spacing of the bucket at most."""
+        bucket, scheduler = self._client.read_bucket, self._scheduler
+        return (bucket.idle() and self._reader.pages_pending == 0
+                and (scheduler is None or not scheduler.due_within(bucket.spacing_seconds, besides=job)))
 
     async def _time_out(self, job: Job) -> None:
         limit = self._timing.execution_timeout_seconds
@@ -464,7 +441,6 @@ class Orchestrator:
         if self._scheduler is not None:
             self._scheduler.forget(job)
         self._settle_if_done()
-        self._wind_down_if_written()
         status = job.status
         if outcome not in (Outcome.SYNCED, Outcome.UNCHANGED):
             logger.warning("%s: %s%s", job.label, outcome.value, f": {message}" if message else "")

@@ -173,6 +173,11 @@ class RateBucket:
         finally:
             self.observe(sending.report, sending.slot)
 
+    def idle(self) -> bool:
+        """Whether no request is waiting for a slot and no 429 pause holds the bucket: one made now takes the next
+        slot (at once, or when the pace allows), ahead of nobody."""
+        return not self._turn_taken and not self._waiting and self._blocked_for() <= 0
+
     def has_capacity(self) -> bool:
         """Whether a request could leave right now, without waiting for anything."""
         if self._turn_taken or self._waiting or self._blocked_for() > 0 or self._must_wait_for_news():

@@ -51,6 +51,8 @@ class PageReader:
         self._channel = channel
         self._budget = budget
         self._spending = spending
+        self.pages_pending = 0
+        """Page reads waiting for a rate slot or under way: a read that can wait leaves them the slot."""
 
     def start(self, job: Job) -> None:
         """Prepares `job` for reading: where its rows start and how heavy they are."""
@@ -99,6 +101,7 @@ class PageReader:
         return ReadEnd(Outcome.PARTIAL if job.status.truncated else Outcome.SYNCED)
 
     async def _download(self, pages: AsyncIterator[ResultPage], slot: PageSlot) -> ResultPage | None:
+        self.pages_pending += 1
         try:
             return await pages.__anext__()
         except StopAsyncIteration:
@@ -107,6 +110,8 @@ class PageReader:
         except BaseException:
             slot.release()
             raise
+        finally:
+            self.pages_pending -= 1
 
     def _send(self, job: Job, page: ResultPage, slot: PageSlot) -> None:
         if page.metadata is not None and page.metadata.bytes_per_row is not None:

@@ -5,8 +5,8 @@ bandwidth). The rules, each in one place:
 
 - **Priority** (`client.ReadPriority`, honoured by the read bucket): a page of a finished execution goes before a
   poll, and a poll before a read that can wait (what an execution cost). Rows are what the sync is for, and a
-  poll that waits one more slot only learns of an end a little later. A read that can wait gives up when no
-  slot is left over for it within one spacing of the bucket (the orchestrator's `_learn_cost`).
+  poll that waits one more slot only learns of an end a little later. A read that can wait is made only when
+  no poll falls due before the bucket's next slot (`due_within`, asked by the orchestrator's `_spare_read`).
 - **When to look** (`first_look`, `next_look`): at the time its last execution took (never past half the
   timeout on the strength of one run), else after the shortest interval; then again after a fraction of the
   time already waited, between the shortest and the longest interval. So the time between an execution's end
@@ -103,6 +103,15 @@ class PollScheduler:
         key = id(job)
         self._watched.pop(key, None)
         self._due.pop(key, None)
+
+    def due_within(self, seconds: float, besides: Job | None = None) -> bool:
+        """Whether a poll (of another job than `besides`) is due or falls due within `seconds`: a read made now
+        would take that poll's slot. A poll under way counts when its next look could come that soon (the
+        shortest interval is below `seconds`)."""
+        horizon = self._clock() + seconds
+        soon_again = self._timing.min_poll_seconds < seconds
+        return (soon_again and any(key != id(besides) for key in self._polling)
+                or any(due <= horizon for due in self._due.values()))
 
     def stop(self) -> None:
         self._stopped = True

@@ -82,7 +82,7 @@ class FakeDune:
         self.executions: dict[str, FakeExecution] = {}
         self.calls: Counter[str] = Counter()
         self.stats = ClientStats()
-        self.read_bucket = RateBucket("read", None)  # unlimited: a read that can wait never waits
+        self.read_bucket = RateBucket("read", None)  # unlimited: a read that can wait always has a slot
         self.credits_used = 0.0  # what usage() reports: the credits of every execution so far
         self.executes: Counter[int] = Counter()
         self.cancelled: list[str] = []
@@ -135,10 +135,8 @@ class FakeDune:
             {"execution_id": execution_id, "state": "QUERY_STATE_PENDING"}).state)
 
     async def status(self, execution_id: str, *, query_id: int | None = None,
-                     priority: int | None = None, on_sent: Any = None) -> ExecutionStatus:
+                     priority: int | None = None) -> ExecutionStatus:
         self.calls["status"] += 1
-        if on_sent is not None:
-            on_sent()
         execution, query = await self._poll(execution_id)
         return ExecutionStatus.from_dict(execution.as_dict(query))
 

@@ -514,62 +514,56 @@ async def test_a_bug_in_a_poll_aborts_the_sync_instead_of_hanging_it(polls_befor
 
 
 class _Bucket:
-    """A read bucket sending one read every `spacing_seconds`."""
+    """A read bucket that has (or has not) requests waiting for its next slot."""
 
-    def __init__(self, spacing_seconds: float) -> None:
-        self.per_minute, self.spacing_seconds = 60, spacing_seconds
+    def __init__(self, free: bool) -> None:
+        self.free, self.spacing_seconds = free, 0.3
+
+    def idle(self) -> bool:
+        return self.free
 
 
-@pytest.mark.parametrize("spare", [True, False])
-async def test_what_an_execution_cost_is_read_only_from_spare_capacity(spare: bool) -> None:
-    """Results answers carry no cost: one status read learns it, waiting behind every page and poll; once every
-    job's rows are written, a cost read still without a slot one spacing of the bucket later (here: other
-    reads hold every slot for a second) is given up (a later sync learns it): the sync is not held up."""
+@pytest.mark.parametrize("free", [True, False])
+async def test_what_an_execution_cost_is_read_only_from_spare_capacity(free: bool) -> None:
+    """Results answers carry no cost: one status read (at the lowest priority) learns it, but only when nobody
+    waits for the read bucket's next slot; otherwise the query ends without it (a later sync learns it)."""
     dune = FakeDune({1: FakeQuery(rows=3, credits=7.0), 2: FakeQuery(rows=1, credits=5.0)}, results_carry_cost=False)
-    dune.read_bucket = _Bucket(0.05)  # type: ignore[assignment]
-    cost_reads = spare_reads(dune, waits=0.0 if spare else 1.0)
+    dune.read_bucket = _Bucket(free)  # type: ignore[assignment]
+    cost_reads = spare_reads(dune)
     events, _ = await run(dune, [plan(1), plan(2)])
     assert outcomes(events) == {1: Outcome.SYNCED, 2: Outcome.SYNCED}
     costs = {int(e.key): e.credits for e in events if isinstance(e, QueryDone)}
-    assert len(cost_reads) == 2, "asked for once each"
-    if spare:
-        assert costs == {1: 7.0, 2: 5.0}
+    if free:
+        assert costs == {1: 7.0, 2: 5.0} and len(cost_reads) == 2
     else:
-        assert costs == {1: None, 2: None}
-        assert all(e.seconds < 0.9 for e in events if isinstance(e, QueryDone)), "not held up for the slot"
+        assert costs == {1: None, 2: None} and cost_reads == []
 
 
-def spare_reads(dune: FakeDune, waits: float = 0.0) -> list[str]:
-    """Records the status reads made at the priority of a read that can wait (the cost reads), each of which
-    waits `waits` seconds for its slot."""
+async def test_no_cost_read_takes_the_slot_of_a_poll_falling_due() -> None:
+    """Query 1 ends while query 2 is still watched, its next look due within the bucket's spacing: no cost read
+    then (it would push that look back); query 2, ending last with nothing due, reads its cost."""
+    dune = FakeDune({1: FakeQuery(rows=1, polls=1, credits=7.0), 2: FakeQuery(rows=1, polls=40, credits=5.0)},
+                    results_carry_cost=False)
+    dune.read_bucket = _Bucket(True)  # type: ignore[assignment]
+    cost_reads = spare_reads(dune)
+    timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.05, execution_timeout_seconds=30)
+    events, _ = await run(dune, [plan(1), plan(2)], timing)
+    costs = {int(e.key): e.credits for e in events if isinstance(e, QueryDone)}
+    assert costs == {1: None, 2: 5.0} and len(cost_reads) == 1
+
+
+def spare_reads(dune: FakeDune) -> list[str]:
+    """Records the status reads made at the priority of a read that can wait (the cost reads)."""
     made: list[str] = []
     original = dune.status
 
     async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
         if kwargs.get("priority") == ReadPriority.SPARE:
             made.append(execution_id)
-            await asyncio.sleep(waits)  # behind other reads, waiting for a slot (not sent yet)
         return await original(execution_id, **kwargs)
 
     dune.status = status  # type: ignore[method-assign]
     return made
-
-
-async def test_a_cost_read_already_sent_is_answered_not_given_up() -> None:
-    """Given up is only a read still waiting for its slot: one sent (its read spent) is waited for."""
-    dune = FakeDune({1: FakeQuery(rows=1, credits=7.0)}, results_carry_cost=False)
-    dune.read_bucket = _Bucket(0.01)  # type: ignore[assignment]
-    original = dune.status
-
-    async def status(execution_id: str, **kwargs: Any) -> ExecutionStatus:
-        if kwargs.get("priority") == ReadPriority.SPARE:
-            kwargs.pop("on_sent")()
-            await asyncio.sleep(0.3)  # sent, Dune slow to answer: far past the bucket's spacing
-        return await original(execution_id, **kwargs)
-
-    dune.status = status  # type: ignore[method-assign]
-    events, _ = await run(dune, [plan(1)])
-    assert [e.credits for e in events if isinstance(e, QueryDone)] == [7.0]
 
 
 async def test_a_plan_whose_cost_is_known_spends_no_read_on_it() -> None:

@@ -275,3 +275,16 @@ async def test_has_capacity_says_whether_a_request_could_leave_now() -> None:
     assert bucket.has_capacity()
     bucket.pause(1.0)
     assert not bucket.has_capacity()
+
+
+async def test_idle_while_nobody_waits_for_a_slot_and_no_pause_holds() -> None:
+    bucket = RateBucket("read", 60, burst=False)
+    assert bucket.idle()
+    await bucket.acquire()
+    waiting = asyncio.ensure_future(bucket.acquire())
+    await asyncio.sleep(0)
+    assert not bucket.idle(), "a request waits for the next slot"
+    await waiting
+    assert bucket.idle(), "the next request would take the slot after, ahead of nobody"
+    bucket.pause(5)
+    assert not bucket.idle(), "a 429 pause holds the bucket"

@@ -35,35 +35,35 @@ def reads(counters: dict[str, Any], before: dict[str, Any] | None = None) -> dic
 
 def test_with_its_history_a_one_page_query_costs_one_read(caplog: pytest.LogCaptureFixture) -> None:
     """Sync 1 learns how long each query takes, and what it costs where a read was spare (results answers carry
-    no cost); later syncs learn the costs still unknown, one status read each and never one for a cost already
-    known; once all are known, a sync looks once, when the query is done, and gets its rows in that same read
-    (the results endpoint), instead of a status call and then a page."""
+    no cost); a later sync reads a cost only while it is unknown, each such read learning it; a query whose cost
+    is known costs one read: one look when it is done, which brings its rows too (the results endpoint)."""
     query_ids = list(range(401, 411))
     scenario = Scenario(queries=[QuerySpec(q, rows=20, queue_seconds=0.1, execution_seconds=0.3 + (q % 3) / 10)
                                  for q in query_ids], write_rpm=None, read_rpm=None)
 
-    def unknown(state: dict[str, Any]) -> int:
-        return [state["queries"][str(q)]["last_cost"] for q in query_ids].count(None) if state else len(query_ids)
+    def costs(state: dict[str, Any]) -> dict[str, float | None]:
+        return {str(q): state["queries"][str(q)]["last_cost"] for q in query_ids}
 
     with EmulatorThread(scenario=scenario, api_key=KEY) as emulator:
         state: dict[str, Any] = {}
-        for _ in range(6):
-            unknown_before, counted = unknown(state), emulator.counters.snapshot()
+        for n in range(3):
+            counted, before = emulator.counters.snapshot(), costs(state) if state else {}
             operations = FakeOperations()
+            caplog.clear()
             with caplog.at_level("INFO", logger="dune_async"):
                 run_sync(configuration(emulator, query_ids), state, operations)
+            read_counts = {q: int(n) for q, n in re.findall(r"query (\d+) → .*?, (\d+) reads,", caplog.text)}
             state = operations.checkpoints[-1]
             assert len(operations.rows()) == 20 * len(query_ids)
-            assert {state["queries"][str(q)]["last_cost"] for q in query_ids} <= {10.0, None}
-            learned = unknown_before - unknown(state)
-            if unknown_before < len(query_ids):  # from sync 2 on: a status read only for a cost learned by it
-                assert reads(emulator.counters.snapshot(), counted) == {"status": learned, "results": len(query_ids)}
-            if unknown_before == 0:
-                break
-        else:
-            pytest.fail("the costs were still not all known after five syncs")
+            assert set(costs(state).values()) <= {10.0, None}
+            if n == 0:
+                continue
+            learned = [q for q, cost in costs(state).items() if before[q] is None and cost is not None]
+            assert reads(emulator.counters.snapshot(), counted) == {"status": len(learned),
+                                                                   "results": len(query_ids)}
+            known = {q for q, cost in before.items() if cost is not None}
+            assert known and {read_counts[q] for q in known} == {1}, "the summary shows one read for each"
     assert state["queries"]["401"]["last_seconds"] > 0.3
-    assert "1 reads" in caplog.text, "the closing summary shows reads per query"
 
 
 async def test_polls_go_on_while_pages_of_finished_executions_are_read() -> None:

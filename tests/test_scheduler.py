@@ -152,3 +152,17 @@ def test_a_job_only_moves_forward_and_ends_once() -> None:
     assert running.end(Outcome.SYNCED) and running.outcome is Outcome.SYNCED
     assert not running.end(Outcome.ABORTED), "the first ending stands"
     assert running.outcome is Outcome.SYNCED and running.ended
+
+
+async def test_due_within_tells_a_read_that_can_wait_whether_a_poll_wants_the_slot() -> None:
+    harness = Harness()
+    scheduler = harness.scheduler
+    scheduler.watch(job("1"), 2.0)
+    scheduler._clock = lambda: 1.0  # type: ignore[method-assign]
+    assert not scheduler.due_within(0.5) and scheduler.due_within(1.0)
+    scheduler.step(2.0)
+    await asyncio.sleep(0)
+    assert scheduler.due_within(1.0), "a poll under way may look again after the shortest interval (0.5 s)"
+    assert not scheduler.due_within(0.4), "... but not sooner"
+    await harness.finish("1")
+    assert not scheduler.due_within(100.0), "nothing watched any more"
