@@ -23,7 +23,7 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -459,7 +459,7 @@ class DuneClient:
                 raise UnexpectedResponseError(f"answered {status} with a body that is not a JSON object",
                                               **call.where())
             return data
-        message = self._redact(_error_text(body)) or f"HTTP {status}"
+        message = _error_text(body, self._redact) or f"HTTP {status}"
         if status == 429:
             self.stats.rate_limited += 1
             retry_after = parse_retry_after(headers.get("Retry-After"))
@@ -616,12 +616,17 @@ def _may_have_lost_digits(data: dict[str, Any]) -> bool:
     return False
 
 
-def _error_text(body: bytes) -> str:
+ERROR_TEXT_CHARS = 200
+"""An error body that is not Dune's JSON (a proxy's HTML page) is quoted up to this many characters."""
+
+
+def _error_text(body: bytes, redact: Callable[[str], str]) -> str:
+    """The error an answer holds, the key masked. Masked before it is cut: a key straddling the cut would
+    otherwise be missed, and its first characters kept."""
     data = _json_object(body)
     if data is not None and isinstance(data.get("error"), str):
-        return data["error"]
-    text = body.decode("utf-8", "replace").strip()
-    return text[:200]
+        return redact(data["error"])
+    return redact(body.decode("utf-8", "replace").strip())[:ERROR_TEXT_CHARS]
 
 
 __all__ = ["DEFAULT_BASE_URL", "ClientSettings", "ClientStats", "DuneClient", "DuneError"]
