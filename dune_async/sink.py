@@ -159,13 +159,22 @@ class Sink:
     def _start(self, event: ExecutionStarted) -> None:
         plan = self._plans[event.key]
         for target in plan.targets:
-            self._state.start_execution(target.key, event.execution_id, plan.fingerprint, event.origin)
+            self._retire(target, event.execution_id)
+            self._state.start_execution(target.key, event.execution_id, plan.fingerprint, event.origin,
+                                        resumed=event.resumed)
             self._failed.pop(target.key, None)
         self._origins[event.key] = event.origin
         report = self.reports[event.key]
         report.execution_id, report.origin = event.execution_id, event.origin.value
         report.resumed = event.resumed
         self.checkpoint()  # the id must survive a crash before any of its rows, or the next sync pays again
+
+    def _retire(self, target: Target, execution_id: str) -> None:
+        """Before another execution takes over a target whose bound one was left midway for good."""
+        progress = self._state.get(target.key)
+        if progress.execution_id in (None, execution_id) or progress.complete or progress.offset == 0:
+            return
+        self._state.set_live_rows(target.key, self._writers[target.key].retire(progress.offset, progress.live_rows))
 
     def _record(self, key: str, status: ExecutionStatus, verdict: SyncVerdict | None = None) -> None:
         self._snapshots[key] = status

@@ -184,10 +184,14 @@ class SyncState:
     def get(self, key: str) -> QueryProgress:
         return self._queries.get(key, QueryProgress())
 
-    def start_execution(self, key: str, execution_id: str, fingerprint: str, origin: Origin) -> None:
-        """A new execution takes over the key; a known one keeps its committed offset."""
+    def start_execution(self, key: str, execution_id: str, fingerprint: str, origin: Origin, *,
+                        resumed: bool = False) -> None:
+        """An execution takes over the key from its first row; a resumed one keeps its committed offset.
+
+        The same execution may also start over: a latest result reused again after an earlier sync stopped
+        midway in it is read from row 0 (it is not a resume), so its old offset must not stay."""
         current = self.get(key)
-        if current.execution_id == execution_id:
+        if resumed and current.execution_id == execution_id:
             self._queries[key] = replace(current, outcome=None)
             return
         cursor = replace(current.cursor, pending=None) if current.cursor else None

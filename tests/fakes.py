@@ -34,6 +34,7 @@ class FakeQuery:
     credits: float = 10.0
     expire_after_pages: int | None = None  # the execution EXPIRES once this many of its pages were read
     error_type: str = "FAILED_TYPE_EXECUTION_FAILED"  # FAILED_TYPE_RESULT_SIZE_EXCEEDED: truncated, rows kept
+    null_at: int | None = None  # the row whose `n` is null (a merge keyed on `n` refuses it)
 
 
 @dataclass
@@ -228,7 +229,7 @@ class FakeDune:
         data.pop("result_metadata", None)
         if ExecutionStatus.from_dict(data).rows_readable:
             end = min(offset + limit, query.rows)
-            rows = [{"n": i, "query": execution.query_id} for i in range(offset, end)]
+            rows = [{"n": None if i == query.null_at else i, "query": execution.query_id} for i in range(offset, end)]
             data["result"] = {"rows": rows, "metadata": {"column_names": ["n", "query"],
                                                          "column_types": ["bigint", "integer"],
                                                          "row_count": len(rows), "total_row_count": query.rows}}
