@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dune_async.events import ExecutionStarted, Outcome
 from dune_async.orchestrator import Spending, Timing
 from dune_async.state import SyncState
@@ -17,13 +19,15 @@ from tests.test_writers import catalogue, rows, sync
 # -- the budget counts executions this sync started, not resumed ones --------------------------------------------
 
 
-async def test_a_resumed_execution_takes_no_execute_estimate_from_the_budget() -> None:
-    """Its credits were spent by the sync that started it: with an estimate of 10 and a budget of 5, it is read
-    to its end, and this sync spends nothing on it (its pages' sizes are unknown: they estimate 0)."""
+@pytest.mark.parametrize("budget", [5.0, 50.0])
+async def test_a_resumed_execution_takes_no_execute_estimate_from_the_budget(budget: float) -> None:
+    """Its credits were spent by the sync that started it: with an estimate of 10, under a budget too small for
+    it or large enough, it is read to its end and this sync spends nothing on it (its pages' sizes are
+    unknown: they estimate 0)."""
     dune = FakeDune({1: FakeQuery(rows=6)}, page_rows=2)
     running = dune.add_execution(1, state="QUERY_STATE_EXECUTING", polls=2)
     events, _, orchestrator = await run_orchestrator(
-        dune, [resume(1, running, execution_estimate=10.0)], spending=Spending(max_credits=5.0,
+        dune, [resume(1, running, execution_estimate=10.0)], spending=Spending(max_credits=budget,
                                                                              export_credits_per_mb=20.0))
     assert outcomes(events) == {1: Outcome.SYNCED} and rows_of(events, 1) == list(range(6))
     assert orchestrator.budget.spent == 0.0 and dune.executes[1] == 0
