@@ -229,9 +229,8 @@ def _query_ids(raw: str) -> tuple[int, ...]:
         if not entry:
             continue
         if not entry.isdigit() or int(entry) <= 0:
-            # Not quoted: what was pasted here by mistake may be a secret (an API key, say).
-            logger.warning("DUNE_QUERY_IDS: skipping its entry %d (%d characters), which is not a positive whole "
-                           "number", position, len(entry))
+            logger.warning("DUNE_QUERY_IDS: skipping its entry %d, %s, which is not a positive whole number",
+                           position, _quoted(entry))
             continue
         query_id = int(entry)
         if query_id in ids:
@@ -242,6 +241,15 @@ def _query_ids(raw: str) -> tuple[int, ...]:
         raise SettingsError("DUNE_QUERY_IDS", "holds no valid query id: it must be comma-separated positive whole "
                             "numbers, such as 1234,5678")
     return tuple(ids)
+
+
+QUOTED_CHARS = 8
+"""A mistaken entry up to this long is quoted back (a typo: "12a", "-4"); a longer one may be a secret pasted
+in the wrong field (an API key, say), so only its length is told."""
+
+
+def _quoted(entry: str) -> str:
+    return repr(entry) if len(entry) <= QUOTED_CHARS else f"not quoted ({len(entry)} characters)"
 
 
 def _base_url(raw: str) -> str:
