@@ -456,8 +456,10 @@ class DuneClient:
         if 200 <= status < 300:
             data = _json_object(body)
             if data is None:
-                raise UnexpectedResponseError(f"answered {status} with a body that is not a JSON object",
-                                              **call.where())
+                # Cut short or replaced on the way (a proxy's page): asked again like a lost answer, except an
+                # execute, which Dune did receive.
+                raise TransientError(f"answered {status} with a body that is not a JSON object", status=status,
+                                     maybe_sent=True)
             return data
         message = _error_text(body, self._redact) or f"HTTP {status}"
         if status == 429:
@@ -479,7 +481,8 @@ class DuneClient:
         self.stats.retries += 1
         call: _Call = details["args"][0]
         failure = details.get("exception")
-        logger.info("retrying %s in %.1f s (try %d): %s", call.endpoint, details.get("wait", 0.0),
+        about = f" (query {call.query_id})" if call.query_id is not None else ""
+        logger.info("retrying %s%s in %.1f s (try %d): %s", call.endpoint, about, details.get("wait", 0.0),
                     details.get("tries", 0) + 1, failure)
 
     def _redact(self, text: str) -> str:
