@@ -147,6 +147,9 @@ class Orchestrator:
         self._settled = asyncio.Event()  # set once every query is done
         self._page_reads = 0  # pages of finished executions being read: polls wait for them
         self._peeks = asyncio.Semaphore(max(1, channel.page_capacity - 1))  # leaves a page slot for fetches
+        self.keep_running: frozenset[str] = frozenset()
+        """Executions a stop leaves running: their ids are committed, so the next sync reads them on (set by the
+        writer's thread before it cancels `run()`)."""
         self.poll_intervals: list[float] = []
         """The wait before each poll round, in order (observable, so the interval rules can be tested)."""
 
@@ -618,7 +621,7 @@ class Orchestrator:
         """
         running = [run for run in self._runs
                    if run.started_here and run.execution_id and not run.done
-                   and not (run.state and run.state.is_terminal)]
+                   and not (run.state and run.state.is_terminal) and run.execution_id not in self.keep_running]
         if not running:
             return
         logger.warning("sync aborted: cancelling %d execution(s) it started", len(running))

@@ -107,6 +107,8 @@ class Sink:
         self._checkpoint_rows = checkpoint_rows
         self._rows_since_checkpoint = 0
         self.checkpoints = 0
+        self.committed_executions: frozenset[str] = frozenset()
+        """The executions the last checkpoint bound: a sync that stops leaves them for the next one to read."""
         self._plans = {plan.key: plan for plan in plans}
         self._writers: dict[str, Writer] = {
             target.key: writer_for(operations, target.entry, plan.query_id, declared=target.declared)
@@ -150,7 +152,10 @@ class Sink:
         return list(self.reports.values())
 
     def checkpoint(self) -> None:
-        self._op.checkpoint(self._state.to_dict())
+        state = self._state.to_dict()
+        self._op.checkpoint(state)
+        self.committed_executions = frozenset(
+            progress["execution_id"] for progress in state["queries"].values() if progress["execution_id"])
         self._rows_since_checkpoint = 0
         self.checkpoints += 1
 

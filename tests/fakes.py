@@ -255,6 +255,7 @@ class FakeOperations:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     committed_upserts: int = 0
     fail_after_upserts: int | None = None
+    fail_at_checkpoint: int | None = None  # the checkpoint (counted from 0) that raises instead of committing
     rows_at_checkpoint: list[int] = field(default_factory=list)  # result rows upserted before each checkpoint
 
     def upsert(self, table: str, data: dict[str, Any]) -> None:
@@ -268,10 +269,17 @@ class FakeOperations:
         self.log.append(("delete", table, keys))
 
     def checkpoint(self, state: dict[str, Any]) -> None:
+        if self.fail_at_checkpoint is not None and len(self.checkpoints) >= self.fail_at_checkpoint:
+            raise InterruptedError("the process is told to stop")
         self.checkpoints.append(copy.deepcopy(state))
         self.committed_upserts = len(self.upserts)
         self.committed_log = len(self.log)
         self.rows_at_checkpoint.append(len(self.rows()))
+
+    def crash(self) -> None:
+        """What survives the process dying now: everything up to the last checkpoint; no fault armed after."""
+        self.log, self.upserts = self.log[: self.committed_log], self.upserts[: self.committed_upserts]
+        self.fail_after_upserts = self.fail_at_checkpoint = None
 
     def rows(self, table: str = "dune_query_result") -> list[dict[str, Any]]:
         return [data for name, data in self.upserts if name == table]
