@@ -57,7 +57,7 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
         channel.close()
         worker.stop(keep_running=sink.committed_executions)  # the next sync reads those on: never cancelled
         if isinstance(exc, Exception) and not isinstance(exc, SyncError):  # the destination (`op`) failed
-            raise SyncError(f"the sync stopped: writing to the destination failed: {type(exc).__name__}: {exc}. "
+            raise SyncError(f"the sync stopped while writing: {type(exc).__name__}: {exc}. "
                             "Rows written before the last checkpoint are committed; the next sync reads on "
                             "from there") from exc
         raise
