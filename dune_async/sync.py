@@ -56,7 +56,7 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
     except BaseException as exc:
         channel.close()
         worker.stop(keep_running=sink.committed_executions)  # the next sync reads those on: never cancelled
-        if isinstance(exc, Exception) and not isinstance(exc, SyncError):  # the destination (`op`) failed
+        if isinstance(exc, Exception) and not isinstance(exc, SyncError):  # `op` (the destination) or a write
             raise SyncError(f"the sync stopped while writing: {type(exc).__name__}: {exc}. "
                             "Rows written before the last checkpoint are committed; the next sync reads on "
                             "from there") from exc
