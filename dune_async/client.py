@@ -30,7 +30,7 @@ import ipaddress
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import IntEnum
@@ -495,10 +495,12 @@ class DuneClient:
         if 200 <= status < 300:
             data = _json_object(body)
             if data is None:
-                raise UnexpectedResponseError(f"answered {status} with a body that is not a JSON object",
-                                              **call.where())
+                # Cut short or replaced on the way (a proxy's page): asked again like a lost answer, except an
+                # execute, which Dune did receive.
+                raise TransientError(f"answered {status} with a body that is not a JSON object", status=status,
+                                     maybe_sent=True)
             return data
-        message = self._redact(_error_text(body)) or f"HTTP {status}"
+        message = _error_text(body, self._redact) or f"HTTP {status}"
         if status == 429:
             self.stats.rate_limited += 1
             retry_after = parse_retry_after(headers.get("Retry-After"))
@@ -518,7 +520,8 @@ class DuneClient:
         self.stats.retries += 1
         call: _Call = details["args"][0]
         failure = details.get("exception")
-        logger.info("retrying %s in %.1f s (try %d): %s", call.endpoint, details.get("wait", 0.0),
+        about = f" (query {call.query_id})" if call.query_id is not None else ""
+        logger.info("retrying %s%s in %.1f s (try %d): %s", call.endpoint, about, details.get("wait", 0.0),
                     details.get("tries", 0) + 1, failure)
 
     def _redact(self, text: str) -> str:
@@ -660,12 +663,17 @@ def _may_have_lost_digits(data: dict[str, Any]) -> bool:
     return False
 
 
-def _error_text(body: bytes) -> str:
+ERROR_TEXT_CHARS = 200
+"""An error body that is not Dune's JSON (a proxy's HTML page) is quoted up to this many characters."""
+
+
+def _error_text(body: bytes, redact: Callable[[str], str]) -> str:
+    """The error an answer holds, the key masked. Masked before it is cut: a key straddling the cut would
+    otherwise be missed, and its first characters kept."""
     data = _json_object(body)
     if data is not None and isinstance(data.get("error"), str):
-        return data["error"]
-    text = body.decode("utf-8", "replace").strip()
-    return text[:200]
+        return redact(data["error"])
+    return redact(body.decode("utf-8", "replace").strip())[:ERROR_TEXT_CHARS]
 
 
 __all__ = ["DEFAULT_BASE_URL", "ClientSettings", "ClientStats", "DuneClient", "DuneError"]

@@ -90,6 +90,17 @@ def parse_timestamp(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+ZERO_MOMENTS = frozenset({datetime(1970, 1, 1, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)})
+"""What Dune sends for an execution's moment it does not know yet (Go's zero value, as recorded: `expires_at`
+1970-01-01T00:00:00Z while an execution runs), not a moment."""
+
+
+def parse_moment(value: Any) -> datetime | None:
+    """An execution's timestamp, as `parse_timestamp`; None for a zero moment (`ZERO_MOMENTS`)."""
+    moment = parse_timestamp(value)
+    return None if moment in ZERO_MOMENTS else moment
+
+
 def _require(data: Any, key: str, what: str) -> Any:
     if not isinstance(data, dict) or data.get(key) is None:
         raise UnexpectedResponseError(f"{what} without {key!r}")
@@ -194,11 +205,11 @@ class ExecutionStatus:
             state=ExecutionState.parse(raw_state),
             raw_state=raw_state,
             is_execution_finished=data.get("is_execution_finished"),
-            submitted_at=parse_timestamp(data.get("submitted_at")),
-            expires_at=parse_timestamp(data.get("expires_at")),
-            execution_started_at=parse_timestamp(data.get("execution_started_at")),
-            execution_ended_at=parse_timestamp(data.get("execution_ended_at")),
-            cancelled_at=parse_timestamp(data.get("cancelled_at")),
+            submitted_at=parse_moment(data.get("submitted_at")),
+            expires_at=parse_moment(data.get("expires_at")),
+            execution_started_at=parse_moment(data.get("execution_started_at")),
+            execution_ended_at=parse_moment(data.get("execution_ended_at")),
+            cancelled_at=parse_moment(data.get("cancelled_at")),
             queue_position=queue_position if isinstance(queue_position, int) else None,
             error=error if isinstance(error, dict) else ({"message": str(error)} if error else None),
             execution_cost_credits=_number(data.get("execution_cost_credits")),

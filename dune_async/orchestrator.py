@@ -94,6 +94,9 @@ class Orchestrator:
         self._settled = asyncio.Event()
         self._reader = PageReader(client, channel, self.budget, self._spending)
         self._scheduler: PollScheduler | None = None
+        self.keep_running: frozenset[str] = frozenset()
+        """Executions a stop leaves running: their ids are committed, so the next sync reads them on (set by the
+        writer's thread before it cancels `run()`)."""
 
     @property
     def polls(self) -> int:
@@ -463,10 +466,11 @@ class Orchestrator:
         """On abort, stop paying for executions this sync started and nobody will read in this sync.
 
         Executions resumed from an earlier sync are left running: their credits are spent, and the next sync
-        reads them on.
+        reads them on; so are those whose ids the writer committed before it stopped the sync (`keep_running`).
         """
         running = [job for job in self._jobs
-                   if job.started_here and job.phase in (Phase.SUBMITTED, Phase.RUNNING)]
+                   if job.started_here and job.phase in (Phase.SUBMITTED, Phase.RUNNING)
+                   and job.execution_id not in self.keep_running]
         if not running:
             return
         logger.warning("sync aborted: cancelling %d execution(s) it started", len(running))

@@ -165,14 +165,15 @@ class PollScheduler:
 
     def _until_next(self, now: float) -> float:
         """Seconds until a poll falls due or a watched execution runs out of patience (a poll slot freeing up
-        wakes the loop by itself)."""
+        wakes the loop by itself), never more than the longest poll interval: the clock is the orchestrator's
+        (injectable), the wait the event loop's, so the loop looks at the clock again at least that often."""
         moments = list(self._due.values())
         moments += [job.started + self._timing.execution_timeout_seconds for job in self._watched.values()]
         if not moments:
             return self._timing.max_poll_seconds
         if len(self._polling) >= self._timing.polls_in_flight:
             moments = [m for m in moments if m > now] or [now + self._timing.max_poll_seconds]
-        return max(0.0, min(moments) - now)
+        return max(0.0, min(min(moments) - now, self._timing.max_poll_seconds))
 
     # -- looping -----------------------------------------------------------------------------------------------
 

@@ -30,7 +30,14 @@ class SettingsError(ValueError):
 
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
+        self.problem = problem
         super().__init__(f"{key}: {problem}")
+
+    def masking(self, secret: str) -> SettingsError:
+        """The same error with `secret` masked wherever the problem quotes it (a key pasted in another setting)."""
+        if len(secret) < 3 or secret not in self.problem:
+            return self
+        return SettingsError(self.key, self.problem.replace(secret, "***"))
 
 
 @dataclass(frozen=True)
@@ -62,9 +69,23 @@ class Settings:
 
     @classmethod
     def from_configuration(cls, configuration: Mapping[str, Any]) -> Settings:
-        """Parses configuration.json's dict; raises `SettingsError` for the first bad value."""
+        """Parses configuration.json's dict; raises `SettingsError` for the first bad value.
+
+        A message quotes the value it refuses, except the API key: pasted by mistake into another setting, it is
+        masked there too."""
         if not isinstance(configuration, Mapping):
             raise SettingsError("configuration", "expected a JSON object of settings")
+        try:
+            return cls._parse(configuration)
+        except SettingsError as exc:
+            secret = configuration.get("DUNE_API_KEY")
+            masked = exc.masking(secret.strip()) if isinstance(secret, str) else exc
+            if masked is exc:
+                raise
+            raise masked from None
+
+    @classmethod
+    def _parse(cls, configuration: Mapping[str, Any]) -> Settings:
         reader = _Reader(configuration)
         api_key = _api_key(reader.text("DUNE_API_KEY", required=True))
         performance = _performance(reader.text("DUNE_PERFORMANCE") or DEFAULTS["DUNE_PERFORMANCE"])
@@ -220,11 +241,12 @@ def _query_ids(raw: str) -> tuple[int, ...]:
     ids: list[int] = []
     if not raw:
         return ()
-    for entry in (part.strip() for part in raw.split(",")):
+    for position, entry in enumerate((part.strip() for part in raw.split(",")), start=1):
         if not entry:
             continue
         if not entry.isdigit() or int(entry) <= 0:
-            logger.warning("DUNE_QUERY_IDS: skipping %r, which is not a positive whole number", entry)
+            logger.warning("DUNE_QUERY_IDS: skipping its entry %d, %s, which is not a positive whole number",
+                           position, _quoted(entry))
             continue
         query_id = int(entry)
         if query_id in ids:
@@ -232,8 +254,18 @@ def _query_ids(raw: str) -> tuple[int, ...]:
             continue
         ids.append(query_id)
     if not ids:
-        raise SettingsError("DUNE_QUERY_IDS", f"holds no valid query id (comma-separated positive numbers), got {raw!r}")
+        raise SettingsError("DUNE_QUERY_IDS", "holds no valid query id: it must be comma-separated positive whole "
+                            "numbers, such as 1234,5678")
     return tuple(ids)
+
+
+QUOTED_CHARS = 8
+"""A mistaken entry up to this long is quoted back (a typo: "12a", "-4"); a longer one may be a secret pasted
+in the wrong field (an API key, say), so only its length is told."""
+
+
+def _quoted(entry: str) -> str:
+    return repr(entry) if len(entry) <= QUOTED_CHARS else f"not quoted ({len(entry)} characters)"
 
 
 def _base_url(raw: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dune_async.cursor import greatest
@@ -70,6 +70,24 @@ class QueryReport:
     started_here: bool = False
     message: str = ""
     cursors: dict[str, tuple[str | None, str | None]] | None = None  # table -> (cursor before, cursor after)
+    table_outcomes: dict[str, str] = field(default_factory=dict)  # how each table ended, once the query did
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one query ended in this sync: the one value its summary line, its execution's final record and
+    the state of each of its tables are written from."""
+
+    outcome: Outcome  # the query's: FAILED when the connector failed any of its tables
+    tables: dict[str, Outcome]  # each table's
+    reasons: dict[str, str]  # why the connector failed a table, by table
+
+    def describe(self) -> str:
+        """The failed tables with their reasons, then how the others ended; "" when no table failed."""
+        if not self.reasons:
+            return ""
+        others = [f"{table}: {outcome.value}" for table, outcome in self.tables.items() if table not in self.reasons]
+        return "; ".join([f"{table} failed: {reason}" for table, reason in self.reasons.items()] + others)
 
 
 class Sink:
@@ -89,6 +107,8 @@ class Sink:
         self._checkpoint_rows = checkpoint_rows
         self._rows_since_checkpoint = 0
         self.checkpoints = 0
+        self.committed_executions: frozenset[str] = frozenset()
+        """The executions the last checkpoint bound: a sync that stops leaves them for the next one to read."""
         self._plans = {plan.key: plan for plan in plans}
         self._writers: dict[str, Writer] = {
             target.key: writer_for(operations, target.entry, plan.query_id, declared=target.declared)
@@ -123,7 +143,8 @@ class Sink:
 
         A sync the budget cut short succeeds, but stays unfinished in the state: the next sync finishes its
         work (what it completed is not paid for again) before refreshing anything else."""
-        cut = any(r.outcome == Outcome.CUT_BY_BUDGET.value for r in self.reports.values())
+        cut = any(Outcome.CUT_BY_BUDGET.value in (r.outcome, *r.table_outcomes.values())
+                  for r in self.reports.values())
         self._state.finished = not cut
         self._record_sync(SyncOutcome.SUCCEEDED_WITHIN_BUDGET if cut else SyncOutcome.SUCCEEDED)
         self.checkpoint()
@@ -131,7 +152,10 @@ class Sink:
         return list(self.reports.values())
 
     def checkpoint(self) -> None:
-        self._op.checkpoint(self._state.to_dict())
+        state = self._state.to_dict()
+        self._op.checkpoint(state)
+        self.committed_executions = frozenset(
+            progress["execution_id"] for progress in state["queries"].values() if progress["execution_id"])
         self._rows_since_checkpoint = 0
         self.checkpoints += 1
 
@@ -140,13 +164,22 @@ class Sink:
     def _start(self, event: ExecutionStarted) -> None:
         plan = self._plans[event.key]
         for target in plan.targets:
-            self._state.start_execution(target.key, event.execution_id, plan.fingerprint, event.origin)
+            self._retire(target, event.execution_id)
+            self._state.start_execution(target.key, event.execution_id, plan.fingerprint, event.origin,
+                                        resumed=event.resumed)
             self._failed.pop(target.key, None)
         self._origins[event.key] = event.origin
         report = self.reports[event.key]
         report.execution_id, report.origin = event.execution_id, event.origin.value
         report.resumed = event.resumed
         self.checkpoint()  # the id must survive a crash before any of its rows, or the next sync pays again
+
+    def _retire(self, target: Target, execution_id: str) -> None:
+        """Before another execution takes over a target whose bound one was left midway for good."""
+        progress = self._state.get(target.key)
+        if progress.execution_id in (None, execution_id) or progress.complete or progress.offset == 0:
+            return
+        self._state.set_live_rows(target.key, self._writers[target.key].retire(progress.offset, progress.live_rows))
 
     def _record(self, key: str, status: ExecutionStatus, verdict: SyncVerdict | None = None) -> None:
         self._snapshots[key] = status
@@ -191,7 +224,8 @@ class Sink:
                 self._state.advance(target.key, page.execution_id, position)
                 self._track_cursor(target)
             self._rows_since_checkpoint += len(chunk)
-            self.reports[page.key].rows += len(chunk)
+            if targets:  # rows no table took are no rows synced
+                self.reports[page.key].rows += len(chunk)
             if self._rows_since_checkpoint >= self._checkpoint_rows:
                 self.checkpoint()
                 logger.info("%s: %d of %s rows committed", plan.label, position,
@@ -219,37 +253,46 @@ class Sink:
         self._failed[target.key] = message
         logger.warning("%s: %s cannot take the result and is skipped in this sync: %s", plan.label, target.table,
                        message)
-        report = self.reports[plan.key]
-        report.message = "; ".join(filter(None, (report.message, message)))
 
     def _finish(self, done: QueryDone) -> None:
+        """The query's one ending: the state, its execution's final record and the summary all read it."""
         plan = self._plans[done.key]
+        ending = self._ending(plan, done)
         for target in plan.targets:
-            self._finish_target(target, done)
+            self._finish_target(target, done, ending.tables[target.table])
         snapshot = self._snapshots.get(done.key)
         if snapshot is not None and snapshot.execution_id == done.execution_id:
-            progress = self._state.get(plan.targets[0].key) if plan.targets else None
-            bound = progress is not None and progress.execution_id == done.execution_id
-            failed = any(target.key in self._failed for target in plan.targets)
-            self._record(done.key, snapshot, SyncVerdict(
-                progress.offset if progress and bound else 0,
-                Outcome.FAILED if failed and done.outcome.rows_complete else done.outcome,
-                bound and progress is not None and progress.complete and not failed))
-        self._report(done)
+            self._record(done.key, snapshot, self._verdict(plan, done, ending))
+        self._report(done, ending)
         self.checkpoint()
 
-    def _finish_target(self, target: Target, done: QueryDone) -> None:
+    def _ending(self, plan: QueryPlan, done: QueryDone) -> Ending:
+        """How the query ended for each of its tables, and for the query: a table the connector failed
+        (it could not take the rows) ends FAILED whatever Dune said, and so does the query."""
+        tables = {target.table: Outcome.FAILED if target.key in self._failed else done.outcome
+                  for target in plan.targets}
+        reasons = {target.table: self._failed[target.key] for target in plan.targets if target.key in self._failed}
+        return Ending(Outcome.FAILED if reasons else done.outcome, tables, reasons)
+
+    def _verdict(self, plan: QueryPlan, done: QueryDone, ending: Ending) -> SyncVerdict:
+        bound = [self._state.get(t.key) for t in plan.targets]
+        bound = [progress for progress in bound if progress.execution_id == done.execution_id]
+        complete = bool(bound) and len(bound) == len(plan.targets) and all(p.complete for p in bound)
+        error = None
+        if ending.reasons:
+            error = {"source": "connector", "message": ending.describe(), "tables": dict(ending.reasons)}
+        return SyncVerdict(max((p.offset for p in bound), default=0), ending.outcome,
+                           complete and not ending.reasons, error)
+
+    def _finish_target(self, target: Target, done: QueryDone, outcome: Outcome) -> None:
         progress = self._state.get(target.key)
-        if target.key in self._failed:
-            self._state.finish(target.key, done.execution_id, Outcome.FAILED)
-            return
-        completing = (done.outcome.rows_complete and done.execution_id is not None
+        completing = (outcome.rows_complete and done.execution_id is not None
                       and progress.execution_id == done.execution_id and not progress.complete)
         if completing:
             live = self._writers[target.key].complete(done.execution_id or "", progress.offset, progress.live_rows)
             self._state.set_live_rows(target.key, live)
             self._settle_cursor(target, done)
-        self._state.finish(target.key, done.execution_id, done.outcome)
+        self._state.finish(target.key, done.execution_id, outcome)
 
     def _settle_cursor(self, target: Target, done: QueryDone) -> None:
         if target.entry is None or target.entry.cursor is None:
@@ -264,15 +307,16 @@ class Sink:
         assert cursors is not None
         cursors[target.table] = (cursors[target.table][0], self._cursor_value(target))
 
-    def _report(self, done: QueryDone) -> None:
+    def _report(self, done: QueryDone, ending: Ending) -> None:
         report = self.reports[done.key]
-        report.outcome, report.state, report.seconds = done.outcome.value, done.state, done.seconds
+        report.outcome, report.state, report.seconds = ending.outcome.value, done.state, done.seconds
+        report.table_outcomes = {table: outcome.value for table, outcome in ending.tables.items()}
         report.credits, report.execution_id = done.credits, done.execution_id or report.execution_id
         report.origin = done.origin.value if done.origin else report.origin
         report.started_here = done.started_here
-        report.message = "; ".join(filter(None, (report.message, done.message)))
-        if done.outcome in (Outcome.SYNCED, Outcome.PARTIAL):
-            logger.info("%s: %s, %d rows written in %.1f s", report.label, done.outcome.value, report.rows,
+        report.message = "; ".join(filter(None, (ending.describe(), done.message if not ending.reasons else "")))
+        if ending.outcome in (Outcome.SYNCED, Outcome.PARTIAL):
+            logger.info("%s: %s, %d rows written in %.1f s", report.label, ending.outcome.value, report.rows,
                         done.seconds)
 
     def _record_sync(self, outcome: SyncOutcome) -> None:

@@ -184,11 +184,15 @@ class SyncState:
     def get(self, key: str) -> QueryProgress:
         return self._queries.get(key, QueryProgress())
 
-    def start_execution(self, key: str, execution_id: str, fingerprint: str, origin: Origin) -> None:
-        """A new execution takes over the key; a known one keeps its committed offset, unless it is now read
-        differently (another filter: its offsets count other rows), when it is read again from its start."""
+    def start_execution(self, key: str, execution_id: str, fingerprint: str, origin: Origin, *,
+                        resumed: bool = False) -> None:
+        """An execution takes over the key from its first row; a resumed one keeps its committed offset.
+
+        The same execution may also start over: a latest result reused again after an earlier sync stopped
+        midway in it is read from row 0 (it is not a resume), and one read under another filter counts other
+        rows, so its old offset must not stay."""
         current = self.get(key)
-        if current.execution_id == execution_id and current.fingerprint == fingerprint:
+        if resumed and current.execution_id == execution_id and current.fingerprint == fingerprint:
             self._queries[key] = replace(current, outcome=None)
             return
         cursor = replace(current.cursor, pending=None) if current.cursor else None

@@ -54,9 +54,13 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
     worker.start()
     try:
         _drain(channel, sink, worker)
-    except BaseException:
+    except BaseException as exc:
         channel.close()
-        worker.stop()
+        worker.stop(keep_running=sink.committed_executions)  # the next sync reads those on: never cancelled
+        if isinstance(exc, Exception) and not isinstance(exc, SyncError):  # `op` (the destination) or a write
+            raise SyncError(f"the sync stopped while writing: {type(exc).__name__}: {exc}. "
+                            "Rows written before the last checkpoint are committed; the next sync reads on "
+                            "from there") from exc
         raise
     worker.join(_JOIN_SECONDS)
     return sink.close()
@@ -91,6 +95,7 @@ class _OrchestratorThread(threading.Thread):
         self._channel = channel
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._orchestrator: Orchestrator | None = None
         self._ready = threading.Event()
         self.error: BaseException | None = None
 
@@ -115,11 +120,14 @@ class _OrchestratorThread(threading.Thread):
         )
         async with self._client_factory(settings.client_settings()) as client:
             spending = Spending(settings.max_credits_per_sync, settings.export_credits_per_mb)
-            await Orchestrator(client, self._channel, self._plans, timing, spending=spending).run()
+            self._orchestrator = Orchestrator(client, self._channel, self._plans, timing, spending=spending)
+            await self._orchestrator.run()
 
-    def stop(self) -> None:
-        """Cancels the orchestrator (which cancels what it started) and waits for it."""
+    def stop(self, keep_running: frozenset[str] = frozenset()) -> None:
+        """Cancels the orchestrator (which cancels what it started, but `keep_running`) and waits for it."""
         self._ready.wait(_JOIN_SECONDS)
+        if self._orchestrator is not None:
+            self._orchestrator.keep_running = keep_running  # read by the loop only after the cancel below
         if self._loop is not None and self._task is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed in between: nothing left to cancel
                 self._loop.call_soon_threadsafe(self._task.cancel)

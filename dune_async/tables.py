@@ -86,6 +86,14 @@ def typed_table(entry: Entry, metadata: ResultMetadata | None) -> dict[str, Any]
     return {"table": entry.table, "primary_key": list(entry.table_key), "columns": columns}
 
 
+def _error(status: ExecutionStatus, verdict: SyncVerdict | None) -> dict[str, Any] | None:
+    """Dune's error, with the connector's beside it when the connector failed a table."""
+    connector = verdict.error if verdict else None
+    if connector is None:
+        return status.error
+    return {**status.error, "connector": connector} if status.error else connector
+
+
 class SyncOutcome(StrEnum):
     """How a sync ended, as `dune_sync.outcome` says it."""
 
@@ -113,6 +121,7 @@ class SyncVerdict:
     rows_synced: int
     outcome: Outcome
     is_complete: bool
+    error: dict[str, Any] | None = None  # why the connector (not Dune) failed a table it feeds
 
 
 def execution_row(status: ExecutionStatus, context: ExecutionContext, synced_at: datetime,
@@ -132,7 +141,7 @@ def execution_row(status: ExecutionStatus, context: ExecutionContext, synced_at:
         "row_count": metadata.total_row_count if metadata else None,
         "column_names": metadata.column_names if metadata else None,
         "column_types": metadata.column_types if metadata else None,
-        "error": status.error,
+        "error": _error(status, verdict),
         "execution_cost_credits": status.execution_cost_credits,
         "performance": context.performance,
         "query_parameters": context.parameters,

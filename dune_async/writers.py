@@ -8,7 +8,8 @@ the sink tells them where a page starts and when an execution is completely writ
 - `ReplaceWriter`: key `_dune_row`. New rows overwrite old ones position by position; once the new result is
   complete, positions past its end are deleted. A sync that dies midway leaves every live row from the old
   or the new execution, never an empty table, and costs one operation per new row plus one per old row the
-  new result no longer has.
+  new result no longer has. When an execution that ended midway is followed by another (not resumed), the
+  older rows past what it wrote are deleted first (`retire`), so a second death never mixes three results.
 - `MergeWriter`: key `primary_key`; never deletes. A null key value fails the target; duplicate keys within
   one result are counted (the last one wins, as upserts do). For an incremental entry it also finds the
   greatest cursor column value of each page it writes (`cursor_high`).
@@ -52,6 +53,8 @@ class Writer(Protocol):
 
     def complete(self, execution_id: str, total_rows: int, live_rows: int) -> int: ...
 
+    def retire(self, written: int, live_rows: int) -> int: ...
+
 
 class JsonWriter:
     """Rows of the queries of `DUNE_QUERY_IDS`, as JSON, in `dune_query_result`."""
@@ -70,6 +73,9 @@ class JsonWriter:
                            "synced_at": synced_at})
 
     def complete(self, execution_id: str, total_rows: int, live_rows: int) -> int:
+        return live_rows
+
+    def retire(self, written: int, live_rows: int) -> int:
         return live_rows
 
 
@@ -97,6 +103,11 @@ class TypedWriter:
     def complete(self, execution_id: str, total_rows: int, live_rows: int) -> int:
         """Called once every row of the execution is written; returns the row positions that stay live."""
         return max(live_rows, total_rows)
+
+    def retire(self, written: int, live_rows: int) -> int:
+        """A new execution takes over from one that ended with only its first `written` rows written; returns
+        the row positions that stay live (only replace mode deletes anything)."""
+        return live_rows
 
     def _converter(self, execution_id: str, metadata: ResultMetadata | None) -> RowConverter:
         convert = self._converters.get(execution_id)
@@ -130,6 +141,19 @@ class ReplaceWriter(TypedWriter):
             logger.info("%s: %d rows the new result no longer has are deleted", self.entry.label,
                         live_rows - total_rows)
         return total_rows
+
+
+    def retire(self, written: int, live_rows: int) -> int:
+        """The table holds the first `written` rows of an execution that will never be completed, then older
+        rows: those older rows are deleted before a new execution writes, or a new one dying midway too would
+        leave rows of three results live."""
+        delete, table = self._op.delete, self.table
+        for position in range(written, live_rows):
+            delete(table, {"_dune_row": position})
+        if live_rows > written:
+            logger.info("%s: %d rows of an older result are deleted: the execution that followed it ended after "
+                        "%d rows, and a new one takes over", self.entry.label, live_rows - written, written)
+        return min(written, live_rows)
 
 
 class HistoryWriter(TypedWriter):

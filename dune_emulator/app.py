@@ -121,7 +121,7 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     status = DROPPED
     try:
         response = await _admit(request, handler, backend, route, bucket)
-        status = DROPPED if isinstance(response, DroppedResponse) else response.status
+        status = DROPPED if isinstance(response, (DroppedResponse, CutResponse)) else response.status
         return response
     finally:
         backend.counters.request_ended(route, bucket.value, status)
@@ -149,16 +149,21 @@ def _unrouted(request: web.Request) -> web.Response:
 
 
 async def _with_faults(request: web.Request, handler: Handler, backend: Backend, route: str) -> web.StreamResponse:
-    fault = backend.faults.draw(route, backend.scenario)
+    fault = backend.faults.draw(route, backend.scenario, _script_name(request, route))
     if fault.delay or fault.kind is not FaultKind.NONE:
         backend.counters.fault_injected()
     if fault.delay:
         await asyncio.sleep(fault.delay)
-    if fault.kind is FaultKind.NONE:
+    if fault.kind in (FaultKind.NONE, FaultKind.STALL):
         return await _handle(request, handler)
     if fault.kind is FaultKind.DROP:
         return _drop(request)
-    if route in EXECUTE_ROUTES and backend.scenario.fault_execute_after_create:
+    if fault.kind is FaultKind.REDIRECT:
+        return web.Response(status=302, headers={"Location": str(request.url.with_path("/moved" + request.path))})
+    if fault.kind in (FaultKind.CUT_BODY, FaultKind.TRUNCATED, FaultKind.NOT_JSON):
+        return await _spoiled(request, await _handle(request, handler), fault.kind)
+    if fault.kind is FaultKind.ERROR_AFTER or (route in EXECUTE_ROUTES
+                                               and backend.scenario.fault_execute_after_create):
         # The execution exists and is billed, but the client only sees a gateway error.
         await _handle(request, handler)
         fault = Fault(FaultKind.ERROR, 502)
@@ -174,6 +179,33 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         # An emulator bug: still a Dune-shaped answer, so the client's handling is what gets tested.
         log.exception("emulator error on %s %s", request.method, request.path)
         return error_response(errors.internal())
+
+
+def _script_name(request: web.Request, route: str) -> str | None:
+    if route != "results":
+        return None
+    return "results:page" if request.query.get("offset", "0") not in ("", "0") else "results:first"
+
+
+async def _spoiled(request: web.Request, answer: web.StreamResponse, kind: FaultKind) -> web.StreamResponse:
+    """The handler's answer, spoiled on its way: cut mid-body, its JSON truncated, or replaced by HTML."""
+    body = answer.body if isinstance(answer, web.Response) and isinstance(answer.body, bytes) else b"{}"
+    if kind is FaultKind.NOT_JSON:
+        return web.Response(status=200, text="<html><body>502 Bad Gateway (upstream)</body></html>",
+                            content_type="text/html")
+    if kind is FaultKind.TRUNCATED:
+        return web.Response(status=200, body=body[: len(body) // 2], content_type="application/json")
+    stream = CutResponse(status=200, headers={"Content-Type": "application/json"})
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    await stream.write(body[: len(body) // 2])
+    if request.transport is not None:
+        request.transport.abort()
+    return stream
+
+
+class CutResponse(web.StreamResponse):
+    """An answer whose connection died mid-body; logged as dropped."""
 
 
 class DroppedResponse(web.Response):

@@ -219,6 +219,8 @@ class Scenario:
     fault_drop_rate: float = 0.0
     fault_routes: set[str] | None = None
     fault_execute_after_create: bool = False
+    fault_script: dict[str, list[str]] = field(default_factory=dict)  # route -> the faults its next requests meet
+    fault_stall_seconds: float = 5.0
     seed: int = 0
     sql: dict[str, QuerySpec] = field(default_factory=dict)
     execution_credits: dict[str, float] = field(default_factory=lambda: {"medium": 10.0, "large": 20.0})

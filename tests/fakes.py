@@ -39,6 +39,7 @@ class FakeQuery:
     credits: float = 10.0
     expire_after_pages: int | None = None  # the execution EXPIRES once this many of its pages were read
     error_type: str = "FAILED_TYPE_EXECUTION_FAILED"  # FAILED_TYPE_RESULT_SIZE_EXCEEDED: truncated, rows kept
+    null_at: int | None = None  # the row whose `n` is null (a merge keyed on `n` refuses it)
 
 
 @dataclass
@@ -243,7 +244,7 @@ class FakeDune:
             data.pop("execution_cost_credits", None)
         if ExecutionStatus.from_dict(data).rows_readable:
             end = min(offset + limit, query.rows)
-            rows = [{"n": i, "query": execution.query_id} for i in range(offset, end)]
+            rows = [{"n": None if i == query.null_at else i, "query": execution.query_id} for i in range(offset, end)]
             data["result"] = {"rows": rows, "metadata": {"column_names": ["n", "query"],
                                                          "column_types": ["bigint", "integer"],
                                                          "row_count": len(rows), "total_row_count": query.rows}}
@@ -269,6 +270,7 @@ class FakeOperations:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     committed_upserts: int = 0
     fail_after_upserts: int | None = None
+    fail_at_checkpoint: int | None = None  # the checkpoint (counted from 0) that raises instead of committing
     rows_at_checkpoint: list[int] = field(default_factory=list)  # result rows upserted before each checkpoint
 
     def upsert(self, table: str, data: dict[str, Any]) -> None:
@@ -282,10 +284,17 @@ class FakeOperations:
         self.log.append(("delete", table, keys))
 
     def checkpoint(self, state: dict[str, Any]) -> None:
+        if self.fail_at_checkpoint is not None and len(self.checkpoints) >= self.fail_at_checkpoint:
+            raise InterruptedError("the process is told to stop")
         self.checkpoints.append(copy.deepcopy(state))
         self.committed_upserts = len(self.upserts)
         self.committed_log = len(self.log)
         self.rows_at_checkpoint.append(len(self.rows()))
+
+    def crash(self) -> None:
+        """What survives the process dying now: everything up to the last checkpoint; no fault armed after."""
+        self.log, self.upserts = self.log[: self.committed_log], self.upserts[: self.committed_upserts]
+        self.fail_after_upserts = self.fail_at_checkpoint = None
 
     def rows(self, table: str = "dune_query_result") -> list[dict[str, Any]]:
         return [data for name, data in self.upserts if name == table]

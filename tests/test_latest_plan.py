@@ -136,7 +136,7 @@ def test_entries_without_filters_keep_the_fingerprints_earlier_versions_wrote() 
 
 def test_an_execution_bound_again_under_another_filter_is_read_from_its_start() -> None:
     sync_state = SyncState({"blocks": QueryProgress("01E2", 7, False, "filter-a", None, Origin.REUSED)})
-    sync_state.start_execution("blocks", "01E2", "filter-a", Origin.REUSED)
+    sync_state.start_execution("blocks", "01E2", "filter-a", Origin.REUSED, resumed=True)
     assert sync_state.get("blocks").offset == 7, "the same read resumes where it stopped"
-    sync_state.start_execution("blocks", "01E2", "filter-b", Origin.REUSED)
+    sync_state.start_execution("blocks", "01E2", "filter-b", Origin.REUSED, resumed=True)
     assert (sync_state.get("blocks").offset, sync_state.get("blocks").fingerprint) == (0, "filter-b")

@@ -35,9 +35,10 @@ def sync(op: FakeOperations, state: SyncState, settings: Settings, execution_id:
     """One sync of one plan: the given pages, then the outcome (or nothing, when it stops after some pages)."""
     (plan,) = plan_queries(settings, state)
     sink = Sink(op, state, [plan], checkpoint_rows=checkpoint_rows)
-    sink.handle(ExecutionStarted(plan.key, execution_id, Origin.EXECUTED))
     action = plan.action
-    offset = action.offset if isinstance(action, Resume) and action.execution_id == execution_id else 0
+    resumed = isinstance(action, Resume) and action.execution_id == execution_id  # as the orchestrator says
+    sink.handle(ExecutionStarted(plan.key, execution_id, Origin.EXECUTED, resumed=resumed))
+    offset = action.offset if isinstance(action, Resume) and resumed else 0
     for number, page in enumerate(pages):
         if stop_after is not None and number == stop_after:
             return sink
