@@ -60,6 +60,10 @@ class BlindBucket:
     async def sending(self, priority: int = 0) -> AsyncIterator[Sending]:
         yield Sending(await self.acquire(priority))
 
+    def idle(self) -> bool:
+        """Nobody waits for a slot and no pause holds the bucket (as the client's bucket answers it)."""
+        return not self._turn.locked() and self.paused_for <= 0
+
     def observe(self, report: RateReport | None, slot: Slot | None = None) -> None:
         """Blind: what Dune reports changes nothing."""
 
