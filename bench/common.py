@@ -55,6 +55,13 @@ class Call:
     detail: str = ""
 
 
+def empty_windows(emulator: EmulatorThread) -> None:
+    """The emulator forgets the requests in its rate windows and its counters start again: the next sync starts
+    as a scheduled one does, minutes after the last."""
+    emulator.call(emulator.emulator.backend.limiter.reset)
+    emulator.counters.reset()
+
+
 class RecordingClient:
     """A `DuneClient` that notes the time of every execute, status and page, per query.
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.blind_pacing import blind_factory
-from bench.common import API_KEY, configuration, seeded_specs
+from bench.common import API_KEY, configuration, empty_windows, seeded_specs
 from bench.shared_key_worker import CountingOperations
 from devtools import sdk
 from dune_async.client import ClientSettings, DuneClient
@@ -122,7 +122,7 @@ def defaults_on_plus(config: RateHeadersConfig, pacing: str) -> list[Run]:
     with EmulatorThread(scenario=scenario, api_key=API_KEY) as emulator:
         settings = configuration(emulator.base_url, specs, **_polls(config.scale))
         for number in (1, 2):
-            _empty_windows(emulator)
+            empty_windows(emulator)
             seconds, operations = _sync(settings, state, pacing, config.window_seconds)
             state = operations.state
             counters = emulator.counters.snapshot()
@@ -160,7 +160,7 @@ def shared_key(config: RateHeadersConfig, pacing: str) -> Run:
         unpaced = {"DUNE_WRITE_RPM": "60000", "DUNE_READ_RPM": "60000"}  # the emulator is unlimited meanwhile
         states = [_sync({**settings, **unpaced}, None, "headers", None)[1].state for settings in configs]
         emulator.scenario.write_rpm, emulator.scenario.read_rpm = PLUS
-        _empty_windows(emulator)
+        empty_windows(emulator)
         outs = _run_processes(Path(work), configs, states, blind=pacing == "blind",
                               start_at=time.time() + config.process_start_seconds)
         counters = emulator.counters.snapshot()
@@ -186,12 +186,6 @@ def _polls(scale: float) -> dict[str, float]:
     shortest = max(0.05, round(1.0 * scale, 3))
     return {"DUNE_MIN_POLL_INTERVAL_SECONDS": shortest,
             "DUNE_MAX_POLL_INTERVAL_SECONDS": max(shortest, round(10.0 * scale, 3))}
-
-
-def _empty_windows(emulator: EmulatorThread) -> None:
-    """The emulator forgets the requests in its rate windows and its counters start again."""
-    emulator.call(emulator.emulator.backend.limiter.reset)
-    emulator.counters.reset()
 
 
 def _factory(pacing: str, window_seconds: float | None) -> Callable[[ClientSettings], Any]:
