@@ -54,6 +54,7 @@ from dune_async.errors import (
     RequestLimitError,
     UnexpectedResponseError,
     http_error_type,
+    redact,
 )
 from dune_async.models import ExecutionHandle, ExecutionStatus, ResultPage, UsageReport
 from dune_async.ratelimit import RateBucket
@@ -313,7 +314,7 @@ class DuneClient:
             size = min(size, self._page_cap)
         return size
 
-    async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = True,
+    async def pages(self, execution_id: str, *, offset: int = 0,
                     column_count: int | None = None, query_id: int | None = None,
                     columns: Sequence[str] | None = None, bytes_per_row: float | None = None,
                     filters: str | None = None) -> AsyncIterator[ResultPage]:
@@ -325,7 +326,7 @@ class DuneClient:
         `columns` asks for those columns only (and sizes pages by their number); `filters` for the rows Dune's
         expression keeps (`offset` then counts kept rows). `allow_partial_results=true`
         is always sent, so a truncated execution (`ExecutionStatus.truncated`, also FAILED for size) streams
-        the rows Dune kept; `allow_partial` is accepted for compatibility and ignored. A page refused by the
+        the rows Dune kept. A page refused by the
         account's per-request credit limit (402) is asked again at half the size, down to MIN_PAGE_ROWS, and
         the smaller size is kept for every later page (`page_cap`); refused even then, `RequestLimitError`.
         Raises `ExecutionNotReadableError` when the execution has no rows to read.
@@ -525,8 +526,7 @@ class DuneClient:
                     details.get("tries", 0) + 1, failure)
 
     def _redact(self, text: str) -> str:
-        key = self.settings.api_key
-        return text.replace(key, "***") if key and len(key) >= 3 else text
+        return redact(text, self.settings.api_key)
 
 
 def checked_base_url(raw: str) -> str:

@@ -82,6 +82,3 @@ class Budget:
         """Returns a reservation whose spending did not happen (Dune refused the execute before it started)."""
         self.spent -= estimate
 
-    def record(self, credits: float) -> None:
-        """Counts spending that was not a choice (a page already under way when its estimate changed)."""
-        self.spent += credits

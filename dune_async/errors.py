@@ -157,3 +157,11 @@ def http_error_type(status: int, message: str) -> type[DuneHTTPError]:
     if status == 402 and _PER_REQUEST.search(message):
         return RequestLimitError
     return HTTP_ERRORS.get(status, DuneHTTPError)
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` with `secret` (the API key) masked wherever it appears; the one rule every message, log line and
+    output of the connector goes through. A secret shorter than 3 characters is not masked (it would mask
+    ordinary text, and no Dune key is that short)."""
+    return text.replace(secret, "***") if len(secret) >= 3 else text
+

@@ -40,6 +40,7 @@ from dune_async.errors import (
     DuneError,
     DuneUnavailableError,
     NotFoundError,
+    redact,
 )
 from dune_async.models import ExecutionStatus, UsageReport
 from dune_async.plan import QueryPlan, ReadLatest, Resume, ReuseOrExecute, Skip, plan_queries
@@ -427,8 +428,8 @@ def run_plan(configuration_path: Path, state_path: Path | None = None) -> str:
     try:
         text = render(asyncio.run(preview(settings, SyncState.from_dict(state))))
     except PreviewError as exc:
-        raise PreviewError(_redacted(str(exc), settings.api_key), exc.exit_code) from None
-    return _redacted(text, settings.api_key)  # nothing here holds the key; a last guard costs nothing
+        raise PreviewError(redact(str(exc), settings.api_key), exc.exit_code) from None
+    return redact(text, settings.api_key)  # nothing here holds the key; a last guard costs nothing
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -451,10 +452,6 @@ def _json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PreviewError(f"the {what} file {path} must hold a JSON object", exit_code=2)
     return data
-
-
-def _redacted(text: str, key: str) -> str:
-    return text.replace(key, "***") if len(key) >= 3 else text
 
 
 # -- rendering -----------------------------------------------------------------------------------------------------

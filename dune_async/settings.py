@@ -18,7 +18,7 @@ from dune_async.catalogue import PERFORMANCE_TIERS, CatalogueError, Entry, parse
 from dune_async.client import ClientSettings, checked_base_url
 from dune_async.credits import PRESETS, Plan, PlanPreset
 from dune_async.defaults import DEFAULTS, default_float, default_int
-from dune_async.errors import InsecureBaseURLError
+from dune_async.errors import InsecureBaseURLError, redact
 
 logger = logging.getLogger("dune_async.settings")
 
@@ -35,9 +35,8 @@ class SettingsError(ValueError):
 
     def masking(self, secret: str) -> SettingsError:
         """The same error with `secret` masked wherever the problem quotes it (a key pasted in another setting)."""
-        if len(secret) < 3 or secret not in self.problem:
-            return self
-        return SettingsError(self.key, self.problem.replace(secret, "***"))
+        masked = redact(self.problem, secret)
+        return self if masked == self.problem else SettingsError(self.key, masked)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ class FakeDune:
         self.executes: Counter[int] = Counter()
         self.cancelled: list[str] = []
         self.status_log: list[tuple[float, str]] = []
-        self.page_requests: list[tuple[str, int, bool]] = []
+        self.page_requests: list[tuple[str, int]] = []
         self.performances: dict[str, str] = {}  # execution id -> the tier it was executed at
 
     async def __aenter__(self) -> FakeDune:
@@ -149,7 +149,7 @@ class FakeDune:
         status = await self.status(execution_id, query_id=query_id)  # a test's scripted status applies too
         if not (status.state.is_terminal and status.rows_readable):
             return ResultPage(execution=status, offset=0, rows=[], metadata=None)
-        self.page_requests.append((execution_id, 0, True))
+        self.page_requests.append((execution_id, 0))
         execution = self._execution(execution_id)
         execution.pages_read += 1
         return self._page(execution, 0, self.page_rows)
@@ -207,13 +207,13 @@ class FakeDune:
         latest = max(finished, key=lambda e: e.ended_at or datetime.min.replace(tzinfo=UTC))
         return self._page(latest, 0, limit)
 
-    async def pages(self, execution_id: str, *, offset: int = 0, allow_partial: bool = True,
+    async def pages(self, execution_id: str, *, offset: int = 0,
                     column_count: int | None = None, query_id: int | None = None,
                     columns: Any = None, bytes_per_row: float | None = None,
                     filters: str | None = None) -> AsyncIterator[ResultPage]:
         """Like `DuneClient.pages`: a page whose execution state has no rows raises `ExecutionNotReadableError`."""
         _unfiltered(filters)
-        self.page_requests.append((execution_id, offset, allow_partial))
+        self.page_requests.append((execution_id, offset))
         execution = self._execution(execution_id)
         query = self.queries[execution.query_id]
         first = True

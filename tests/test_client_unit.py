@@ -263,13 +263,11 @@ async def test_latest_result_sends_params_and_limit(mocked: aioresponses) -> Non
     assert request.headers["X-Dune-Api-Key"] == KEY
 
 
-@pytest.mark.parametrize("allow_partial", [True, False, None])
-async def test_results_request_shape(mocked: aioresponses, allow_partial: bool | None) -> None:
-    """`allow_partial_results=true` is always sent (the old `allow_partial` switch is accepted and ignored)."""
+async def test_results_request_shape(mocked: aioresponses) -> None:
+    """`allow_partial_results=true` is always sent: a truncated result's kept rows are read."""
     calls = script(mocked, "GET", RESULTS, ok(page(0, 3, 3, state="QUERY_STATE_COMPLETED_PARTIAL")))
-    kwargs = {} if allow_partial is None else {"allow_partial": allow_partial}
     async with DuneClient(make_settings(page_size=500)) as client:
-        pages = [p async for p in client.pages(EXECUTION_ID, column_count=2, **kwargs)]
+        pages = [p async for p in client.pages(EXECUTION_ID, column_count=2)]
 
     assert [len(p.rows) for p in pages] == [3]
     request = calls.seen[0]

@@ -296,11 +296,12 @@ async def test_no_earlier_result_means_execute() -> None:
     assert dune.calls["latest_result"] == 1 and dune.executes[1] == 1
 
 
-async def test_partial_results_are_read_with_allow_partial_and_flagged() -> None:
+async def test_partial_results_are_read_and_flagged() -> None:
+    """The client always asks with `allow_partial_results=true` (test_client_unit); the orchestrator reads the
+    rows Dune kept and flags the query PARTIAL."""
     dune = FakeDune({1: FakeQuery(rows=3, final="QUERY_STATE_COMPLETED_PARTIAL")})
     events, _ = await run(dune, [plan(1)])
     assert outcomes(events) == {1: Outcome.PARTIAL}
-    assert dune.page_requests[0][2] is True
     assert rows_of(events, 1) == [0, 1, 2]
 
 
@@ -350,7 +351,7 @@ async def test_a_truncated_result_is_resumed_from_the_committed_offset_with_allo
     execution_id = dune.add_execution(1, state=final)
     events, _ = await run(dune, [resume(1, execution_id, 4)])
     assert dune.executes[1] == 0
-    assert dune.page_requests == [(execution_id, 4, True)]
+    assert dune.page_requests == [(execution_id, 4)]
     assert rows_of(events, 1) == [4, 5, 6]
     assert outcomes(events) == {1: Outcome.PARTIAL}
 
