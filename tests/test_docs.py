@@ -235,3 +235,10 @@ def test_the_docs_name_only_runtime_requirements_that_exist() -> None:
     assert "aiolimiter" not in requirements
     for source in markdown_files():
         assert "aiolimiter" not in source.read_text().lower(), source.name
+
+
+def test_the_project_layout_names_every_runtime_module() -> None:
+    layout = section(page("architecture.md"), "## Project layout")
+    named = set(re.findall(r"`(?:dune_async/)?(\w+\.py)`", " ".join(row[0] for row in table_rows(layout))))
+    modules = {path.name for path in (PROJECT_ROOT / "dune_async").glob("*.py")} - {"__init__.py"}
+    assert modules <= named, f"docs/architecture.md's project layout does not name {sorted(modules - named)}"
