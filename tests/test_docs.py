@@ -242,3 +242,17 @@ def test_the_project_layout_names_every_runtime_module() -> None:
     named = set(re.findall(r"`(?:dune_async/)?(\w+\.py)`", " ".join(row[0] for row in table_rows(layout))))
     modules = {path.name for path in (PROJECT_ROOT / "dune_async").glob("*.py")} - {"__init__.py"}
     assert modules <= named, f"docs/architecture.md's project layout does not name {sorted(modules - named)}"
+
+
+def test_the_readme_shows_configuration_json_as_it_is() -> None:
+    shown = re.search(r"```json\n(.*?)```", section(README, "## Configuration file"), re.DOTALL)
+    assert shown and json.loads(shown.group(1)) == PLACEHOLDERS
+
+
+def test_every_column_of_the_connectors_tables_is_named_where_the_readme_lists_the_table() -> None:
+    from dune_async.tables import SCHEMA
+
+    for table in SCHEMA:
+        text = section(README, f"### `{table['table']}`")
+        named = set(re.findall(r"`(\w+)`", text))
+        assert set(table["columns"]) <= named, (table["table"], set(table["columns"]) - named)
