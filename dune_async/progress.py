@@ -1,8 +1,9 @@
 """Progress a person can follow in Fivetran's log during a long sync.
 
 The writing thread shows it every event it has handled (and, while none arrives, that it is still waiting);
-at most one info line per interval comes out, whatever the page rate: the rows written so far, their rate
-over the whole sync, and for each query still being read its rows of its result's total. The clock is
+at most one info line per interval comes out, whatever the page rate: the rows written so far, the rate
+since the previous line (the pace now, not diluted by the minutes spent waiting for executions), and for
+each query still being read its rows of its result's total. The clock is
 injected, so the pace is tested without waiting.
 """
 
@@ -29,10 +30,9 @@ class QueryProgress:
     total: int | None
 
 
-def progress_line(rows_written: int, seconds: float, reading: list[QueryProgress]) -> str:
+def progress_line(rows_written: int, rows_per_second: float, reading: list[QueryProgress]) -> str:
     """`progress: 120000 rows written, 4000 rows/s; reading query 1002 (30000 of 50000 rows), ...`"""
-    rate = rows_written / seconds if seconds > 0 else 0.0
-    line = f"progress: {rows_written} rows written, {rate:.0f} rows/s"
+    line = f"progress: {rows_written} rows written, {rows_per_second:.0f} rows/s"
     if reading:
         parts = [f"{q.label} ({q.rows} of {'?' if q.total is None else q.total} rows)" for q in reading]
         line += "; reading " + ", ".join(parts)
@@ -48,8 +48,8 @@ class Progress:
         self._interval = interval
         self._clock = clock
         self._log = log or logger.info
-        self._started = self._last = clock()
-        self._rows = 0
+        self._last = clock()
+        self._rows = self._rows_at_last = 0
         self._reading: dict[str, QueryProgress] = {}
 
     def handled(self, event: Event | None) -> None:
@@ -62,5 +62,6 @@ class Progress:
             self._reading.pop(event.key, None)
         now = self._clock()
         if now - self._last >= self._interval:
-            self._last = now
-            self._log(progress_line(self._rows, now - self._started, list(self._reading.values())))
+            rate = (self._rows - self._rows_at_last) / (now - self._last)
+            self._last, self._rows_at_last = now, self._rows
+            self._log(progress_line(self._rows, rate, list(self._reading.values())))

@@ -225,7 +225,7 @@ def test_the_progress_line_shown_in_the_readme_is_the_one_the_connector_writes()
 
     shown = re.search(r"^progress: .*$", section(README, "## Data handling"), flags=re.MULTILINE)
     assert shown, "the README lost its example progress line"
-    written = progress_line(120_000, 30.0, [QueryProgress("query 1002", 30_000, 50_000),
+    written = progress_line(120_000, 4000.0, [QueryProgress("query 1002", 30_000, 50_000),
                                             QueryProgress("sql for trades", 5_000, 9_000)])
     assert shown.group(0) == written
 

@@ -87,9 +87,13 @@ def test_a_query_that_finished_leaves_the_line_and_a_wait_still_logs() -> None:
     clock.now += 10
     progress.handled(None)
     assert len(lines) == 1
+    progress.handled(page("q2", 100, 300, 1000))
+    clock.now += 20
+    progress.handled(None)  # rows per second since the previous line: 300 rows in 30 s
+    assert lines[1] == "progress: 900 rows written, 10 rows/s; reading sql for trades (400 of 1000 rows)"
 
 
-def test_the_line_with_nothing_reading_and_no_time_elapsed() -> None:
+def test_the_line_with_nothing_reading_and_a_total_not_known_yet() -> None:
     assert progress_line(0, 0.0, []) == "progress: 0 rows written, 0 rows/s"
-    assert progress_line(10, 4.0, [QueryProgress("query 7", 10, None)]) == (
+    assert progress_line(10, 2.4, [QueryProgress("query 7", 10, None)]) == (
         "progress: 10 rows written, 2 rows/s; reading query 7 (10 of ? rows)")
