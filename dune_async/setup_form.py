@@ -2,23 +2,30 @@
 
 The tests prove the API key and every query id work without spending execution credits: the key is checked
 on the free status endpoint, each query with a read of its latest result's metadata, without rows (a query
-that exists but never ran answers "No execution found", which is fine).
+that exists but never ran answers "No execution found", which is fine). A table or column name Fivetran will
+rename is a warning in the log, not a failure: the sync works, but the warehouse names differ from the catalogue's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterable
 from typing import Any
 
-from fivetran_connector_sdk import ConfigurationForm, Test, form_field
+from fivetran_connector_sdk import ConfigurationForm, Logging, Test, form_field
 
 from dune_async.catalogue import PERFORMANCE_TIERS, Entry
 from dune_async.client import DuneClient
 from dune_async.cursor import kind_of
 from dune_async.defaults import SETTINGS_TABLE, SettingSpec
 from dune_async.errors import AuthenticationError, DuneError, ForbiddenError, NotFoundError
+from dune_async.logbridge import sdk_logging
 from dune_async.models import ResultMetadata
 from dune_async.settings import Settings, SettingsError
+from dune_async.tables import destination_name
+
+logger = logging.getLogger("dune_async.setup_form")
 
 _PROBE_EXECUTION_ID = "01HZZZZZZZZZZZZZZZZZZZZZZZ"  # well-formed, never issued: 404 with a good key, 401 without
 
@@ -56,9 +63,12 @@ def _field(spec: SettingSpec) -> Any:
 
 def check_settings(configuration: dict[str, Any]) -> Any:
     try:
-        Settings.from_configuration(configuration)
+        settings = Settings.from_configuration(configuration)
     except SettingsError as exc:
         return Test.failure(str(exc))
+    with sdk_logging(Logging):
+        for entry in settings.entries:
+            _warn_if_renamed(f"DUNE_QUERIES {entry.label}", "table", [entry.table], table=True)
     return Test.success()
 
 
@@ -73,7 +83,8 @@ def check_query_ids(configuration: dict[str, Any]) -> Any:
 def _run_check(configuration: dict[str, Any], probe: Any) -> Any:
     try:
         settings = Settings.from_configuration(configuration)
-        problems = asyncio.run(probe(settings))
+        with sdk_logging(Logging):
+            problems = asyncio.run(probe(settings))
     except SettingsError as exc:
         return Test.failure(str(exc))
     except DuneError as exc:
@@ -111,6 +122,7 @@ async def _probe_entry(client: DuneClient, entry: Entry) -> tuple[str, ResultMet
     if problem or metadata is None:
         return problem, metadata
     names = list(metadata.column_names)
+    _warn_if_renamed(where, "column", [name for name in entry.columns or names if name in names])
     cursor_column = (entry.cursor.column,) if entry.cursor else ()
     for key, wanted in (("primary_key", entry.primary_key), ("columns", entry.columns or ()),
                         ("cursor", cursor_column)):
@@ -140,3 +152,12 @@ async def _probe_query(client: DuneClient, query_id: int, parameters: dict[str, 
     except AuthenticationError:
         return "Dune rejected the API key (DUNE_API_KEY)", None
     return "", page.metadata or ResultMetadata()
+
+
+def _warn_if_renamed(where: str, kind: str, names: Iterable[str], *, table: bool = False) -> None:
+    for name in names:
+        landed = destination_name(name, table=table)
+        if landed != name:
+            logger.warning("%s: Fivetran renames %s %r to %r in the destination (its naming rules put an underscore "
+                           "between a letter and a digit); queries on the warehouse must use %r", where, kind, name,
+                           landed, landed)

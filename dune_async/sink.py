@@ -228,8 +228,8 @@ class Sink:
                 self.reports[page.key].rows += len(chunk)
             if self._rows_since_checkpoint >= self._checkpoint_rows:
                 self.checkpoint()
-                logger.info("%s: %d of %s rows committed", plan.label, position,
-                            page.total_rows if page.total_rows is not None else "?")
+                logger.debug("%s: %d of %s rows committed", plan.label, position,
+                             page.total_rows if page.total_rows is not None else "?")
         self.reports[page.key].total_rows = page.total_rows
 
     def _track_cursor(self, target: Target) -> None:

@@ -18,6 +18,7 @@ from dune_async.channel import END, PageChannel
 from dune_async.client import ClientSettings, DuneClient
 from dune_async.orchestrator import Orchestrator, Spending, Timing
 from dune_async.plan import QueryPlan, plan_queries
+from dune_async.progress import Progress
 from dune_async.settings import Settings
 from dune_async.sink import Operations, QueryReport, Sink, SyncError
 from dune_async.state import SyncState
@@ -53,7 +54,7 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
             logger.warning("%s", plan.note)
     worker.start()
     try:
-        _drain(channel, sink, worker)
+        _drain(channel, sink, worker, Progress({plan.key: plan.label for plan in plans}))
     except BaseException as exc:
         channel.close()
         worker.stop(keep_running=sink.committed_executions)  # the next sync reads those on: never cancelled
@@ -66,18 +67,20 @@ def run_sync(configuration: Mapping[str, Any], state: Mapping[str, Any] | None, 
     return sink.close()
 
 
-def _drain(channel: PageChannel, sink: Sink, worker: _OrchestratorThread) -> None:
+def _drain(channel: PageChannel, sink: Sink, worker: _OrchestratorThread, progress: Progress) -> None:
     while True:
         try:
             event, holds_slot = channel.get(timeout=1.0)
         except TimeoutError:
             if not worker.is_alive():
                 raise SyncError("the orchestrator thread stopped without finishing the sync") from worker.error
+            progress.handled(None)
             continue
         if event is END:
             return
         try:
             sink.handle(event)
+            progress.handled(event)
         finally:
             if holds_slot:
                 channel.page_done()

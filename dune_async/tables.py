@@ -2,11 +2,14 @@
 
 `SCHEMA` holds the connector's own tables; `typed_table` declares a catalogue entry's table from the column
 names and types of the query's latest result (Dune's `column_types`, mapped by `types`), so that a column's
-type never depends on the values of its first rows.
+type never depends on the values of its first rows. `destination_name` is the name Fivetran gives a table or
+column in the destination.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +19,10 @@ from dune_async.catalogue import EXECUTION_TABLE, RESULT_TABLE, SYNC_TABLE, Entr
 from dune_async.events import Origin, Outcome
 from dune_async.models import ExecutionStatus, ResultMetadata
 from dune_async.types import fivetran_columns
+
+_NOT_A_NAME_CHARACTER = re.compile(r"\W", re.ASCII)
+_WORD_START = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=\D)(?=\d)|(?<=\d)(?=\D)|^(?=\d)", re.ASCII)
+_LEADING_UNDERSCORES = re.compile(r"^_+(?=[A-Za-z])")
 
 SCHEMA: list[dict[str, Any]] = [
     {
@@ -151,3 +158,17 @@ def execution_row(status: ExecutionStatus, context: ExecutionContext, synced_at:
         "is_complete": verdict.is_complete if verdict else None,
         "synced_at": synced_at,
     }
+
+
+def destination_name(name: str, *, table: bool = False) -> str:
+    """The name Fivetran gives a column (with `table`, a table) in the destination, under its naming rules.
+
+    Accents are dropped and anything but ASCII letters, digits and `_` becomes `_`; a new word (a capital after a
+    lower-case letter, a digit after a non-digit and the reverse) gets an `_` before it: `q1103_history` lands as
+    `q_1103_history`, `uint256` as `uint_256`. Then lower case, runs of `_` made one, and a table loses leading
+    `_` before a letter. Queries on the warehouse use these names; the catalogue uses Dune's."""
+    decomposed = unicodedata.normalize("NFD", name)
+    plain = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+    words = _WORD_START.sub("_", _NOT_A_NAME_CHARACTER.sub("_", unicodedata.normalize("NFC", plain)))
+    renamed = re.sub("_+", "_", words.lower())
+    return _LEADING_UNDERSCORES.sub("", renamed) if table else renamed

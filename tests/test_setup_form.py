@@ -6,12 +6,14 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devtools import sdk
 from dune_async.setup_form import check_api_key, check_query_ids, check_settings, configuration_form
-from dune_emulator import EmulatorThread, QuerySpec, Scenario
+from dune_async.tables import destination_name
+from dune_emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
 
 KEY = "sk_test_FORM_SECRET_42"
 
@@ -22,6 +24,8 @@ def emulator() -> Iterator[EmulatorThread]:
         queries=[
             QuerySpec(11, rows=3),  # exists, never ran: "No execution found"
             QuerySpec(12, rows=3, latest_result_age_seconds=600, parameters={"days": 7}),
+            QuerySpec(13, rows=3, latest_result_age_seconds=600,  # a column name Fivetran renames
+                      columns=[ColumnSpec("n", "bigint"), ColumnSpec("volume1d", "double")]),
         ],
         write_rpm=None, read_rpm=None,
     )
@@ -85,13 +89,58 @@ def test_fivetran_configuration_test_runs_the_checks(emulator: EmulatorThread, p
         return subprocess.run(command, env=sdk.offline_env(sdk_home), capture_output=True, text=True, timeout=120,
                               check=False)
 
-    good = run(config(emulator))
+    good = run(config(emulator, DUNE_QUERIES=json.dumps(RENAMED)))
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
     assert "All tests passed" in good.stdout + good.stderr
+    assert "Fivetran renames table 'q13_history' to 'q_13_history'" in good.stdout + good.stderr
+    assert "Fivetran renames column 'volume1d' to 'volume_1_d'" in good.stdout + good.stderr
     bad = run(config(emulator, DUNE_QUERY_IDS="11, 777"))
     assert bad.returncode != 0
     assert "query 777 does not exist" in bad.stdout + bad.stderr
     assert KEY not in good.stdout + good.stderr + bad.stdout + bad.stderr
+
+
+RENAMED = [{"query_id": 13, "table": "q13_history", "mode": "history"},
+           {"query_id": 12, "table": "fine", "parameters": {"days": 7}}]
+"""Query 13's table and one of its columns get an underscore in the destination; entry 1's names stay."""
+
+
+class SdkLog:
+    """Stands in for the SDK's `Logging`: what the person running the setup tests reads."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda message: self.lines.append((level, message))
+
+
+def test_names_fivetran_renames_are_warned_about_without_failing(emulator: EmulatorThread,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    log = SdkLog()
+    monkeypatch.setattr("dune_async.setup_form.Logging", log)
+    configuration = config(emulator, DUNE_QUERY_IDS="", DUNE_QUERIES=json.dumps(RENAMED))
+    assert check_settings(configuration).success is True
+    assert log.lines == [("warning", "DUNE_QUERIES entry 0 (table 'q13_history'): Fivetran renames table "
+                                     "'q13_history' to 'q_13_history' in the destination (its naming rules put an "
+                                     "underscore between a letter and a digit); queries on the warehouse must use "
+                                     "'q_13_history'")]
+    log.lines.clear()
+    assert check_query_ids(configuration).success is True
+    assert [level for level, _ in log.lines] == ["warning"]
+    assert "query 13: Fivetran renames column 'volume1d' to 'volume_1_d'" in log.lines[0][1]
+
+
+def test_the_renaming_rule_is_the_local_runners() -> None:
+    """`destination_name` against the rules `fivetran debug` applies (the SDK's own renaming, a dev dependency)."""
+    from fivetran_connector_sdk_core.renaming import redshift_safe, safe_drop_underscores
+
+    names = ["q1103_history", "uint256", "n", "_dune_row", "volumeUSD", "Volume USD", "1inch", "a1b2", "ABC",
+             "__x", "_1x", "café_fée", "x__y", "q_2001_merge", "区块", "HTTPServer", "tx-hash", "a.b", "V2Pool", "0x"]
+    for name in names:
+        assert destination_name(name) == redshift_safe(name), name
+        assert destination_name(name, table=True) == safe_drop_underscores(name), name
+    assert destination_name("q1103_history", table=True) == "q_1103_history"
 
 
 INCREMENTAL = {"query_id": 12, "parameters": {"days": 7}, "mode": "merge", "primary_key": ["n"],

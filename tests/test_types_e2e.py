@@ -245,7 +245,7 @@ def test_what_the_sdk_infers_for_undeclared_columns(warehouse: Any) -> None:
 
 
 def test_an_undeclared_table_infers_the_mapped_types_except_a_small_uint256_at_first(warehouse: Any) -> None:
-    """What the README's first-sync caveat says: the SDK infers a small uint256 as BIGINT (no value the SDK
+    """What docs/catalogue.md's first-sync caveat says: the SDK infers a small uint256 as BIGINT (no value the SDK
     takes says otherwise), then widens the column to text when a value beyond 64 bits arrives, digits intact."""
     types = column_types(warehouse, "undeclared")
     assert (types["u"], types["price"], types["moment"], types["day"]) == (
@@ -254,6 +254,6 @@ def test_an_undeclared_table_infers_the_mapped_types_except_a_small_uint256_at_f
     assert (rows[1]["u"], rows[2]["u"]) == ("7", UINT256_MAX)
     assert rows[1]["price"] == 0.1 and rows[1]["moment"] == datetime(2024, 3, 5, 20, 47, 49, tzinfo=UTC)
     assert rows[2]["day"] == date(2024, 3, 6)
-    # The limit: while every value so far fits 64 bits, the column is BIGINT (README, the first-sync caveat).
+    # The limit: while every value so far fits 64 bits, the column is BIGINT (docs/catalogue.md, the first-sync caveat).
     assert column_types(warehouse, "undeclared_small")["u"] == "BIGINT"
     assert rows_by_id(warehouse, "undeclared_small")[1]["u"] == 7
