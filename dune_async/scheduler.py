@@ -41,7 +41,7 @@ class Timing:
 
     min_poll_seconds: float = default_float("DUNE_MIN_POLL_INTERVAL_SECONDS")
     max_poll_seconds: float = default_float("DUNE_MAX_POLL_INTERVAL_SECONDS")
-    poll_fraction: float = 0.2
+    poll_fraction: float = 0.1
     """The next look comes after this share of the time waited so far (within the two intervals)."""
     polls_in_flight: int = 4
     execution_timeout_seconds: float = default_float("DUNE_EXECUTION_TIMEOUT_SECONDS")
