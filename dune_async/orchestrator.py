@@ -1,11 +1,11 @@
 """Carries out the plans of a sync concurrently and turns what Dune says into events for the sink.
 
 One task per plan carries out its action (skip, resume, read latest, reuse or execute); the client's write
-bucket paces the executes. Every results read of a plan carries its `filters`. Each plan becomes a `Job` whose `Phase` says where it stands. Running executions are watched by
-the read scheduler (`scheduler.PollScheduler`), which decides when each is looked at; a look goes through the
-results endpoint where it can, so the read that sees COMPLETED brings the first page too. A finished
-execution's rows are streamed into the channel by the page reader (`reader.PageReader`), within the memory
-budget, while other queries still run. Results answers carry no execution cost: while the state knows none for
+bucket paces the executes. Each plan becomes a `Job` whose `Phase` says where it stands. Running executions
+are watched by the read scheduler (`scheduler.PollScheduler`), which decides when each is looked at; a look
+goes through the results endpoint where it can, so the read that sees COMPLETED brings the first page too. A
+finished execution's rows are streamed into the channel by the page reader (`reader.PageReader`), within the
+memory budget, while other queries still run. Every results read of a plan carries its `filters`. Results answers carry no execution cost: while the state knows none for
 a query, one status read learns it, but only from spare read capacity (a cost not learned this sync is learned
 in a later one).
 
