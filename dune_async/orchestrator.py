@@ -218,16 +218,7 @@ class Orchestrator:
             logger.info("%s: latest result is %s and %.1f h old (limit %g h); executing",
                         plan.label, status.state.short, age_hours(status, now), action.max_age_hours)
             return False
-        if verdict is Latest.UNCHANGED:
-            logger.info("%s: unchanged, execution %s is already synced; nothing to download",
-                        plan.label, status.execution_id)
-            job.execution_id, job.origin, job.status = status.execution_id, Origin.REUSED, status
-            self._end(job, Outcome.UNCHANGED)
-            return True
-        logger.info("%s: reusing execution %s, finished %.1f h ago (no execution credits)",
-                    plan.label, status.execution_id, age_hours(status, now))
-        self._bind(job, status.execution_id, Origin.REUSED)
-        await self._observe(job, status)
+        await self._take_latest(job, status, unchanged=verdict is Latest.UNCHANGED, age=age_hours(status, now))
         return True
 
     async def _read_latest(self, job: Job, action: ReadLatest) -> None:
@@ -251,7 +242,13 @@ class Orchestrator:
         if action.warn_after_hours is not None and age > action.warn_after_hours:
             logger.warning("%s: the latest result is %.1f h old (more than %g h): is the query still refreshed "
                            "on Dune? Reading it anyway", plan.label, age, action.warn_after_hours)
-        if status.execution_id == action.synced_execution_id:
+        await self._take_latest(job, status, unchanged=status.execution_id == action.synced_execution_id, age=age)
+
+    async def _take_latest(self, job: Job, status: ExecutionStatus, *, unchanged: bool, age: float) -> None:
+        """A latest result Dune already has (reused, or a latest entry's): nothing to do when it is the execution
+        already synced, else it is bound and read, filtered as the plan says, for no execution credits."""
+        plan = job.plan
+        if unchanged:
             logger.info("%s: unchanged, execution %s is already synced; nothing to download",
                         plan.label, status.execution_id)
             job.execution_id, job.origin, job.status = status.execution_id, Origin.REUSED, status
