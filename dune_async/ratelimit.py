@@ -22,8 +22,12 @@ reaches Dune up to the network jitter J after it leaves, so one of Dune's window
 left within w + J. Run at Dune's own rate (B = q, ρ = q/w) it lets q + q·(w + J)/w, about 2q, into one window:
 a burst of q at its start and q more leaking through before it ends. So the burst is capped: the window is
 stretched by JITTER_MARGIN (w' = 1.01·w, which covers J up to 0.6 s of a 60 s window) and B + ρ·w' = q.
-A smooth bucket (reads) takes B = 1 and ρ = (q - 1)/w': one request every w'/(q - 1), e.g. 0.305 s on the
-Plus plan's 200 a minute, so polls never spend a window's allowance at once. A bursting bucket (execute) takes
+A smooth bucket (reads) banks a tenth of the quota (READ_BANK_SHARE) while it is idle: B = max(1, q/10) and
+ρ = (q - B)/w', one request every w'/(q - B) once the bank is spent (0.337 s on the Plus plan's 200 a minute).
+So the reads of executions that end together (a second sync looks at each when its last run ended) leave
+when they are wanted instead of waiting out a spacing each while the window has room, and polls still never
+spend more than a tenth of a window's allowance at once. Once the answers carry `r`, ρ = q/w' (the budget
+keeps each window within q). For one window after a 429 it sends evenly: B = 1. A bursting bucket (execute) takes
 B = ceil(q/2) and ρ = floor(q/2)/w' while it knows nothing but the configured rate: Free's 15 a minute lets 8
 executes go at once and 7 more a minute. Once the answers carry `r`, the budget above already keeps every
 window within q whatever the limiter allows, so a bursting bucket then takes B = q, ρ = q/w': all the
@@ -58,6 +62,9 @@ SLOT = 1.0 - 1e-9
 """What one request takes from a limiter: a whole slot, less a billionth. Draining exactly one slot can leave a
 level of 1e-16 by float rounding, and aiolimiter would then wake its waiter again at the same instant for ever
 on a loop whose time only moves when it is idle (a virtual test clock); the billionth absorbs the rounding."""
+READ_BANK_SHARE = 0.1
+"""Share of its quota a smooth bucket (reads) lets leave at once after an idle spell: enough for the reads of
+executions that end together, small enough that polls never spend a window's allowance at once."""
 PROBE_SECONDS = 5.0
 """Longest a lone request (the first, or the first after `r = 0`) holds the others back waiting for its answer:
 a safety net for a caller that never reports an answer; the client always does."""
@@ -93,8 +100,8 @@ class RateBucket:
     """Paces the requests of one Dune rate bucket, shared by every task of a sync.
 
     `per_minute` (requests per `window_seconds`) is where the bucket starts; None (or 0) means unlimited until an
-    answer reports a quota. With `capped`, no reported quota raises the rate above it. `burst=False` spaces every
-    request evenly.
+    answer reports a quota. With `capped`, no reported quota raises the rate above it. `burst=False` makes a
+    smooth bucket: a small bank, then evenly spaced.
     """
 
     def __init__(self, name: str, per_minute: int | None, *, window_seconds: float = 60.0,
@@ -183,8 +190,10 @@ class RateBucket:
         if self._turn_taken or self._waiting or self._blocked_for() > 0 or self._must_wait_for_news():
             return False
         shape = self._target_shape()
-        if shape is None or self._limiter is None or shape != self._shape:
+        if shape is None:
             return True
+        if self._limiter is None or shape != self._shape:  # rebuilt at the next acquire, with our recent sends
+            return self._level(*shape) + SLOT <= shape[0]
         return self._limiter.has_capacity(SLOT)
 
     def pause(self, seconds: float) -> None:
@@ -324,12 +333,12 @@ class RateBucket:
         if quota is None:
             return None
         span = self._window_span()
-        smooth = not self.burst or _now(default=0.0) < self._smooth_until
-        if smooth:
+        if _now(default=0.0) < self._smooth_until:  # a window after a 429: evenly spaced
             return 1.0, max(1, quota - 1) / span
-        if self.reported is not None and self.reported.policy.remaining is not None:
-            return float(quota), quota / span  # the budget keeps each window within the quota
-        capacity = math.ceil(quota / 2)
+        budgeted = self.reported is not None and self.reported.policy.remaining is not None
+        capacity = max(1, math.floor(quota * READ_BANK_SHARE)) if not self.burst else math.ceil(quota / 2)
+        if budgeted:  # the budget keeps each window within the quota
+            return float(quota if self.burst else capacity), quota / span
         return float(capacity), max(1, quota - capacity) / span
 
     async def _current_limiter(self) -> AsyncLimiter | None:

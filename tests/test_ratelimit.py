@@ -59,6 +59,22 @@ async def test_a_smooth_bucket_spaces_every_request_within_the_quota() -> None:
     assert most_in_any_window(granted, window * (1 + JITTER_MARGIN)) <= quota
 
 
+async def test_a_smooth_bucket_banks_a_tenth_of_the_quota_while_idle_and_no_window_gets_more() -> None:
+    """Reads of executions that end together leave when wanted: a tenth of the quota at once after an idle
+    spell, then evenly spaced; B + rho * w' = q, so no window holds more than the quota (no headers)."""
+    quota, window = 40, 1.0
+    bucket = RateBucket("read", quota, window_seconds=window, burst=False)
+    bucket.observe(None, await bucket.acquire())  # the lone first request, answered without headers
+    await asyncio.sleep(5.0)  # idle: the bank fills
+    start = now()
+    granted = await acquire_all(bucket, 60)
+    span = window * (1 + JITTER_MARGIN)
+    assert granted[:4] == [pytest.approx(start)] * 4, "a tenth of 40 leaves at once"
+    assert granted[4] > start
+    assert granted[-1] - start == pytest.approx(56 * span / 36)
+    assert most_in_any_window([start - 5.0, *granted], span) <= quota
+
+
 async def test_a_blind_bursting_bucket_caps_its_burst_so_no_window_gets_more_than_the_quota() -> None:
     """B + rho * w' = q: half the quota at once, the other half leaking through the window (no headers)."""
     quota, window = 10, 1.0
@@ -136,7 +152,7 @@ async def test_the_reported_quota_becomes_the_rate_unless_the_user_capped_it() -
     answer = report("read", plus, 60.0, remaining=plus - 1, reset=60)
     for bucket in (following, capped):
         bucket.observe(answer, await bucket.acquire())
-    assert following.per_minute == plus and following.spacing_seconds == pytest.approx(60.6 / (plus - 1))
+    assert following.per_minute == plus and following.spacing_seconds == pytest.approx(60.6 / plus)
     assert capped.per_minute == free, "DUNE_READ_RPM / DUNE_PLAN is a cap"
     lower = report("read", 10, 60.0, remaining=9, reset=60)
     capped.observe(lower, await capped.acquire())
@@ -261,7 +277,7 @@ async def test_a_cancelled_waiter_passes_its_turn_on() -> None:
     await asyncio.sleep(0.01)
     blocked.cancel()
     slot = await later
-    assert slot.sent_at == pytest.approx(1.01 / 2)
+    assert slot.sent_at == pytest.approx(1.01 / 3)
 
 
 async def test_has_capacity_says_whether_a_request_could_leave_now() -> None:
