@@ -77,9 +77,10 @@ MAX_DATAPOINTS = 250_000
 MIN_PAGE_ROWS = 100
 """The smallest page `pages()` halves down to after per-request credit-limit 402s; refused too, it gives up."""
 USER_AGENT = f"dune-async-fivetran/{__version__}"
-DECODED_BYTES_PER_RESULT_BYTE = 8
-"""How many bytes of memory a decoded row takes per byte Dune counts for it (`result_set_bytes`), at most:
-dicts, keys and value objects weigh several times the JSON. Sizes pages and the channel's reservations."""
+DECODED_BYTES_PER_RESULT_BYTE = 4
+"""How many bytes of memory a decoded row takes per byte Dune counts for it (`result_set_bytes`): dicts, keys
+and value objects weigh several times the JSON (docs/architecture.md gives the measurement). Sizes pages
+and the channel's reservations; it binds only for wide rows, where the datapoint cap has not already."""
 UNKNOWN_ROW_BYTES = 4_000
 """Decoded bytes assumed for a row of a result whose size Dune has not said yet."""
 
@@ -114,9 +115,6 @@ class ClientSettings:
     page_size: int = default_int("DUNE_PAGE_SIZE")
     memory_budget_bytes: int = default_int("DUNE_MEMORY_BUDGET_MB") * 2**20
     """Decoded rows the sync may hold at once: a page may take half of it (one being written, one read)."""
-    first_page_rows: int = 5_000
-    """Rows of a result's first page at most: its rows reach the writer sooner (the write path is the
-    bottleneck, and it waits for the first page), and a result of up to this many rows is still one read."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_tries: int = 8
@@ -384,8 +382,6 @@ class DuneClient:
         ceiling: int | None = None  # this read's own last halving, so it shrinks even if others raced the cap
         while True:
             limit = self.page_limit(column_count, bytes_per_row)
-            if offset == 0:
-                limit = min(limit, max(1, self.settings.first_page_rows))
             if ceiling is not None:
                 limit = min(limit, ceiling)
             call = _Call("GET", f"/execution/{_segment(execution_id)}/results", "results",
