@@ -155,6 +155,9 @@ class RecordingOperations:
             self.last_row[query_id] = now
             self.rows += 1
 
+    def update(self, table: str, modified: dict[str, Any]) -> None:
+        self.by_table[table] += 1
+
     def delete(self, table: str, keys: dict[str, Any]) -> None:
         self.deletes[table] += 1
 

@@ -33,6 +33,9 @@ class CountingOperations:
         if table == RESULT_TABLE:
             self.rows[int(data["query_id"])] += 1
 
+    def update(self, table: str, modified: dict[str, Any]) -> None:
+        pass
+
     def delete(self, table: str, keys: dict[str, Any]) -> None:
         pass
 

@@ -71,6 +71,16 @@ class ExecutionUpdated:
 
 
 @dataclass(frozen=True)
+class ExecutionPriced:
+    """What an execution an earlier sync ran cost, learned by this one (results answers carry no cost): for the
+    state's estimates and that execution's row of `dune_query_execution` (urgent, like `ExecutionUpdated`)."""
+
+    key: str
+    execution_id: str
+    credits: float
+
+
+@dataclass(frozen=True)
 class RowsPage:
     """Rows `offset`… of an execution's result, in order."""
 
@@ -114,4 +124,4 @@ class SyncAborted:
     error: BaseException = field(compare=False)
 
 
-Event = ExecutionStarted | ExecutionUpdated | RowsPage | QueryDone | SyncTotals | SyncAborted
+Event = ExecutionStarted | ExecutionUpdated | ExecutionPriced | RowsPage | QueryDone | SyncTotals | SyncAborted

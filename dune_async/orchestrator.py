@@ -5,9 +5,9 @@ bucket paces the executes. Each plan becomes a `Job` whose `Phase` says where it
 are watched by the read scheduler (`scheduler.PollScheduler`), which decides when each is looked at; a look
 goes through the results endpoint where it can, so the read that sees COMPLETED brings the first page too. A
 finished execution's rows are streamed into the channel by the page reader (`reader.PageReader`), within the
-memory budget, while other queries still run. Every results read of a plan carries its `filters`. Results answers carry no execution cost: while the state knows none for
-a query, one status read learns it, but only from spare read capacity (a cost not learned this sync is learned
-in a later one).
+memory budget, while other queries still run. Every results read of a plan carries its `filters`. Results
+answers carry no execution cost: what an earlier sync's execution cost, while the state knows none for its
+query, is read by this one (`_price_earlier`), from spare read capacity only.
 
 With a credit budget (`Spending`), no execute and no page starts whose estimate does not fit: that query ends
 CUT_BY_BUDGET and the next sync finishes it. Dune's usage is read at the start and the end (`SyncTotals`).
@@ -23,7 +23,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -43,6 +42,7 @@ from dune_async.errors import (
     RequestLimitError,
 )
 from dune_async.events import (
+    ExecutionPriced,
     ExecutionStarted,
     ExecutionUpdated,
     Origin,
@@ -112,10 +112,12 @@ class Orchestrator:
                 self._scheduler = PollScheduler(self._timing, self._clock, group.create_task, self._poll,
                                                 self._time_out)
                 group.create_task(self._scheduler.run())
+                pricing = group.create_task(self._price_earlier())
                 for job in self._jobs:
                     group.create_task(self._start(job))
                 self._settle_if_done()
                 await self._settled.wait()
+                pricing.cancel()
                 self._scheduler.stop()
         except BaseException as exc:  # noqa: BLE001 - every way out must cancel what we started
             error = _first_cause(exc)
@@ -146,7 +148,7 @@ class Orchestrator:
         reads = self._client.stats.reads
         self._channel.send(SyncTotals(
             # A raw-SQL plan has no query id: "query:None" holds the usage reads, which are no query's.
-            reads={job.key: sum(reads[e] for e in job.execution_ids)
+            reads={job.key: sum(reads[e] for e in {*job.execution_ids, job.plan.unpriced} if e)
                    + (reads[f"query:{job.query_id}"] if job.query_id is not None else 0) for job in self._jobs},
             credits_estimated=self.budget.spent,
             bytes_downloaded=self._client.stats.result_bytes,
@@ -333,7 +335,6 @@ class Orchestrator:
         if self._scheduler is not None:
             self._scheduler.forget(job)
         if not status.rows_readable:
-            await self._learn_cost(job)  # failed executions are billed too
             error = (status.error or {}).get("message", "")
             self._end(job, _OUTCOME_OF_STATE.get(status.state, Outcome.FAILED), message=str(error))
             return
@@ -369,39 +370,38 @@ class Orchestrator:
             self._cut(job, end.message)
             return
         job.enter(Phase.WRITTEN)
-        await self._learn_cost(job)
         self._end(job, end.outcome, message=end.message)
 
-    async def _learn_cost(self, job: Job) -> None:
-        """What an execution this sync started cost, when the answers seen so far did not say.
+    async def _price_earlier(self) -> None:
+        """What the executions earlier syncs ran cost, where the state does not know (`QueryPlan.unpriced`).
 
         Results answers (the polls' peeks and the pages) carry no `execution_cost_credits`; only the status
-        endpoint does. Only while the state knows no cost for the query (every sync paying a read for it
-        would double the reads of one-page queries), and only from spare capacity (`_spare_read`), at the
-        lowest priority: a cost not learned this sync is learned by a later one. Not worth failing a query for.
-        """
-        status = job.status
-        if not job.started_here or job.plan.cost_known or job.execution_id is None or status is None \
-                or status.execution_cost_credits is not None or not self._spare_read(job):
-            return
-        try:
-            seen = await self._client.status(job.execution_id, query_id=job.query_id, priority=ReadPriority.SPARE)
-        except FATAL_ERRORS:
-            raise
-        except DuneError as exc:
-            logger.info("%s: could not read what execution %s cost (%s)", job.label, job.execution_id, exc)
-            return
-        if seen.execution_cost_credits is not None and not job.ended:
-            job.status = replace(status, execution_cost_credits=seen.execution_cost_credits)
-            self._send_update(job)
+        endpoint does. One read each, at the lowest priority and only from spare capacity (`_spare_read`): the
+        start of a sync has plenty while its executions run, and a read at its end would only make it longer.
+        Cancelled once every job has ended; a cost not read by then is read by a later sync. Not worth failing
+        a query for."""
+        for job in self._jobs:
+            execution_id = job.plan.unpriced
+            if execution_id is None:
+                continue
+            while not self._spare_read():
+                await asyncio.sleep(max(self._client.read_bucket.spacing_seconds, 0.05))
+            try:
+                seen = await self._client.status(execution_id, query_id=job.query_id, priority=ReadPriority.SPARE)
+            except FATAL_ERRORS:
+                raise
+            except DuneError as exc:
+                logger.info("%s: could not read what execution %s cost (%s)", job.label, execution_id, exc)
+                continue
+            if seen.execution_cost_credits is not None:
+                self._channel.send(ExecutionPriced(job.key, execution_id, seen.execution_cost_credits), urgent=True)
 
-    def _spare_read(self, job: Job) -> bool:
-        """Whether one more read for `job` now takes no slot that rows or another poll want: nobody waits for
-        the read bucket's next slot, no page is waiting to be read, and no poll falls due before the slot after
-        it. It then waits one spacing of the bucket at most."""
+    def _spare_read(self) -> bool:
+        """Whether one more read now takes no slot that rows or a poll want: nobody waits for the read bucket's
+        next slot, no page is waiting to be read, and no poll falls due before the slot after it."""
         bucket, scheduler = self._client.read_bucket, self._scheduler
         return (bucket.idle() and self._reader.pages_pending == 0
-                and (scheduler is None or not scheduler.due_within(bucket.spacing_seconds, besides=job)))
+                and (scheduler is None or not scheduler.due_within(bucket.spacing_seconds)))
 
     async def _time_out(self, job: Job) -> None:
         limit = self._timing.execution_timeout_seconds

@@ -114,7 +114,7 @@ class QueryPlan:
     cursor_value: int | float | str | None = None  # the value an incremental entry's cursor parameter is sent
     filters: str | None = None  # Dune's results filter, sent on every results read (the entry's and its cursor's)
     execution_estimate: float = 0.0  # credits an execute is expected to cost (the budget's estimate)
-    cost_known: bool = False  # the state holds what its last execution cost: no read is spent to learn it again
+    unpriced: str | None = None  # an earlier sync's execution of it whose cost the state lacks: read it if spare
     expected_seconds: float | None = None  # how long its last execution took: the first poll waits that long
     note: str = ""  # something the sync should tell the user about this plan
 
@@ -267,7 +267,16 @@ def _decide(request: _Request, progress: QueryProgress, interrupted_sync: int | 
     return replace(plan, action=action,
                    execution_estimate=0.0 if request.latest else execution_estimate(progress.last_cost,
                                                                                     plan.performance),
-                   cost_known=progress.last_cost is not None, expected_seconds=progress.last_seconds)
+                   unpriced=_unpriced(progress, action), expected_seconds=progress.last_seconds)
+
+
+def _unpriced(progress: QueryProgress, action: Action) -> str | None:
+    """The execution whose cost this sync should learn for the estimates: the last one this connector ran for
+    the target, while the state knows no cost (once known, no read is spent on it again). Not one being resumed:
+    the resume's own status read says what it cost once it has ended."""
+    if progress.last_cost is not None or progress.origin is not Origin.EXECUTED or isinstance(action, Resume):
+        return None
+    return progress.execution_id
 
 
 def _grouped(decided: list[QueryPlan]) -> list[QueryPlan]:
@@ -278,7 +287,7 @@ def _grouped(decided: list[QueryPlan]) -> list[QueryPlan]:
         same_work = (plan.query_id, plan.sql, plan.fingerprint, plan.columns, plan.filters, plan.action)
         first = groups.get(same_work)
         groups[same_work] = plan if first is None else replace(first, targets=first.targets + plan.targets,
-                                                               cost_known=first.cost_known and plan.cost_known)
+                                                               unpriced=first.unpriced or plan.unpriced)
     return list(groups.values())
 
 

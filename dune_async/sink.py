@@ -21,6 +21,7 @@ from dune_async.defaults import default_int
 from dune_async.errors import AuthenticationError, CreditsExhaustedError
 from dune_async.events import (
     Event,
+    ExecutionPriced,
     ExecutionStarted,
     ExecutionUpdated,
     Origin,
@@ -129,6 +130,8 @@ class Sink:
             self._start(event)
         elif isinstance(event, ExecutionUpdated):
             self._record(event.key, event.status)
+        elif isinstance(event, ExecutionPriced):
+            self._priced(event)
         elif isinstance(event, QueryDone):
             self._finish(event)
         elif isinstance(event, SyncTotals):
@@ -194,6 +197,14 @@ class Sink:
                                    plan.performance, plan.tables,
                                    None if plan.cursor_value is None else str(plan.cursor_value))
         self._op.upsert(EXECUTION_TABLE, execution_row(status, context, _now(), verdict))
+
+    def _priced(self, event: ExecutionPriced) -> None:
+        """An earlier sync's execution's cost: the next estimates use it, and its row in the execution table says
+        it (only that column changes: the row's other values are that sync's)."""
+        for target in self._plans[event.key].targets:
+            self._state.learn(target.key, cost=event.credits)
+        self._op.update(EXECUTION_TABLE, {"execution_id": event.execution_id,
+                                          "execution_cost_credits": event.credits})
 
     def _live_targets(self, plan: QueryPlan, page: RowsPage) -> list[Target]:
         live = [target for target in plan.targets if target.key not in self._failed]

@@ -265,7 +265,8 @@ class FakeOperations:
 
     upserts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     deletes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    log: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # upserts and deletes, in order
+    updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    log: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # upserts, updates, deletes in order
     committed_log: int = 0
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     committed_upserts: int = 0
@@ -278,6 +279,10 @@ class FakeOperations:
             raise RuntimeError("destination write failed")
         self.upserts.append((table, data))
         self.log.append(("upsert", table, data))
+
+    def update(self, table: str, modified: dict[str, Any]) -> None:
+        self.updates.append((table, modified))
+        self.log.append(("update", table, modified))
 
     def delete(self, table: str, keys: dict[str, Any]) -> None:
         self.deletes.append((table, keys))

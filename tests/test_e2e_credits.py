@@ -97,9 +97,10 @@ def test_a_budget_cut_during_a_download_resumes_it_without_a_second_execute_or_p
 
 
 def test_what_each_execution_cost_is_learned_recorded_and_estimated_from() -> None:
-    """Results answers (the polls' peeks and the pages) carry no execution_cost_credits: a free status read after
-    an execution's rows, made when a read is spare (else by a later sync), gives the execution table its cost and
-    the state the next estimate; never a second read for a cost already known."""
+    """Results answers (the polls' peeks and the pages) carry no execution_cost_credits: the next sync reads what
+    an execution cost (a free status read, made when a read is spare, else by a later sync), and gives that
+    execution's row of the execution table its cost and the state the next estimate; never a second read for a
+    cost already known."""
     scenario = Scenario(queries=[QuerySpec(31, rows=20, columns=NARROW, execution_cost_credits=7.0),
                                  QuerySpec(32, outcome=Outcome.FAILED, execution_cost_credits=4.0)],
                         write_rpm=None, read_rpm=None)
@@ -110,6 +111,7 @@ def test_what_each_execution_cost_is_learned_recorded_and_estimated_from() -> No
         for syncs in range(1, 6):  # noqa: B007 - the count is asserted after the loop
             before, unknown = emulator.counters.snapshot(), [q for q in ("31", "32")
                                                              if not state or state["queries"][q]["last_cost"] is None]
+            earlier = {q: state["queries"][q]["execution_id"] for q in unknown} if state else {}
             learning = FakeOperations()
             run_sync(config, state, learning)
             state = learning.checkpoints[-1]
@@ -117,8 +119,9 @@ def test_what_each_execution_cost_is_learned_recorded_and_estimated_from() -> No
             status_reads = (emulator.counters.snapshot()["requests_by_route"]["status"]
                             - before["requests_by_route"].get("status", 0))
             assert status_reads == len(learned), "one status read per cost learned, none for a known cost"
-            final = {str(r["query_id"]): r for r in learning.rows("dune_query_execution") if r["sync_outcome"]}
-            assert all(final[q]["execution_cost_credits"] == {"31": 7.0, "32": 4.0}[q] for q in learned)
+            priced = {row["execution_id"]: row["execution_cost_credits"]
+                      for table, row in learning.updates if table == "dune_query_execution"}
+            assert priced == {earlier[q]: {"31": 7.0, "32": 4.0}[q] for q in learned}, "the earlier executions' rows"
             if len(learned) == len(unknown):
                 break
         second = FakeOperations()

@@ -23,6 +23,7 @@ from dune_async.errors import (
     NotFoundError,
 )
 from dune_async.events import (
+    ExecutionPriced,
     ExecutionStarted,
     ExecutionUpdated,
     Origin,
@@ -525,32 +526,41 @@ class _Bucket:
 
 
 @pytest.mark.parametrize("free", [True, False])
-async def test_what_an_execution_cost_is_read_only_from_spare_capacity(free: bool) -> None:
-    """Results answers carry no cost: one status read (at the lowest priority) learns it, but only when nobody
-    waits for the read bucket's next slot; otherwise the query ends without it (a later sync learns it)."""
+async def test_what_an_earlier_execution_cost_is_read_only_from_spare_capacity(free: bool) -> None:
+    """Results answers carry no cost, and a sync spends no read on its own executions' costs (a read at its end
+    would only make it longer). The next sync reads what they cost (`unpriced`), one status read each at the
+    lowest priority, but only when nobody waits for the read bucket's next slot; else a later sync does."""
     dune = FakeDune({1: FakeQuery(rows=3, credits=7.0), 2: FakeQuery(rows=1, credits=5.0)}, results_carry_cost=False)
     dune.read_bucket = _Bucket(free)  # type: ignore[assignment]
     cost_reads = spare_reads(dune)
-    events, _ = await run(dune, [plan(1), plan(2)])
-    assert outcomes(events) == {1: Outcome.SYNCED, 2: Outcome.SYNCED}
-    costs = {int(e.key): e.credits for e in events if isinstance(e, QueryDone)}
+    first, _ = await run(dune, [plan(1), plan(2)])
+    assert outcomes(first) == {1: Outcome.SYNCED, 2: Outcome.SYNCED}
+    assert cost_reads == [] and {e.credits for e in first if isinstance(e, QueryDone)} == {None}
+    earlier = {int(e.key): e.execution_id for e in first if isinstance(e, ExecutionStarted)}
+    second, _ = await run(dune, [plan(q, unpriced=earlier[q]) for q in (1, 2)])
+    assert outcomes(second) == {1: Outcome.SYNCED, 2: Outcome.SYNCED}
+    priced = {int(e.key): (e.execution_id, e.credits) for e in second if isinstance(e, ExecutionPriced)}
     if free:
-        assert costs == {1: 7.0, 2: 5.0} and len(cost_reads) == 2
+        assert priced == {1: (earlier[1], 7.0), 2: (earlier[2], 5.0)} and sorted(cost_reads) == sorted(earlier.values())
     else:
-        assert costs == {1: None, 2: None} and cost_reads == []
+        assert priced == {} and cost_reads == []
 
 
 async def test_no_cost_read_takes_the_slot_of_a_poll_falling_due() -> None:
-    """Query 1 ends while query 2 is still watched, its next look due within the bucket's spacing: no cost read
-    then (it would push that look back); query 2, ending last with nothing due, reads its cost."""
+    """While an execution is watched with its next look due within the bucket's spacing, no cost read is made
+    (it would push that look back); once every query has ended, the sync ends without it."""
     dune = FakeDune({1: FakeQuery(rows=1, polls=1, credits=7.0), 2: FakeQuery(rows=1, polls=40, credits=5.0)},
                     results_carry_cost=False)
-    dune.read_bucket = _Bucket(True)  # type: ignore[assignment]
+    first, _ = await run(dune, [plan(1)])
+    (earlier,) = [e.execution_id for e in first if isinstance(e, ExecutionStarted)]
+    bucket = _Bucket(False)  # busy at the start; free once query 2 is watched, its looks 0.01 s apart
+    dune.read_bucket = bucket  # type: ignore[assignment]
     cost_reads = spare_reads(dune)
     timing = Timing(min_poll_seconds=0.01, max_poll_seconds=0.05, execution_timeout_seconds=30)
-    events, _ = await run(dune, [plan(1), plan(2)], timing)
-    costs = {int(e.key): e.credits for e in events if isinstance(e, QueryDone)}
-    assert costs == {1: None, 2: 5.0} and len(cost_reads) == 1
+    asyncio.get_running_loop().call_later(0.05, setattr, bucket, "free", True)
+    events, _ = await run(dune, [plan(2, unpriced=earlier)], timing)
+    assert outcomes(events) == {2: Outcome.SYNCED}
+    assert cost_reads == [] and not [e for e in events if isinstance(e, ExecutionPriced)]
 
 
 def spare_reads(dune: FakeDune) -> list[str]:
@@ -570,5 +580,5 @@ def spare_reads(dune: FakeDune) -> list[str]:
 async def test_a_plan_whose_cost_is_known_spends_no_read_on_it() -> None:
     dune = FakeDune({1: FakeQuery(rows=3, credits=7.0)}, results_carry_cost=False)
     cost_reads = spare_reads(dune)
-    events, _ = await run(dune, [plan(1, cost_known=True)])
+    events, _ = await run(dune, [plan(1)])  # no `unpriced`: the state knows what its last execution cost
     assert outcomes(events) == {1: Outcome.SYNCED} and cost_reads == []

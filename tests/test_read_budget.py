@@ -34,9 +34,10 @@ def reads(counters: dict[str, Any], before: dict[str, Any] | None = None) -> dic
 
 
 def test_with_its_history_a_one_page_query_costs_one_read(caplog: pytest.LogCaptureFixture) -> None:
-    """Sync 1 learns how long each query takes, and what it costs where a read was spare (results answers carry
-    no cost); a later sync reads a cost only while it is unknown, each such read learning it; a query whose cost
-    is known costs one read: one look when it is done, which brings its rows too (the results endpoint)."""
+    """Sync 1 learns how long each query takes (results answers carry no cost); a later sync reads what an
+    earlier execution cost where a read is spare, only while it is unknown, each such read learning it; a query
+    whose cost is known costs one read: one look when it is done, which brings its rows too (the results
+    endpoint)."""
     query_ids = list(range(401, 411))
     scenario = Scenario(queries=[QuerySpec(q, rows=20, queue_seconds=0.1, execution_seconds=0.3 + (q % 3) / 10)
                                  for q in query_ids], write_rpm=None, read_rpm=None)
@@ -62,7 +63,8 @@ def test_with_its_history_a_one_page_query_costs_one_read(caplog: pytest.LogCapt
             assert reads(emulator.counters.snapshot(), counted) == {"status": len(learned),
                                                                    "results": len(query_ids)}
             known = {q for q, cost in before.items() if cost is not None}
-            assert known and {read_counts[q] for q in known} == {1}, "the summary shows one read for each"
+            assert {read_counts[q] for q in known} <= {1}, "the summary shows one read for each"
+    assert known, "sync 2 learned what sync 1's executions cost"
     assert state["queries"]["401"]["last_seconds"] > 0.3
 
 
