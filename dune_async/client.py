@@ -86,11 +86,18 @@ UNKNOWN_ROW_BYTES = 4_000
 
 
 class ReadPriority(IntEnum):
-    """Which waiting read gets the read bucket's next slot: the smallest value first."""
+    """Which waiting read gets the read bucket's next slot: the smallest value first. Up to POLL a read may draw
+    on the bucket's bank (`ratelimit.READ_BANK_SHARE`); a guess or a read that can wait leaves only at the
+    bucket's even pace, so it never spends what a burst of rows will want."""
 
     PAGE = 0  # rows of a finished execution: what the sync is for
-    POLL = 1  # a look at a running execution, a latest result, an execution to resume
-    SPARE = 2  # worth a read only when nothing else wants one (what an execution cost)
+    POLL = 1  # a look expected to find its execution done (timed by its history), a latest result, a resume
+    PROBE = 2  # a look at an execution whose duration is unknown: a guess
+    SPARE = 3  # worth a read only when nothing else wants one (what an execution cost)
+
+    @property
+    def from_bank(self) -> bool:
+        return self <= ReadPriority.POLL
 
 
 def decoded_row_bytes(bytes_per_row: float | None) -> float:
@@ -356,7 +363,7 @@ class DuneClient:
 
     async def peek(self, execution_id: str, *, column_count: int | None = None, query_id: int | None = None,
                    columns: Sequence[str] | None = None, bytes_per_row: float | None = None,
-                   filters: str | None = None) -> ResultPage:
+                   filters: str | None = None, priority: ReadPriority = ReadPriority.POLL) -> ResultPage:
         """Polls through the results endpoint: the execution's state and, if it has finished, the first page of
         its result in the same read (a status call and then a page would be two). An unfinished execution's
         page has no rows; nothing is raised for it. Continue with `pages(offset=next_offset(page))`.
@@ -364,7 +371,7 @@ class DuneClient:
         Results answers carry no `execution_cost_credits` (the status endpoint's do).
         """
         page, _ = await self._read_page(execution_id, 0, len(columns) if columns else column_count, columns,
-                                        query_id, bytes_per_row, filters, priority=ReadPriority.POLL)
+                                        query_id, bytes_per_row, filters, priority=priority)
         return page
 
     def next_offset(self, page: ResultPage, *, filters: str | None = None) -> int | None:
@@ -466,7 +473,8 @@ class DuneClient:
 
     async def _attempt(self, call: _Call, bucket: RateBucket) -> dict[str, Any]:
         assert self._session is not None and self._in_flight
-        async with bucket.sending(call.priority) as sent, self._in_flight[bucket.name]:
+        async with bucket.sending(call.priority, from_bank=call.priority.from_bank) as sent, \
+                self._in_flight[bucket.name]:
             self.stats.requests[call.name] += 1
             if bucket is self.read_bucket:
                 self.stats.reads[call.execution_id or f"query:{call.query_id}"] += 1

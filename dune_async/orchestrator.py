@@ -302,12 +302,15 @@ class Orchestrator:
         (its rows do not start at 0), nor under a budget (each page needs approval first)."""
         assert job.execution_id is not None
         try:
+            # a look timed by the execution's history expects to find it done; one without is a guess
+            priority = ReadPriority.POLL if job.plan.expected_seconds else ReadPriority.PROBE
             if self._may_peek(job):
                 page = await self._client.peek(job.execution_id, query_id=job.query_id, columns=job.plan.columns,
-                                               filters=job.plan.filters)
+                                               filters=job.plan.filters, priority=priority)
                 status, first_page = page.status, page  # the status with the metadata `result` carries
             else:
-                status, first_page = await self._client.status(job.execution_id, query_id=job.query_id), None
+                status = await self._client.status(job.execution_id, query_id=job.query_id, priority=priority)
+                first_page = None
         except FATAL_ERRORS:
             raise
         except DuneUnavailableError as exc:

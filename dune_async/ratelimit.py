@@ -149,17 +149,19 @@ class RateBucket:
         """Seconds until the current pause (a 429's Retry-After) ends, 0 when not paused."""
         return max(0.0, self._resume_at - _now(default=math.inf))
 
-    async def acquire(self, priority: int = 0) -> Slot:
+    async def acquire(self, priority: int = 0, *, from_bank: bool = True) -> Slot:
         """Waits for this bucket's next slot; call it right before sending, and `observe()` the answer.
 
         Among the requests waiting, a smaller `priority` goes first, first come first served within one: the
-        request looking for a slot steps back into the queue when a more urgent one arrives.
+        request looking for a slot steps back into the queue when a more urgent one arrives. Without
+        `from_bank` a request leaves only once the bank is full again: at the bucket's even pace while nothing
+        else is sent, never taking what a burst of more wanted requests will need.
         """
         arrival = next(self._arrivals)
         while True:
             await self._take_turn(priority, arrival)
             try:
-                slot = await self._wait_for_slot()
+                slot = await self._wait_for_slot(from_bank)
                 if slot is not None:
                     self._slots += 1
             finally:
@@ -172,9 +174,9 @@ class RateBucket:
         return slot
 
     @contextlib.asynccontextmanager
-    async def sending(self, priority: int = 0) -> AsyncIterator[Sending]:
+    async def sending(self, priority: int = 0, *, from_bank: bool = True) -> AsyncIterator[Sending]:
         """`acquire()`, then `observe()` once the block ends: with the `report` it set, or as no answer."""
-        sending = Sending(await self.acquire(priority))
+        sending = Sending(await self.acquire(priority, from_bank=from_bank))
         try:
             yield sending
         finally:
@@ -273,7 +275,7 @@ class RateBucket:
 
     # -- waiting for a slot ----------------------------------------------------------------------------------
 
-    async def _wait_for_slot(self) -> Slot | None:
+    async def _wait_for_slot(self, from_bank: bool) -> Slot | None:
         """The slot once every rule allows it; None when a more urgent request should look for one first."""
         while True:
             if (delay := self._blocked_for()) > 0:
@@ -288,6 +290,10 @@ class RateBucket:
                     return None
                 continue
             limiter = await self._current_limiter()
+            if not from_bank and (refill := self._until_bank_full()) > 0:
+                if not await self._unless_preempted(asyncio.sleep(refill)):
+                    return None
+                continue
             if limiter is not None and not limiter.has_capacity(SLOT):
                 if not await self._unless_preempted(limiter.acquire(SLOT)):
                     return None
@@ -295,6 +301,14 @@ class RateBucket:
                 await limiter.acquire(SLOT)
             if self._blocked_for() <= 0 and not self._must_wait_for_news():
                 return Slot(self._slots, _now())
+
+    def _until_bank_full(self) -> float:
+        """Seconds until the leaky bucket has drained to empty: its whole bank free again (0 when unlimited)."""
+        shape = self._target_shape()
+        if shape is None:
+            return 0.0
+        level = self._level(*shape)
+        return level / shape[1] if level > 1e-6 else 0.0
 
     def _blocked_for(self) -> float:
         now = _now()

@@ -142,7 +142,8 @@ class FakeDune:
         return ExecutionStatus.from_dict(execution.as_dict(query))
 
     async def peek(self, execution_id: str, *, query_id: int | None = None, columns: Any = None,
-                   column_count: int | None = None, filters: str | None = None) -> ResultPage:
+                   column_count: int | None = None, filters: str | None = None,
+                   priority: int | None = None) -> ResultPage:
         """Like `DuneClient.peek`: a poll through the results endpoint, with the first page once finished."""
         _unfiltered(filters)
         self.calls["peek"] += 1

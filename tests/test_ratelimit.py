@@ -75,6 +75,24 @@ async def test_a_smooth_bucket_banks_a_tenth_of_the_quota_while_idle_and_no_wind
     assert most_in_any_window([start - 5.0, *granted], span) <= quota
 
 
+async def test_a_request_not_from_the_bank_leaves_only_once_the_bank_is_full_again() -> None:
+    """Guesses (`from_bank=False`) go at the even pace and never spend the bank: after a burst of wanted requests
+    has spent it, they wait until it has refilled, so the next burst finds it whole."""
+    quota, window = 40, 1.0
+    bucket = RateBucket("read", quota, window_seconds=window, burst=False)
+    bucket.observe(None, await bucket.acquire())
+    await asyncio.sleep(5.0)
+    span = window * (1 + JITTER_MARGIN)
+    start = now()
+    guesses = [(await bucket.acquire(1, from_bank=False)).sent_at for _ in range(3)]
+    assert guesses == [pytest.approx(start + i * span / 36) for i in range(3)], "the even pace, bank untouched"
+    await asyncio.sleep(5.0)
+    burst = await acquire_all(bucket, 4)
+    assert burst == [pytest.approx(burst[0])] * 4, "the bank is whole for the wanted ones"
+    guess = await bucket.acquire(1, from_bank=False)
+    assert guess.sent_at == pytest.approx(burst[0] + 4 * span / 36), "after the bank has refilled"
+
+
 async def test_a_blind_bursting_bucket_caps_its_burst_so_no_window_gets_more_than_the_quota() -> None:
     """B + rho * w' = q: half the quota at once, the other half leaking through the window (no headers)."""
     quota, window = 10, 1.0
