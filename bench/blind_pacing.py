@@ -47,7 +47,7 @@ class BlindBucket:
     def paused_for(self) -> float:
         return max(0.0, self._resume_at - _now())
 
-    async def acquire(self, priority: int = 0) -> Slot:
+    async def acquire(self, priority: int = 0, *, from_bank: bool = True) -> Slot:
         async with self._turn:
             while (delay := max(self.paused_for, self._window_delay())) > 0:
                 await asyncio.sleep(delay)
@@ -57,8 +57,8 @@ class BlindBucket:
         return Slot(self.acquired - 1, _now())
 
     @contextlib.asynccontextmanager
-    async def sending(self, priority: int = 0) -> AsyncIterator[Sending]:
-        yield Sending(await self.acquire(priority))
+    async def sending(self, priority: int = 0, *, from_bank: bool = True) -> AsyncIterator[Sending]:
+        yield Sending(await self.acquire(priority, from_bank=from_bank))
 
     def idle(self) -> bool:
         """Nobody waits for a slot and no pause holds the bucket (as the client's bucket answers it)."""

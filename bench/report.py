@@ -558,15 +558,15 @@ def _read_budget_details(r: ReadBudgetResult, timeline_path: object = None) -> l
     lines += [
         "",
         f"Where sync 2 of the Plus plan spends its {second.seconds:.1f} s: {reads} read-bucket requests "
-        f"({second.client_reads} results reads, one per query, and {second.usage_reads} usage calls), which the "
-        f"connector spaces evenly at one every {spacing:.2f} s, so they need at least {(reads - 1) * spacing:.1f} s "
-        f"from the first to the last. The executes all leave at once (by {_at(m.last_execute)}); the first results "
-        f"read is at {_at(m.first_read)} (the earliest expected end), the last at {_at(m.last_read)}, the last row "
-        f"written at {_at(m.last_row)}, the sync ends at {m.end:.2f} s (the closing usage call). Sync 1 has no "
-        f"history: it polls queries that are still running ({first.by_route.get('results', 0)} results reads) and "
-        f"asks once what each query's execution cost, which results answers do not say "
-        f"({first.by_route.get('status', 0)} status reads): {first.client_reads} reads instead of "
-        f"{second.client_reads}.",
+        f"({second.by_route.get('results', 0)} results reads, {second.by_route.get('status', 0)} status reads "
+        f"asking what sync 1's executions cost, which results answers do not say, and {second.usage_reads} usage "
+        f"calls). The read bucket lets a tenth of its quota leave at once after an idle spell, then one every "
+        f"{spacing:.2f} s; looks timed by an execution's history and pages may draw on that bank, guesses and cost "
+        f"reads may not. The executes all leave at once (by {_at(m.last_execute)}); the first read is at "
+        f"{_at(m.first_read)}, the last at {_at(m.last_read)}, the last row written at {_at(m.last_row)}, the sync "
+        f"ends at {m.end:.2f} s (the closing usage call). Sync 1 has no history: its looks at queries still "
+        f"running are guesses, at the bucket's even pace ({first.by_route.get('results', 0)} results reads, "
+        f"{first.by_route.get('status', 0)} status reads).",
     ]
     if timeline_path is not None:
         lines += ["", f"![read budget timeline]({getattr(timeline_path, 'name', timeline_path)})"]
