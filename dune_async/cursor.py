@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ from enum import StrEnum
 from typing import Any
 
 from dune_async.types import Kind, parse_dune_type
+
+logger = logging.getLogger("dune_async.cursor")
 
 _EXACT = Context(prec=100)
 """Enough digits for uint256 (78) and any decimal(38, s): cursor arithmetic never rounds."""
@@ -90,8 +93,13 @@ class CursorState:
         except ValueError:
             return None
         value, pending, previous = (data.get(name) for name in ("value", "pending", "previous"))
-        return cls(data["source"], kind, value if isinstance(value, str) else None,
-                   pending if isinstance(pending, str) else None, previous if isinstance(previous, str) else None)
+        state = cls(data["source"], kind, value if isinstance(value, str) else None,
+                    pending if isinstance(pending, str) else None, previous if isinstance(previous, str) else None)
+        if not all(_readable(text, kind) for text in (state.value, state.pending, state.previous) if text):
+            logger.warning("ignoring a cursor in the state whose values are not %s values; the entry starts over "
+                           "from its 'start'", kind.value)
+            return None
+        return state
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "kind": self.kind.value, "value": self.value, "pending": self.pending,
@@ -254,6 +262,15 @@ def parameter_value(value: str, kind: CursorKind, lookback: float) -> int | floa
         return day.date().isoformat()
     moment = datetime.fromisoformat(value).astimezone(UTC) - timedelta(seconds=lookback)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _readable(text: str, kind: CursorKind) -> bool:
+    """A kept value the cursor can compare and send (a state edited by hand or corrupted may hold anything)."""
+    try:
+        parsed = _parsed(text, kind)
+    except ValueError:
+        return False
+    return not isinstance(parsed, datetime) or parsed.tzinfo is not None  # `canonical` writes aware moments
 
 
 def _parsed(text: str, kind: CursorKind) -> Decimal | date | datetime:

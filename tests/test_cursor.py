@@ -193,6 +193,22 @@ def test_a_state_written_before_cursors_starts_the_entry_from_start() -> None:
     assert state.get("trades").cursor.value == "102"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("kept", [{"kind": "number", "value": "abc"}, {"kind": "number", "pending": "nan"},
+                                  {"kind": "date", "previous": "2024-13-01"},
+                                  {"kind": "timestamp", "value": "2024-03-05T20:00:00"}])
+def test_a_cursor_with_unreadable_values_in_the_state_starts_the_entry_from_start(
+        kept: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    source = settings(entry()).entries[0].cursor.source  # type: ignore[union-attr]
+    old = {"version": 2, "sync_id": 3, "sync_finished": True,
+           "queries": {"trades": {"execution_id": "01OLD", "offset": 5, "complete": True, "completed_by": 3,
+                                  "fingerprint": "x", "outcome": "SYNCED", "origin": "executed",
+                                  "cursor": {"source": source, **kept}}}}
+    with caplog.at_level(logging.WARNING, logger="dune_async.cursor"):
+        state = SyncState.from_dict(old)
+    assert state.get("trades").cursor is None and "starts over from its 'start'" in caplog.text
+    assert sync(FakeOperations(), state, settings(entry()), "01A", [range(100, 103)]) == {"since": 100}
+
+
 def two_syncs_but_the_close(op: FakeOperations, state: SyncState, config: Settings, *,
                             blocks: range = range(109, 115), outcome: Outcome = Outcome.SYNCED) -> Sink:
     """A first sync of blocks 100-109, then a second whose one execution 01B brings `blocks` and ends."""
