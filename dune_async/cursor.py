@@ -188,10 +188,14 @@ class Highest:
 
     def see(self, row: Mapping[str, Any]) -> None:
         value = row.get(self.column)
-        if value is not None:
+        if value is None:
+            return
+        try:
             value = comparable(value, self.kind)
-            if self._high is None or value > self._high:
-                self._high = value
+        except _NotFinite:
+            return  # like a null: an infinity (a double column may hold one) says nothing of where new rows start
+        if self._high is None or value > self._high:
+            self._high = value
 
     def take(self) -> str | None:
         """The greatest value seen since the last call, as kept in the state (None if no row had one)."""
@@ -281,11 +285,15 @@ def _parsed(text: str, kind: CursorKind) -> Decimal | date | datetime:
     return datetime.fromisoformat(text)
 
 
+class _NotFinite(ValueError):
+    """NaN or an infinity, which no cursor can be sent as."""
+
+
 def _number(value: Any) -> Decimal:
     try:
         number = Decimal(str(value))
     except InvalidOperation:
         raise ValueError(f"not a number: {value!r}") from None
     if not number.is_finite():
-        raise ValueError(f"not a finite number: {value!r}")
+        raise _NotFinite(f"not a finite number: {value!r}")
     return Decimal(int(number)) if number == number.to_integral_value() else number.normalize(_EXACT)

@@ -184,6 +184,20 @@ def test_an_empty_result_or_null_cursor_values_keep_the_cursor() -> None:
     assert ("0xdead",) in op.live("trades", ("tx",)), "a row without a cursor value is still written"
 
 
+def test_infinities_in_a_double_cursor_column_are_written_and_do_not_move_the_cursor() -> None:
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01A", Origin.EXECUTED))
+    page = [{"tx": f"0x0{n}", "block": block} for n, block in enumerate(["Infinity", "104.5", "-Infinity", "NaN"])]
+    metadata = ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "double"])
+    sink.handle(RowsPage(plan.key, "01A", 0, page, None, metadata))
+    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01A", "COMPLETED", started_here=True))
+    (report,) = sink.close()
+    assert report.outcome == Outcome.SYNCED.value and len(op.live("trades", ("tx",))) == 4
+    assert state.get("trades").cursor.value == "104.5"  # type: ignore[union-attr]
+
+
 def test_a_state_written_before_cursors_starts_the_entry_from_start() -> None:
     old = {"version": 2, "sync_id": 3, "sync_finished": True,
            "queries": {"trades": {"execution_id": "01OLD", "offset": 5, "complete": True, "completed_by": 3,
