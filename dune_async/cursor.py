@@ -236,12 +236,8 @@ def comparable(value: Any, kind: CursorKind) -> Decimal | date | datetime:
     """A converted column value (native, or the text sent for SDK inference) as something that orders right."""
     if not isinstance(value, str):
         return value if kind is not CursorKind.NUMBER or isinstance(value, int) else _number(value)
-    if kind is CursorKind.NUMBER:
-        return _number(value)
-    if kind is CursorKind.DATE:
-        return date.fromisoformat(value)
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    parsed = _parsed(value, kind)
+    return parsed.replace(tzinfo=UTC) if isinstance(parsed, datetime) and parsed.tzinfo is None else parsed
 
 
 def greatest(first: str | None, second: str | None, kind: CursorKind) -> str | None:

@@ -27,7 +27,7 @@ from dune_async.events import ExecutionStarted, ExecutionUpdated, Origin, Outcom
 from dune_async.models import ExecutionStatus, ResultMetadata
 from dune_async.plan import Execute, Resume, Skip, plan_queries
 from dune_async.settings import Settings, SettingsError
-from dune_async.sink import Sink
+from dune_async.sink import QueryReport, Sink
 from dune_async.state import SyncState
 from tests.fakes import FakeOperations
 
@@ -184,16 +184,23 @@ def test_an_empty_result_or_null_cursor_values_keep_the_cursor() -> None:
     assert ("0xdead",) in op.live("trades", ("tx",)), "a row without a cursor value is still written"
 
 
-def test_infinities_in_a_double_cursor_column_are_written_and_do_not_move_the_cursor() -> None:
+def first_sync_of_one_page(page: list[dict[str, Any]], metadata: ResultMetadata
+                           ) -> tuple[QueryReport, SyncState, FakeOperations]:
+    """A first sync whose one execution 01A brings `page` and ends."""
     config, state, op = settings(entry()), SyncState(), FakeOperations()
     (plan,) = plan_queries(config, state)
     sink = Sink(op, state, [plan])
     sink.handle(ExecutionStarted(plan.key, "01A", Origin.EXECUTED))
-    page = [{"tx": f"0x0{n}", "block": block} for n, block in enumerate(["Infinity", "104.5", "-Infinity", "NaN"])]
-    metadata = ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "double"])
     sink.handle(RowsPage(plan.key, "01A", 0, page, None, metadata))
     sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01A", "COMPLETED", started_here=True))
     (report,) = sink.close()
+    return report, state, op
+
+
+def test_infinities_in_a_double_cursor_column_are_written_and_do_not_move_the_cursor() -> None:
+    page = [{"tx": f"0x0{n}", "block": block} for n, block in enumerate(["Infinity", "104.5", "-Infinity", "NaN"])]
+    metadata = ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "double"])
+    report, state, op = first_sync_of_one_page(page, metadata)
     assert report.outcome == Outcome.SYNCED.value and len(op.live("trades", ("tx",))) == 4
     assert state.get("trades").cursor.value == "104.5"  # type: ignore[union-attr]
 
@@ -272,13 +279,7 @@ def test_only_a_completely_written_execution_moves_the_cursor() -> None:
 ])
 def test_a_cursor_column_the_result_cannot_serve_fails_the_entry_by_name(metadata: ResultMetadata,
                                                                          message: str) -> None:
-    config, state, op = settings(entry()), SyncState(), FakeOperations()
-    (plan,) = plan_queries(config, state)
-    sink = Sink(op, state, [plan])
-    sink.handle(ExecutionStarted(plan.key, "01A", Origin.EXECUTED))
-    sink.handle(RowsPage(plan.key, "01A", 0, [{"tx": "0x01", "block": "1", "at": None}], None, metadata))
-    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01A", "COMPLETED", started_here=True))
-    (report,) = sink.close()
+    report, state, _ = first_sync_of_one_page([{"tx": "0x01", "block": "1", "at": None}], metadata)
     assert re.search(message, report.message)
     assert state.get("trades").cursor is None and not state.get("trades").complete, "the next sync starts over"
 
