@@ -34,7 +34,7 @@ from typing import Any
 
 from dune_async.catalogue import RESULT_TABLE, Entry
 from dune_async.credits import execution_estimate
-from dune_async.cursor import filter_for, parameter_value
+from dune_async.cursor import Ask, Cursor
 from dune_async.defaults import DEFAULTS
 from dune_async.events import Origin
 from dune_async.settings import Settings
@@ -163,7 +163,8 @@ def _requests(settings: Settings, state: SyncState, declared_tables: frozenset[s
         ), settings.max_result_age_hours))
     for entry in settings.entries:
         progress = state.get(entry.table)
-        parameters, filters, cursor_value, note = _with_cursor(entry, progress, state.interrupted_sync)
+        ask, note = _with_cursor(entry, progress, state.interrupted_sync)
+        parameters, filters = ask.parameters, ask.filters
         digest = _digest(entry, parameters, filters)
         declared = (_declared(entry, progress, digest) if declared_tables is None
                     else entry.table in declared_tables)
@@ -172,7 +173,7 @@ def _requests(settings: Settings, state: SyncState, declared_tables: frozenset[s
             performance=entry.performance, fingerprint=digest,
             sql=entry.sql, columns=entry.columns,
             targets=(Target(entry.table, entry.table, entry, declared=declared),),
-            cursor_value=cursor_value, filters=filters, note=note,
+            cursor_value=ask.value, filters=filters, note=note,
         ), entry.max_result_age_hours, entry.latest, _settled_digest(entry, progress)))
     return requests
 
@@ -186,27 +187,13 @@ def _digest(entry: Entry, parameters: Mapping[str, Any], filters: str | None) ->
     return fingerprint(parameters, entry.performance, **source)
 
 
-def _asked(entry: Entry, value: int | float | str | None) -> tuple[dict[str, Any], str | None]:
-    """The parameters and filter a read of the entry sends for a cursor value (None: no cursor condition)."""
-    spec = entry.cursor
-    if spec is None:
-        return dict(entry.parameters), entry.filters
-    if spec.parameter is not None:
-        return {**entry.parameters, spec.parameter: value}, entry.filters
-    condition = None if value is None else filter_for(spec.column, value)
-    if entry.filters is None or condition is None:
-        return dict(entry.parameters), condition or entry.filters
-    return dict(entry.parameters), f"({entry.filters}) AND ({condition})"
-
-
 def _settled_digest(entry: Entry, progress: QueryProgress) -> str:
-    """A latest entry with a filter cursor: the fingerprint of the read the cursor last settled from (its value
-    before then), so that execution, completely synced, is found unchanged although the cursor has moved."""
-    spec, cursor = entry.cursor, progress.cursor
-    if not entry.latest or spec is None or cursor is None or cursor.source != spec.source:
+    """A latest entry with a filter cursor: the fingerprint of the read the cursor last settled from, so that
+    execution, completely synced, is found unchanged although the cursor has moved."""
+    if not entry.latest or entry.cursor is None:
         return ""
-    asked = spec.start if cursor.previous is None else parameter_value(cursor.previous, cursor.kind, spec.lookback)
-    return _digest(entry, *_asked(entry, asked))
+    last = Cursor.load(entry.cursor, progress.cursor).asked_last(entry.parameters, entry.filters)
+    return "" if last is None else _digest(entry, last.parameters, last.filters)
 
 
 def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
@@ -219,29 +206,21 @@ def _declared(entry: Entry, progress: QueryProgress, digest: str) -> bool:
     return entry.sql is None and progress.completed_by is not None and progress.fingerprint == digest
 
 
-def _with_cursor(entry: Entry, progress: QueryProgress, interrupted_sync: int | None
-                 ) -> tuple[dict[str, Any], str | None, int | float | str | None, str]:
-    """The entry's parameters and filter with its cursor's value: `start` at first, then the committed greatest
-    value less the lookback. The cursor moves only when an execution is completely written, so an interrupted
-    sync's execution is asked for with the same value again (and resumed, not run again). An execution the
-    interrupted sync completed has moved the cursor: it is asked for as it was asked, so it is skipped."""
-    spec = entry.cursor
-    if spec is None:
-        return dict(entry.parameters), entry.filters, None, ""
-    current, note = progress.cursor, ""
-    if current is not None and current.source != spec.source:
-        note = (f"{entry.label}: the cursor's parameter, column or start changed; the entry starts over from "
-                f"{spec.start!r}")
-        current = None
-    if current is not None and interrupted_sync is not None and progress.completed_by == interrupted_sync:
-        asked = spec.start if current.previous is None else parameter_value(current.previous, current.kind,
-                                                                            spec.lookback)
-        parameters, filters = _asked(entry, asked)
-        if progress.complete and _digest(entry, parameters, filters) == progress.fingerprint:
-            return parameters, filters, asked, note
-    value = spec.start if current is None or current.value is None else parameter_value(current.value, current.kind,
-                                                                                        spec.lookback)
-    return (*_asked(entry, value), value, note)
+def _with_cursor(entry: Entry, progress: QueryProgress, interrupted_sync: int | None) -> tuple[Ask, str]:
+    """What the entry sends with its cursor (`Cursor.ask`), and a note when its cursor starts over. The cursor
+    moves only when an execution is completely written, so an interrupted sync's execution is asked for with
+    the same value again (and resumed, not run again). An execution the interrupted sync completed has moved
+    the cursor: it is asked for as it was asked (`Cursor.asked_last`), so it is skipped."""
+    if entry.cursor is None:
+        return Ask(None, dict(entry.parameters), entry.filters), ""
+    cursor = Cursor.load(entry.cursor, progress.cursor)
+    note = (f"{entry.label}: the cursor's parameter, column or start changed; the entry starts over from "
+            f"{entry.cursor.start!r}") if cursor.restarted else ""
+    last = cursor.asked_last(entry.parameters, entry.filters)
+    if (last is not None and interrupted_sync is not None and progress.completed_by == interrupted_sync
+            and progress.complete and _digest(entry, last.parameters, last.filters) == progress.fingerprint):
+        return last, note
+    return cursor.ask(entry.parameters, entry.filters), note
 
 
 def _decide(request: _Request, progress: QueryProgress, interrupted_sync: int | None) -> QueryPlan:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dune_async.cursor import greatest
+from dune_async.cursor import Cursor
 from dune_async.defaults import default_int
 from dune_async.errors import AuthenticationError, CreditsExhaustedError
 from dune_async.events import (
@@ -119,7 +119,7 @@ class Sink:
         self._snapshots: dict[str, ExecutionStatus] = {}
         self.reports = {plan.key: QueryReport(plan.label, plan.query_id, plan.tables) for plan in plans}
         for plan in plans:
-            cursors = {t.table: (self._cursor_value(t), None) for t in plan.targets if t.entry and t.entry.cursor}
+            cursors = {t.table: (cursor.value, None) for t in plan.targets if (cursor := self._cursor(t))}
             self.reports[plan.key].cursors = cursors or None
         self._started = time.monotonic()
 
@@ -244,20 +244,15 @@ class Sink:
         self.reports[page.key].total_rows = page.total_rows
 
     def _track_cursor(self, target: Target) -> None:
-        """The greatest cursor value among the committed rows of the execution, kept with them in the state."""
-        writer = self._writers[target.key]
-        if not isinstance(writer, MergeWriter) or writer.cursor_kind is None or target.entry is None:
-            return
-        spec, kind = target.entry.cursor, writer.cursor_kind
-        assert spec is not None
-        current = self._state.get(target.key).cursor
-        pending = current.pending if current and current.source == spec.source and current.kind is kind else None
-        self._state.observe_cursor(target.key, spec.source, kind, greatest(pending, writer.cursor_high(), kind))
+        """What the rows just committed teach the target's cursor, kept with them in the state."""
+        writer, cursor = self._writers[target.key], self._cursor(target)
+        if cursor is not None and isinstance(writer, MergeWriter) and writer.highest is not None:
+            self._state.set_cursor(target.key, cursor.observe(writer.highest))
 
-    def _cursor_value(self, target: Target) -> str | None:
-        cursor = self._state.get(target.key).cursor
+    def _cursor(self, target: Target) -> Cursor | None:
+        """The target's cursor as the state holds it now (None: the target has none)."""
         spec = target.entry.cursor if target.entry else None
-        return cursor.value if cursor and spec and cursor.source == spec.source else None
+        return None if spec is None else Cursor.load(spec, self._state.get(target.key).cursor)
 
     def _fail_target(self, plan: QueryPlan, target: Target, error: Exception) -> None:
         message = str(error)
@@ -306,17 +301,19 @@ class Sink:
         self._state.finish(target.key, done.execution_id, outcome)
 
     def _settle_cursor(self, target: Target, done: QueryDone) -> None:
-        if target.entry is None or target.entry.cursor is None:
+        cursor = self._cursor(target)
+        if cursor is None or target.entry is None:
             return
-        if done.outcome is Outcome.PARTIAL:
-            # Dune cut the result: rows past the cut may be older than its greatest value, so the cursor stays.
+        truncated = done.outcome is Outcome.PARTIAL
+        if truncated:
             logger.warning("%s: the result was truncated, so the cursor does not move; narrow the query's window",
                            target.entry.label)
-            return
-        self._state.settle_cursor(target.key)
-        cursors = self.reports[done.key].cursors
-        assert cursors is not None
-        cursors[target.table] = (cursors[target.table][0], self._cursor_value(target))
+        settled = cursor.settle(truncated=truncated)
+        if settled is not None:
+            self._state.set_cursor(target.key, settled)
+            cursors = self.reports[done.key].cursors
+            assert cursors is not None
+            cursors[target.table] = (cursors[target.table][0], settled.value)
 
     def _report(self, done: QueryDone, ending: Ending) -> None:
         report = self.reports[done.key]

@@ -14,6 +14,7 @@ and leaves alone exactly the keys whose `completed_by` is that sync (see `plan`)
 
 Version 1 (no `sync_id`, outcomes as free text, `"STARTED"` while running) is read and migrated: its complete
 keys count as completed by the sync it describes, so an interrupted v1 sync is finished, not paid again.
+An incremental entry's key also keeps its cursor (`cursor.CursorState`, which reads and writes that part).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dune_async.cursor import CursorKind, greatest
+from dune_async.cursor import CursorState
 from dune_async.events import Origin, Outcome
 
 logger = logging.getLogger("dune_async.state")
@@ -40,38 +41,6 @@ def fingerprint(parameters: Mapping[str, Any], performance: str, **source: Any) 
 
 
 @dataclass(frozen=True)
-class CursorState:
-    """An incremental entry's cursor: `value` counts only executions whose rows are all committed; `pending` is
-    the greatest value among the committed rows of the execution being synced; `previous` is the value before
-    the last execution settled (what it was asked from, so a sync killed after it is not paid again)."""
-
-    source: str  # the cursor settings it belongs to (`CursorSpec.source`)
-    kind: CursorKind
-    value: str | None = None
-    pending: str | None = None
-    previous: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any) -> CursorState | None:
-        if not isinstance(data, dict) or not isinstance(data.get("source"), str):
-            return None
-        kind = _enum(CursorKind, data.get("kind"))
-        if kind is None:
-            return None
-        value, pending, previous = (data.get(name) for name in ("value", "pending", "previous"))
-        return cls(data["source"], kind, value if isinstance(value, str) else None,
-                   pending if isinstance(pending, str) else None, previous if isinstance(previous, str) else None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "kind": self.kind.value, "value": self.value, "pending": self.pending,
-                "previous": self.previous}
-
-    def settled(self) -> CursorState:
-        """The execution's rows are all committed: its greatest value becomes the cursor."""
-        return replace(self, value=greatest(self.value, self.pending, self.kind), pending=None, previous=self.value)
-
-
-@dataclass(frozen=True)
 class QueryProgress:
     """Where one key stands. `offset` rows of `execution_id` (positions 0…offset-1) are committed."""
 
@@ -83,7 +52,7 @@ class QueryProgress:
     origin: Origin = Origin.EXECUTED
     completed_by: int | None = None  # the sync that wrote its last row
     live_rows: int = 0  # row positions 0…live_rows-1 may be live in the target's table (replace mode's reach)
-    cursor: CursorState | None = None  # incremental entries only
+    cursor: CursorState | None = None  # incremental entries only (`cursor.Cursor` reads and moves it)
     last_cost: float | None = None  # credits Dune charged for the last execution this connector ran for it
     last_seconds: float | None = None  # how long that execution took from submission to its end
 
@@ -195,7 +164,7 @@ class SyncState:
         if resumed and current.execution_id == execution_id and current.fingerprint == fingerprint:
             self._queries[key] = replace(current, outcome=None)
             return
-        cursor = replace(current.cursor, pending=None) if current.cursor else None
+        cursor = current.cursor.for_new_execution() if current.cursor else None
         self._queries[key] = QueryProgress(execution_id, 0, False, fingerprint, None, origin,
                                            live_rows=current.live_rows, cursor=cursor, last_cost=current.last_cost,
                                            last_seconds=current.last_seconds)
@@ -216,19 +185,9 @@ class SyncState:
     def set_live_rows(self, key: str, live_rows: int) -> None:
         self._queries[key] = replace(self.get(key), live_rows=live_rows)
 
-    def observe_cursor(self, key: str, source: str, kind: CursorKind, pending: str | None) -> None:
-        """The greatest cursor value among the rows of the current execution committed so far.
-
-        A cursor of other settings (`source`) is dropped: the entry starts over from its `start`."""
-        current = self.get(key).cursor
-        if current is None or current.source != source or current.kind is not kind:
-            current = CursorState(source, kind)
-        self._queries[key] = replace(self.get(key), cursor=replace(current, pending=pending))
-
-    def settle_cursor(self, key: str) -> None:
-        progress = self.get(key)
-        if progress.cursor is not None:
-            self._queries[key] = replace(progress, cursor=progress.cursor.settled())
+    def set_cursor(self, key: str, cursor: CursorState) -> None:
+        """What the key's `Cursor` learned (`observe`) or settled to (`settle`)."""
+        self._queries[key] = replace(self.get(key), cursor=cursor)
 
     def finish(self, key: str, execution_id: str | None, outcome: Outcome) -> None:
         """Records how the key ended. Completeness is only ever claimed for the execution the key is bound to."""
@@ -252,7 +211,7 @@ def _count(raw: Any) -> int:
     return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else 0
 
 
-def _enum(kind: type[Origin] | type[Outcome] | type[CursorKind], raw: Any) -> Any:
+def _enum(kind: type[Origin] | type[Outcome], raw: Any) -> Any:
     try:
         return kind(raw)
     except ValueError:

@@ -11,8 +11,8 @@ the sink tells them where a page starts and when an execution is completely writ
   new result no longer has. When an execution that ended midway is followed by another (not resumed), the
   older rows past what it wrote are deleted first (`retire`), so a second death never mixes three results.
 - `MergeWriter`: key `primary_key`; never deletes. A null key value fails the target; duplicate keys within
-  one result are counted (the last one wins, as upserts do). For an incremental entry it also finds the
-  greatest cursor column value of each page it writes (`cursor_high`).
+  one result are counted (the last one wins, as upserts do). For an incremental entry it also shows each
+  converted row to its `highest` (a `cursor.Highest`), which the sink hands to the entry's `Cursor`.
 - `HistoryWriter`: key (`_dune_execution_id`, `_dune_row`): every execution's rows are kept.
 """
 
@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from dune_async.catalogue import RESULT_TABLE, Entry, Mode
-from dune_async.cursor import CursorKind, canonical, comparable, kind_of
+from dune_async.cursor import CursorKind, Highest, kind_of
 from dune_async.models import ResultMetadata
 from dune_async.types import RowConverter, row_converter
 
@@ -167,21 +167,15 @@ class MergeWriter(TypedWriter):
         super().__init__(operations, entry, declared=declared)
         self._key_hashes: array[int] = array("q")  # 8 bytes a row: enough to count duplicates, not to hold keys
         self._hashed_execution: str | None = None
-        self.cursor_kind: CursorKind | None = None
-        self._high: Any = None  # the greatest converted cursor value since `cursor_high()` was last called
+        self.highest: Highest | None = None  # the cursor column's greatest value (incremental entries)
 
     def write(self, execution_id: str, offset: int, rows: Sequence[dict[str, Any]],
               metadata: ResultMetadata | None, synced_at: datetime) -> None:
         if execution_id != self._hashed_execution:
             self._key_hashes, self._hashed_execution = array("q"), execution_id
-        if self.entry.cursor is not None and self.cursor_kind is None:
-            self.cursor_kind = self._cursor_kind(metadata)
+        if self.entry.cursor is not None and self.highest is None:
+            self.highest = Highest(self.entry.cursor.column, self._cursor_kind(metadata))
         super().write(execution_id, offset, rows, metadata, synced_at)
-
-    def cursor_high(self) -> str | None:
-        """The greatest cursor value of the rows written since the last call (None if none had one)."""
-        high, self._high = self._high, None
-        return None if high is None or self.cursor_kind is None else canonical(high, self.cursor_kind)
 
     def _cursor_kind(self, metadata: ResultMetadata | None) -> CursorKind:
         assert self.entry.cursor is not None
@@ -207,12 +201,8 @@ class MergeWriter(TypedWriter):
             values.append(repr(value))
         digest = hashlib.blake2b("\x1f".join(values).encode(), digest_size=8).digest()
         self._key_hashes.append(int.from_bytes(digest, "big", signed=True))
-        if self.cursor_kind is not None:
-            value = data.get(self.entry.cursor.column)  # type: ignore[union-attr]
-            if value is not None:
-                value = comparable(value, self.cursor_kind)
-                if self._high is None or value > self._high:
-                    self._high = value
+        if self.highest is not None:
+            self.highest.see(data)
 
     def complete(self, execution_id: str, total_rows: int, live_rows: int) -> int:
         hashes = sorted(self._key_hashes)

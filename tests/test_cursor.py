@@ -11,12 +11,23 @@ from typing import Any
 
 import pytest
 
-from dune_async.cursor import CursorKind, canonical, greatest, kind_of, parameter_value
+from dune_async.cursor import (
+    Ask,
+    Cursor,
+    CursorKind,
+    CursorSpec,
+    CursorState,
+    Highest,
+    canonical,
+    greatest,
+    kind_of,
+    parameter_value,
+)
 from dune_async.events import ExecutionStarted, ExecutionUpdated, Origin, Outcome, QueryDone, RowsPage
 from dune_async.models import ExecutionStatus, ResultMetadata
 from dune_async.plan import Execute, Resume, Skip, plan_queries
 from dune_async.settings import Settings, SettingsError
-from dune_async.sink import Sink
+from dune_async.sink import QueryReport, Sink
 from dune_async.state import SyncState
 from tests.fakes import FakeOperations
 
@@ -173,6 +184,27 @@ def test_an_empty_result_or_null_cursor_values_keep_the_cursor() -> None:
     assert ("0xdead",) in op.live("trades", ("tx",)), "a row without a cursor value is still written"
 
 
+def first_sync_of_one_page(page: list[dict[str, Any]], metadata: ResultMetadata
+                           ) -> tuple[QueryReport, SyncState, FakeOperations]:
+    """A first sync whose one execution 01A brings `page` and ends."""
+    config, state, op = settings(entry()), SyncState(), FakeOperations()
+    (plan,) = plan_queries(config, state)
+    sink = Sink(op, state, [plan])
+    sink.handle(ExecutionStarted(plan.key, "01A", Origin.EXECUTED))
+    sink.handle(RowsPage(plan.key, "01A", 0, page, None, metadata))
+    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01A", "COMPLETED", started_here=True))
+    (report,) = sink.close()
+    return report, state, op
+
+
+def test_infinities_in_a_double_cursor_column_are_written_and_do_not_move_the_cursor() -> None:
+    page = [{"tx": f"0x0{n}", "block": block} for n, block in enumerate(["Infinity", "104.5", "-Infinity", "NaN"])]
+    metadata = ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "double"])
+    report, state, op = first_sync_of_one_page(page, metadata)
+    assert report.outcome == Outcome.SYNCED.value and len(op.live("trades", ("tx",))) == 4
+    assert state.get("trades").cursor.value == "104.5"  # type: ignore[union-attr]
+
+
 def test_a_state_written_before_cursors_starts_the_entry_from_start() -> None:
     old = {"version": 2, "sync_id": 3, "sync_finished": True,
            "queries": {"trades": {"execution_id": "01OLD", "offset": 5, "complete": True, "completed_by": 3,
@@ -180,6 +212,22 @@ def test_a_state_written_before_cursors_starts_the_entry_from_start() -> None:
     state, op = SyncState.from_dict(old), FakeOperations()
     assert sync(op, state, settings(entry()), "01A", [range(100, 103)]) == {"since": 100}
     assert state.get("trades").cursor.value == "102"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("kept", [{"kind": "number", "value": "abc"}, {"kind": "number", "pending": "nan"},
+                                  {"kind": "date", "previous": "2024-13-01"},
+                                  {"kind": "timestamp", "value": "2024-03-05T20:00:00"}])
+def test_a_cursor_with_unreadable_values_in_the_state_starts_the_entry_from_start(
+        kept: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    source = settings(entry()).entries[0].cursor.source  # type: ignore[union-attr]
+    old = {"version": 2, "sync_id": 3, "sync_finished": True,
+           "queries": {"trades": {"execution_id": "01OLD", "offset": 5, "complete": True, "completed_by": 3,
+                                  "fingerprint": "x", "outcome": "SYNCED", "origin": "executed",
+                                  "cursor": {"source": source, **kept}}}}
+    with caplog.at_level(logging.WARNING, logger="dune_async.cursor"):
+        state = SyncState.from_dict(old)
+    assert state.get("trades").cursor is None and "starts over from its 'start'" in caplog.text
+    assert sync(FakeOperations(), state, settings(entry()), "01A", [range(100, 103)]) == {"since": 100}
 
 
 def two_syncs_but_the_close(op: FakeOperations, state: SyncState, config: Settings, *,
@@ -231,12 +279,83 @@ def test_only_a_completely_written_execution_moves_the_cursor() -> None:
 ])
 def test_a_cursor_column_the_result_cannot_serve_fails_the_entry_by_name(metadata: ResultMetadata,
                                                                          message: str) -> None:
-    config, state, op = settings(entry()), SyncState(), FakeOperations()
-    (plan,) = plan_queries(config, state)
-    sink = Sink(op, state, [plan])
-    sink.handle(ExecutionStarted(plan.key, "01A", Origin.EXECUTED))
-    sink.handle(RowsPage(plan.key, "01A", 0, [{"tx": "0x01", "block": "1", "at": None}], None, metadata))
-    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01A", "COMPLETED", started_here=True))
-    (report,) = sink.close()
+    report, state, _ = first_sync_of_one_page([{"tx": "0x01", "block": "1", "at": None}], metadata)
     assert re.search(message, report.message)
     assert state.get("trades").cursor is None and not state.get("trades").complete, "the next sync starts over"
+
+
+# -- the Cursor type's rules, without a sync ---------------------------------------------------------------------
+
+SPEC = CursorSpec("since", "block", 100, lookback=2)
+
+
+def seen(*blocks: int | None, kind: CursorKind = CursorKind.NUMBER) -> Highest:
+    highest = Highest("block", kind)
+    for block in blocks:
+        highest.see({"tx": "0x01", "block": block})
+    return highest
+
+
+def test_observed_rows_make_pending_and_only_settle_makes_it_the_value() -> None:
+    first = Cursor.load(SPEC, None)
+    assert first.ask({"n": 1}, None) == Ask(100, {"n": 1, "since": 100}, None), "start, as it is"
+    observed = first.observe(seen(105, None, 103))
+    assert (observed.value, observed.pending) == (None, "105"), "rows taught pending, not the value"
+    observed = Cursor.load(SPEC, observed).observe(seen(104))
+    assert observed.pending == "105", "pending is the greatest of all the execution's committed rows"
+    assert Cursor.load(SPEC, observed).ask({}, None).value == 100, "not settled: the next sync asks the same"
+    settled = Cursor.load(SPEC, observed).settle()
+    assert settled == CursorState(SPEC.source, CursorKind.NUMBER, value="105", pending=None, previous=None)
+    cursor = Cursor.load(SPEC, settled)
+    assert cursor.ask({}, None) == Ask(103, {"since": 103}, None), "the value less the lookback"
+    assert cursor.asked_last({}, None) == Ask(100, {"since": 100}, None), "what the settled execution was asked"
+    again = Cursor.load(SPEC, cursor.observe(seen(101))).settle()
+    assert again is not None and (again.value, again.previous) == ("105", "105"), "a cursor never goes back"
+
+
+def test_a_highest_value_is_taken_once() -> None:
+    highest = seen(7, 9)
+    assert highest.take() == "9" and highest.take() is None, "each observation counts only the rows since"
+
+
+def test_a_truncated_result_or_nothing_observed_does_not_settle() -> None:
+    observed = Cursor.load(SPEC, None).observe(seen(120))
+    assert Cursor.load(SPEC, observed).settle(truncated=True) is None
+    assert Cursor.load(SPEC, None).settle() is None
+
+
+def test_a_cursor_of_other_settings_or_another_column_kind_starts_over_from_start() -> None:
+    other = CursorSpec("since", "block", 50, lookback=2)
+    kept = CursorState(other.source, CursorKind.NUMBER, value="900", previous="800")
+    cursor = Cursor.load(SPEC, kept)
+    assert cursor.restarted and cursor.value is None and cursor.asked_last({}, None) is None
+    assert cursor.ask({}, None).value == 100
+    assert cursor.observe(seen(7)) == CursorState(SPEC.source, CursorKind.NUMBER, pending="7")
+    assert not Cursor.load(SPEC, CursorState(SPEC.source, CursorKind.NUMBER, value="9")).restarted
+    dated = Cursor.load(SPEC, CursorState(SPEC.source, CursorKind.NUMBER, value="900")).observe(
+        seen(None, kind=CursorKind.DATE))
+    assert dated == CursorState(SPEC.source, CursorKind.DATE), "values of another kind do not compare"
+
+
+def test_a_filter_cursor_adds_its_condition_to_the_entry_filter() -> None:
+    spec = CursorSpec(None, "block_number", None, lookback=30)
+    assert Cursor.load(spec, None).ask({}, "amount > 0") == Ask(None, {}, "amount > 0"), "no start: no condition"
+    cursor = Cursor.load(spec, CursorState(spec.source, CursorKind.NUMBER, value="18000147"))
+    assert cursor.ask({}, None) == Ask(18000117, {}, "block_number >= 18000117")
+    assert cursor.ask({}, "amount > 0").filters == "(amount > 0) AND (block_number >= 18000117)"
+    assert cursor.asked_last({}, None) == Ask(None, {}, None), "settled from the first, unfiltered read"
+
+
+STATE_WRITTEN_BEFORE = (  # what the version before `Cursor` checkpointed, to the byte
+    '{"version": 2, "sync_id": 3, "sync_finished": true, "queries": {"trades": {"execution_id": "01B", '
+    '"offset": 12, "complete": true, "completed_by": 3, "fingerprint": "abc123", "outcome": "SYNCED", '
+    '"origin": "executed", "live_rows": 20, "cursor": {"source": "5f0c1d2e3a4b5c6d", "kind": "timestamp", '
+    '"value": "2024-03-05T20:47:49.123000+00:00", "pending": null, "previous": "2024-03-05T19:00:00+00:00"}, '
+    '"last_cost": 0.5, "last_seconds": 12.0}}}')
+
+
+def test_a_cursor_state_is_read_and_written_back_to_the_byte() -> None:
+    state = SyncState.from_dict(json.loads(STATE_WRITTEN_BEFORE))
+    assert json.dumps(state.to_dict()) == STATE_WRITTEN_BEFORE
+    cursor = state.get("trades").cursor
+    assert cursor is not None and cursor.kind is CursorKind.TIMESTAMP and cursor.previous is not None

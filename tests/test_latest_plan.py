@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from dune_async.catalogue import Source
-from dune_async.cursor import CursorKind, filter_for
+from dune_async.cursor import CursorKind, CursorState, filter_for
 from dune_async.events import Origin, Outcome
 from dune_async.plan import ReadLatest, Resume, Skip, plan_queries
 from dune_async.settings import Settings, SettingsError
-from dune_async.state import CursorState, QueryProgress, SyncState, fingerprint
+from dune_async.state import QueryProgress, SyncState, fingerprint
 
 
 def settings(*entries: dict[str, Any]) -> Settings:
