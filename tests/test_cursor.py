@@ -225,7 +225,8 @@ def test_only_a_completely_written_execution_moves_the_cursor() -> None:
 
 @pytest.mark.parametrize(("metadata", "message"), [
     (ResultMetadata(column_names=["tx", "at"], column_types=["varbinary", "timestamp(3) with time zone"]),
-     "entry 0 \\(table 'trades'\\): 'cursor' column 'block' is not in the result \\(it has tx, at\\)"),
+     "entry 0 \\(table 'trades'\\): 'cursor' names column 'block', which the result does not have \\(it has tx, "
+     "at\\)"),
     (ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "varchar"]),
      "'cursor' column 'block' is varchar; a cursor must be a number, a date or a timestamp"),
 ])
