@@ -229,8 +229,9 @@ def test_only_a_completely_written_execution_moves_the_cursor() -> None:
      "at\\)"),
     (ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "varchar"]),
      "'cursor' column 'block' is varchar; a cursor must be a number, a date or a timestamp"),
+    (None, "'cursor' names column 'block', which the result does not have \\(it has no column names\\)"),
 ])
-def test_a_cursor_column_the_result_cannot_serve_fails_the_entry_by_name(metadata: ResultMetadata,
+def test_a_cursor_column_the_result_cannot_serve_fails_the_entry_by_name(metadata: ResultMetadata | None,
                                                                          message: str) -> None:
     config, state, op = settings(entry()), SyncState(), FakeOperations()
     (plan,) = plan_queries(config, state)
