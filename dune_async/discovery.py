@@ -24,7 +24,7 @@ from typing import Any
 
 from dune_async.catalogue import META_COLUMNS, Entry
 from dune_async.client import DuneClient
-from dune_async.errors import DuneError
+from dune_async.latest import read_latest
 from dune_async.models import ResultMetadata
 from dune_async.settings import Settings, SettingsError
 from dune_async.tables import SCHEMA, typed_table
@@ -79,11 +79,9 @@ def _lookup(entry: Entry) -> tuple[object, ...]:
 
 async def _metadata(client: DuneClient, entry: Entry) -> ResultMetadata | None:
     assert entry.query_id is not None
-    try:
-        page = await client.latest_metadata(entry.query_id, parameters=dict(entry.parameters),
-                                            columns=entry.columns)
-    except DuneError as exc:
+    latest = await read_latest(client, entry.query_id, parameters=entry.parameters, columns=entry.columns)
+    if latest.page is None:
         logger.info("%s: no column types from Dune yet (%s); the first sync types them from values",
-                    entry.label, exc)
+                    entry.label, latest.error)
         return None
-    return page.metadata
+    return latest.page.metadata

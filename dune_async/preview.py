@@ -36,12 +36,11 @@ from dune_async.credits import Budget, export_estimate
 from dune_async.errors import (
     AuthenticationError,
     BadRequestError,
-    CreditsExhaustedError,
     DuneError,
-    DuneUnavailableError,
     NotFoundError,
     redact,
 )
+from dune_async.latest import STOPPING_ERRORS, read_latest
 from dune_async.models import ExecutionStatus, UsageReport
 from dune_async.plan import QueryPlan, ReadLatest, Resume, ReuseOrExecute, Skip, plan_queries
 from dune_async.rules import Latest, age_hours, can_read_on, judge_latest
@@ -49,10 +48,6 @@ from dune_async.settings import Settings, SettingsError
 from dune_async.state import SyncState
 
 logger = logging.getLogger("dune_async.preview")
-
-STOPPING_ERRORS = (AuthenticationError, CreditsExhaustedError, DuneUnavailableError)
-"""Errors no other probe can escape either: the whole preview stops with a message."""
-
 
 class Step(StrEnum):
     """What the next sync does with one plan."""
@@ -341,16 +336,16 @@ async def _resume_status(client: DuneClient, plan: QueryPlan, action: Resume) ->
 
 async def _latest(client: DuneClient, plan: QueryPlan, probe: Probe) -> Probe:
     assert plan.query_id is not None
-    try:
-        page = await client.latest_metadata(plan.query_id, parameters=dict(plan.parameters), columns=plan.columns,
-                                            filters=plan.filters)
-    except NotFoundError:
+    latest = await read_latest(client, plan.query_id, parameters=plan.parameters, columns=plan.columns,
+                               filters=plan.filters)
+    if latest.page is not None:
+        return replace(probe, latest=latest.page.execution)
+    if latest.not_found:
         return replace(probe, latest_problem="no earlier result")
-    except STOPPING_ERRORS:
-        raise
-    except DuneError as exc:
-        return replace(probe, latest_problem=f"could not read the latest result: {exc.detail}")
-    return replace(probe, latest=page.execution)
+    assert latest.error is not None
+    if isinstance(latest.error, STOPPING_ERRORS):
+        raise latest.error
+    return replace(probe, latest_problem=f"could not read the latest result: {latest.error.detail}")
 
 
 async def _usage(client: DuneClient) -> UsageReport | None:

@@ -17,13 +17,13 @@ from fivetran_connector_sdk import ConfigurationForm, Logging, Test, form_field
 
 from dune_async.catalogue import PERFORMANCE_TIERS, Entry
 from dune_async.client import DuneClient
-from dune_async.cursor import kind_of
 from dune_async.defaults import SETTINGS_TABLE, SettingSpec
-from dune_async.errors import AuthenticationError, DuneError, ForbiddenError, NotFoundError
+from dune_async.errors import AuthenticationError, DuneError, NotFoundError
+from dune_async.latest import Missing, read_latest
 from dune_async.logbridge import sdk_logging
 from dune_async.models import ResultMetadata
 from dune_async.settings import Settings, SettingsError
-from dune_async.tables import destination_name
+from dune_async.tables import ResultMismatch, check_result, destination_name
 
 logger = logging.getLogger("dune_async.setup_form")
 
@@ -123,35 +123,29 @@ async def _probe_entry(client: DuneClient, entry: Entry) -> tuple[str, ResultMet
         return problem, metadata
     names = list(metadata.column_names)
     _warn_if_renamed(where, "column", [name for name in entry.columns or names if name in names])
-    cursor_column = (entry.cursor.column,) if entry.cursor else ()
-    for key, wanted in (("primary_key", entry.primary_key), ("columns", entry.columns or ()),
-                        ("cursor", cursor_column)):
-        missing = [name for name in wanted if name not in names]
-        if missing:
-            return (f"{where}: {key!r} names column {missing[0]!r}, which its latest result does not have "
-                    f"(it has {', '.join(names)})"), metadata
-    if cursor_column and len(metadata.column_types) == len(names):
-        dune_type = metadata.column_types[names.index(cursor_column[0])]
-        if kind_of(dune_type) is None:
-            return (f"{where}: the 'cursor' column {cursor_column[0]!r} is {dune_type}; a cursor needs a number, "
-                    f"a date or a timestamp"), metadata
+    try:
+        check_result(entry, metadata)  # the verdict the writers give the same result during a sync
+    except ResultMismatch as exc:
+        return f"{where}: {exc}", metadata
     return "", metadata
 
 
 async def _probe_query(client: DuneClient, query_id: int, parameters: dict[str, Any],
                        where: str) -> tuple[str, ResultMetadata | None]:
     """A problem ("" when none) and the metadata of the latest result (None when there is none yet)."""
-    try:
-        page = await client.latest_metadata(query_id, parameters=parameters)
-    except NotFoundError as exc:
-        if "no execution found" in exc.detail.lower():
-            return "", None  # the query exists; it has just never run with these parameters
+    latest = await read_latest(client, query_id, parameters=parameters)  # all columns: the checks name them
+    if latest.page is not None:
+        return "", latest.page.metadata or ResultMetadata()
+    if latest.missing is Missing.NO_RESULT:
+        return "", None  # the query exists; it has just never run with these parameters
+    if latest.missing is Missing.NO_QUERY:
         return f"{where} does not exist or is private to another account", None
-    except ForbiddenError:
+    if latest.missing is Missing.HIDDEN:
         return f"{where} is archived, unsaved or not visible to this API key", None
-    except AuthenticationError:
+    if latest.missing is Missing.KEY_REJECTED:
         return "Dune rejected the API key (DUNE_API_KEY)", None
-    return "", page.metadata or ResultMetadata()
+    assert latest.error is not None
+    raise latest.error  # the whole test fails with Dune's word
 
 
 def _warn_if_renamed(where: str, kind: str, names: Iterable[str], *, table: bool = False) -> None:

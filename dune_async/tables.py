@@ -2,8 +2,9 @@
 
 `SCHEMA` holds the connector's own tables; `typed_table` declares a catalogue entry's table from the column
 names and types of the query's latest result (Dune's `column_types`, mapped by `types`), so that a column's
-type never depends on the values of its first rows. `destination_name` is the name Fivetran gives a table or
-column in the destination.
+type never depends on the values of its first rows. `check_result` judges whether a result can fill an entry's
+table at all: the writers fail the target with its verdict during a sync, the setup form reports the same verdict
+before one. `destination_name` is the name Fivetran gives a table or column in the destination.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from dune_async.catalogue import EXECUTION_TABLE, RESULT_TABLE, SYNC_TABLE, Entry
+from dune_async.cursor import CursorKind, kind_of
 from dune_async.events import Origin, Outcome
 from dune_async.models import ExecutionStatus, ResultMetadata
 from dune_async.types import fivetran_columns
@@ -91,6 +93,37 @@ def typed_table(entry: Entry, metadata: ResultMetadata | None) -> dict[str, Any]
         columns = {name: declared[name] for name in wanted if name in declared}
     columns.update({"_dune_execution_id": "STRING", "_dune_row": "LONG"})
     return {"table": entry.table, "primary_key": list(entry.table_key), "columns": columns}
+
+
+class ResultMismatch(ValueError):
+    """A result an entry's table cannot take; the message names the setting and the column, the caller the entry."""
+
+
+def check_result(entry: Entry, metadata: ResultMetadata | None) -> CursorKind | None:
+    """The kind of the entry's cursor column (None without a cursor), once the result is judged able to fill the
+    entry's table; raises `ResultMismatch` for the first `primary_key`, `columns` or `cursor` name the result does
+    not have, or a cursor column that is not a number, a date or a timestamp.
+
+    A result without column names is judged by its rows (a missing key column is a null in it), except for the
+    cursor: without names and types its kind cannot be known."""
+    names = list(metadata.column_names) if metadata else []
+    cursor = (entry.cursor.column,) if entry.cursor else ()
+    for key, wanted in (("primary_key", entry.primary_key), ("columns", entry.columns or ()), ("cursor", cursor)):
+        if not names and key != "cursor":
+            continue  # judged by the rows: a key column they lack is a null the merge writer fails on
+        missing = [name for name in wanted if name not in names]
+        if missing:
+            raise ResultMismatch(f"{key!r} names column {missing[0]!r}, which the result does not have (it has "
+                                 f"{', '.join(names) or 'no column names'})")
+    if not cursor:
+        return None
+    types = metadata.column_types if metadata else []
+    dune_type = types[names.index(cursor[0])] if len(types) == len(names) else ""
+    kind = kind_of(dune_type)
+    if kind is None:
+        raise ResultMismatch(f"the 'cursor' column {cursor[0]!r} is {dune_type or 'of no known type'}; a cursor "
+                             "must be a number, a date or a timestamp")
+    return kind
 
 
 def _error(status: ExecutionStatus, verdict: SyncVerdict | None) -> dict[str, Any] | None:

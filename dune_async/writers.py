@@ -26,8 +26,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from dune_async.catalogue import RESULT_TABLE, Entry, Mode
-from dune_async.cursor import CursorKind, Highest, kind_of
+from dune_async.cursor import CursorKind, Highest
 from dune_async.models import ResultMetadata
+from dune_async.tables import ResultMismatch, check_result
 from dune_async.types import RowConverter, row_converter
 
 logger = logging.getLogger("dune_async.writers")
@@ -114,21 +115,20 @@ class TypedWriter:
     def _converter(self, execution_id: str, metadata: ResultMetadata | None) -> RowConverter:
         convert = self._converters.get(execution_id)
         if convert is None:
+            self._check_result(metadata)
             names = metadata.column_names if metadata else []
             types = metadata.column_types if metadata and metadata.column_types else None
-            self._check_columns(names)
             convert = row_converter(names, types if types and len(types) == len(names) else None,
                                     declared=self._declared)
             self._converters = {execution_id: convert}  # one execution at a time: drop the old one
         return convert
 
-    def _check_columns(self, names: Sequence[str]) -> None:
-        wanted = self.entry.primary_key + (self.entry.columns or ())
-        missing = [name for name in wanted if names and name not in names]
-        if missing:
-            key = "primary_key" if missing[0] in self.entry.primary_key else "columns"
-            raise TargetError(f"{self.entry.label}: {key!r} names column {missing[0]!r}, which the result does "
-                              f"not have (it has {', '.join(names)})")
+    def _check_result(self, metadata: ResultMetadata | None) -> CursorKind | None:
+        """`tables.check_result`'s verdict (the one the setup form gives) as this target's failure."""
+        try:
+            return check_result(self.entry, metadata)
+        except ResultMismatch as exc:
+            raise TargetError(f"{self.entry.label}: {exc}") from None
 
     def _check(self, data: dict[str, Any]) -> None:
         """Mode-specific rules on a converted row (none by default)."""
@@ -178,17 +178,8 @@ class MergeWriter(TypedWriter):
         super().write(execution_id, offset, rows, metadata, synced_at)
 
     def _cursor_kind(self, metadata: ResultMetadata | None) -> CursorKind:
-        assert self.entry.cursor is not None
-        column = self.entry.cursor.column
-        names = metadata.column_names if metadata else []
-        if column not in names:
-            raise TargetError(f"{self.entry.label}: 'cursor' column {column!r} is not in the result (it has "
-                              f"{', '.join(names) or 'no column names'})")
-        dune_type = metadata.column_types[names.index(column)] if metadata and metadata.column_types else ""
-        kind = kind_of(dune_type)
-        if kind is None:
-            raise TargetError(f"{self.entry.label}: 'cursor' column {column!r} is {dune_type or 'of no known type'}; "
-                              "a cursor must be a number, a date or a timestamp")
+        kind = self._check_result(metadata)
+        assert kind is not None, "an entry with a cursor gets its kind or a TargetError"
         return kind
 
     def _check(self, data: dict[str, Any]) -> None:

@@ -273,11 +273,13 @@ def test_only_a_completely_written_execution_moves_the_cursor() -> None:
 
 @pytest.mark.parametrize(("metadata", "message"), [
     (ResultMetadata(column_names=["tx", "at"], column_types=["varbinary", "timestamp(3) with time zone"]),
-     "entry 0 \\(table 'trades'\\): 'cursor' column 'block' is not in the result \\(it has tx, at\\)"),
+     "entry 0 \\(table 'trades'\\): 'cursor' names column 'block', which the result does not have \\(it has tx, "
+     "at\\)"),
     (ResultMetadata(column_names=["tx", "block"], column_types=["varbinary", "varchar"]),
      "'cursor' column 'block' is varchar; a cursor must be a number, a date or a timestamp"),
+    (None, "'cursor' names column 'block', which the result does not have \\(it has no column names\\)"),
 ])
-def test_a_cursor_column_the_result_cannot_serve_fails_the_entry_by_name(metadata: ResultMetadata,
+def test_a_cursor_column_the_result_cannot_serve_fails_the_entry_by_name(metadata: ResultMetadata | None,
                                                                          message: str) -> None:
     report, state, _ = first_sync_of_one_page([{"tx": "0x01", "block": "1", "at": None}], metadata)
     assert re.search(message, report.message)

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devtools import sdk
+from dune_async.catalogue import Entry
+from dune_async.client import DuneClient
+from dune_async.latest import read_latest
+from dune_async.models import ResultMetadata
+from dune_async.settings import Settings
 from dune_async.setup_form import check_api_key, check_query_ids, check_settings, configuration_form
 from dune_async.tables import destination_name
+from dune_async.writers import TargetError, writer_for
 from dune_emulator import ColumnSpec, EmulatorThread, QuerySpec, Scenario
+from tests.fakes import FakeOperations
 
 KEY = "sk_test_FORM_SECRET_42"
 
@@ -171,3 +180,35 @@ def test_catalogue_entries_are_checked_against_their_latest_result(emulator: Emu
     assert "'ok'" not in message and "never_ran" not in message, "a query that never ran cannot be checked yet"
     assert after.get("execute", 0) == before.get("execute", 0) and after.get("sql_execute", 0) == before.get(
         "sql_execute", 0), "a setup test executed something"
+
+
+@pytest.mark.parametrize("entry", [
+    {"query_id": 12, "parameters": {"days": 7}, "mode": "merge", "primary_key": ["day_of_week"]},
+    {"query_id": 12, "parameters": {"days": 7}, "columns": ["n", "nope"]},
+    {**INCREMENTAL, "cursor": {**INCREMENTAL["cursor"], "column": "since"}},
+    {**INCREMENTAL, "cursor": {**INCREMENTAL["cursor"], "column": "label"}},
+    INCREMENTAL,
+], ids=["primary_key", "columns", "cursor_missing", "cursor_text", "good"])
+def test_the_writer_and_the_setup_form_give_one_verdict_on_an_entry(emulator: EmulatorThread,
+                                                                    entry: dict[str, Any]) -> None:
+    """The setup form's verdict before a sync is the one the writer gives the same latest result during it."""
+    configuration = config(emulator, DUNE_QUERY_IDS="", DUNE_QUERIES=json.dumps([{**entry, "table": "t"}]))
+    (parsed,) = Settings.from_configuration(configuration).entries
+    metadata = asyncio.run(_latest_metadata(configuration, parsed))
+    writer = writer_for(FakeOperations(), parsed, None)
+    try:
+        writer.write("01A", 0, [], metadata, datetime.now(UTC))
+        during = ""
+    except TargetError as exc:
+        during = str(exc).removeprefix(f"{parsed.label}: ")
+    before = check_query_ids(configuration).failure or ""
+    assert before == (f"DUNE_QUERIES {parsed.label}, query 12: {during}" if during else "")
+    assert (entry is INCREMENTAL) == (during == ""), "only the good entry passes"
+
+
+async def _latest_metadata(configuration: dict[str, str], entry: Entry) -> ResultMetadata:
+    assert entry.query_id is not None
+    async with DuneClient(Settings.from_configuration(configuration).client_settings()) as client:
+        latest = await read_latest(client, entry.query_id, parameters=entry.parameters)
+    assert latest.page is not None and latest.page.metadata is not None
+    return latest.page.metadata

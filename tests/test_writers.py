@@ -200,3 +200,18 @@ def test_an_entry_with_columns_downloads_only_those_on_every_page() -> None:
     assert [row["n"] for row in op.rows("narrow")] == list(range(35))
     assert {frozenset(row) for row in op.rows("narrow")} == {
         frozenset({"n", "amount", "_dune_execution_id", "_dune_row"})}
+
+
+@pytest.mark.parametrize(("key", "written"), [("n", 3), ("id", 0)])
+def test_a_result_without_column_names_is_judged_by_its_rows(key: str, written: int) -> None:
+    """No metadata to check the key against: the rows have it (written) or lack it (a null key fails the table)."""
+    settings = catalogue({"query_id": 1, "table": "m", "mode": "merge", "primary_key": [key]})
+    (plan,) = plan_queries(settings, SyncState())
+    op = FakeOperations()
+    sink = Sink(op, SyncState(), [plan])
+    sink.handle(ExecutionStarted(plan.key, "01A", Origin.EXECUTED))
+    sink.handle(RowsPage(plan.key, "01A", 0, rows(0, 3), None, None))
+    sink.handle(QueryDone(plan.key, Outcome.SYNCED, "01A", "COMPLETED", started_here=True))
+    (report,) = sink.close()
+    assert len(op.rows("m")) == written
+    assert ("null in primary key column 'id'" in report.message) == (key == "id")
