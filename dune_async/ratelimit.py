@@ -23,11 +23,14 @@ left within w + J. Run at Dune's own rate (B = q, ρ = q/w) it lets q + q·(w + 
 a burst of q at its start and q more leaking through before it ends. So the burst is capped: the window is
 stretched by JITTER_MARGIN (w' = 1.01·w, which covers J up to 0.6 s of a 60 s window) and B + ρ·w' = q.
 A smooth bucket (reads) banks a tenth of the quota (READ_BANK_SHARE) while it is idle: B = max(1, q/10) and
-ρ = (q - B)/w', one request every w'/(q - B) once the bank is spent (0.337 s on the Plus plan's 200 a minute).
-So the reads of executions that end together (a second sync looks at each when its last run ended) leave
-when they are wanted instead of waiting out a spacing each while the window has room, and polls still never
-spend more than a tenth of a window's allowance at once. Once the answers carry `r`, ρ = q/w' (the budget
-keeps each window within q). For one window after a 429 it sends evenly: B = 1. A bursting bucket (execute) takes
+ρ = q/w', one request every w'/q once the bank is spent (0.303 s on the Plus plan's 200 a minute). So the
+reads of executions that end together (a second sync looks at each when its last run ended) leave when they
+are wanted instead of waiting out a spacing each while the window has room, and polls still never spend more
+than a tenth of a window's allowance at once. B + ρ·w' is then above q: what keeps each of Dune's windows
+within q is the budget `r` once the answers carry it, and before that a log of our own sends (no request
+leaves while q of them lie within the last w'). Requests that may not draw on the bank (guesses, see
+`acquire`) leave only while it is full, at ρ. For one window after a 429 it sends evenly: B = 1, ρ = (q - 1)/w'.
+A bursting bucket (execute) takes
 B = ceil(q/2) and ρ = floor(q/2)/w' while it knows nothing but the configured rate: Free's 15 a minute lets 8
 executes go at once and 7 more a minute. Once the answers carry `r`, the budget above already keeps every
 window within q whatever the limiter allows, so a bursting bucket then takes B = q, ρ = q/w': all the
@@ -65,6 +68,9 @@ on a loop whose time only moves when it is idle (a virtual test clock); the bill
 READ_BANK_SHARE = 0.1
 """Share of its quota a smooth bucket (reads) lets leave at once after an idle spell: enough for the reads of
 executions that end together, small enough that polls never spend a window's allowance at once."""
+TICK = 1e-6
+"""A wait shorter than this is none: float rounding must not leave a wait of 1e-17 s that a loop whose clock
+ticks in microseconds (a virtual test clock) would repeat for ever."""
 PROBE_SECONDS = 5.0
 """Longest a lone request (the first, or the first after `r = 0`) holds the others back waiting for its answer:
 a safety net for a caller that never reports an answer; the client always does."""
@@ -308,11 +314,25 @@ class RateBucket:
         if shape is None:
             return 0.0
         level = self._level(*shape)
-        return level / shape[1] if level > 1e-6 else 0.0
+        return level / shape[1] if level / shape[1] > TICK else 0.0
 
     def _blocked_for(self) -> float:
         now = _now()
-        return max(self._resume_at - now, self._hold_until - now, 0.0)
+        return max(self._resume_at - now, self._hold_until - now, self._window_full_for(now), 0.0)
+
+    def _budgeted(self) -> bool:
+        """Whether Dune's answers carry `r`, the budget that keeps each of its windows within the quota."""
+        return self.reported is not None and self.reported.policy.remaining is not None
+
+    def _window_full_for(self, now: float) -> float:
+        """A smooth bucket without Dune's budget: seconds until fewer than q of our sends lie within the last w'
+        (its bank would otherwise let more than q into one of Dune's windows)."""
+        quota = self.per_minute
+        if self.burst or quota is None or self._budgeted() or len(self._sent) < quota:
+            return 0.0
+        oldest_counted = self._sent[-quota]  # the q-th newest send: while it is within w', q are
+        delay = oldest_counted + self._window_span() - now
+        return delay if delay > TICK else 0.0  # float rounding must not make a wait the clock cannot see
 
     def _must_wait_for_news(self) -> bool:
         """A lone request is out to learn the limits (the first, or the first after the budget ran out), or the
@@ -349,10 +369,11 @@ class RateBucket:
         span = self._window_span()
         if _now(default=0.0) < self._smooth_until:  # a window after a 429: evenly spaced
             return 1.0, max(1, quota - 1) / span
-        budgeted = self.reported is not None and self.reported.policy.remaining is not None
-        capacity = max(1, math.floor(quota * READ_BANK_SHARE)) if not self.burst else math.ceil(quota / 2)
-        if budgeted:  # the budget keeps each window within the quota
-            return float(quota if self.burst else capacity), quota / span
+        if not self.burst:  # the budget, or the log of our sends, keeps each window within the quota
+            return float(max(1, math.floor(quota * READ_BANK_SHARE))), quota / span
+        if self._budgeted():  # the budget keeps each window within the quota
+            return float(quota), quota / span
+        capacity = math.ceil(quota / 2)
         return float(capacity), max(1, quota - capacity) / span
 
     async def _current_limiter(self) -> AsyncLimiter | None:
