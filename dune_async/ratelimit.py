@@ -23,13 +23,14 @@ left within w + J. Run at Dune's own rate (B = q, ρ = q/w) it lets q + q·(w + 
 a burst of q at its start and q more leaking through before it ends. So the burst is capped: the window is
 stretched by JITTER_MARGIN (w' = 1.01·w, which covers J up to 0.6 s of a 60 s window) and B + ρ·w' = q.
 A smooth bucket (reads) banks a tenth of the quota (READ_BANK_SHARE) while it is idle: B = max(1, q/10) and
-ρ = q/w', one request every w'/q once the bank is spent (0.303 s on the Plus plan's 200 a minute). So the
-reads of executions that end together (a second sync looks at each when its last run ended) leave when they
-are wanted instead of waiting out a spacing each while the window has room, and polls still never spend more
-than a tenth of a window's allowance at once. B + ρ·w' is then above q: what keeps each of Dune's windows
-within q is the budget `r` once the answers carry it, and before that a log of our own sends (no request
-leaves while q of them lie within the last w'). Requests that may not draw on the bank (guesses, see
-`acquire`) leave only while it is full, at ρ. For one window after a 429 it sends evenly: B = 1, ρ = (q - 1)/w'.
+ρ = (q - 1)/w', one request every w'/(q - 1) once the bank is spent (0.305 s on the Plus plan's 200 a
+minute). So the reads of executions that end together (a second sync looks at each when its last run ended)
+leave when they are wanted instead of waiting out a spacing each while the window has room, and polls still
+never spend more than a tenth of a window's allowance at once. B + ρ·w' is then above q: a log of our own
+sends keeps each window within q - 1 (no request leaves while q - 1 of them lie within the last w'), so the
+budget `r` never runs out on our own sends alone. Requests that may not draw on the bank (guesses, see
+`acquire`) leave no sooner than one spacing (1/ρ) after the bucket's last send: alone they go at the even
+pace and leave the bank as they found it. For one window after a 429 it sends evenly: B = 1.
 A bursting bucket (execute) takes
 B = ceil(q/2) and ρ = floor(q/2)/w' while it knows nothing but the configured rate: Free's 15 a minute lets 8
 executes go at once and 7 more a minute. Once the answers carry `r`, the budget above already keeps every
@@ -160,8 +161,8 @@ class RateBucket:
 
         Among the requests waiting, a smaller `priority` goes first, first come first served within one: the
         request looking for a slot steps back into the queue when a more urgent one arrives. Without
-        `from_bank` a request leaves only once the bank is full again: at the bucket's even pace while nothing
-        else is sent, never taking what a burst of more wanted requests will need.
+        `from_bank` (a guess) a request leaves no sooner than one spacing after the bucket's last send: guesses
+        alone go at the even pace and never spend the bank that a burst of wanted requests will need.
         """
         arrival = next(self._arrivals)
         while True:
@@ -296,7 +297,7 @@ class RateBucket:
                     return None
                 continue
             limiter = await self._current_limiter()
-            if not from_bank and (refill := self._until_bank_full()) > 0:
+            if not from_bank and (refill := self._until_spaced()) > 0:
                 if not await self._unless_preempted(asyncio.sleep(refill)):
                     return None
                 continue
@@ -308,13 +309,14 @@ class RateBucket:
             if self._blocked_for() <= 0 and not self._must_wait_for_news():
                 return Slot(self._slots, _now())
 
-    def _until_bank_full(self) -> float:
-        """Seconds until the leaky bucket has drained to empty: its whole bank free again (0 when unlimited)."""
+    def _until_spaced(self) -> float:
+        """Seconds until one spacing has passed since our last send (0 when unlimited): a request that may not
+        draw on the bank leaves no sooner, so such requests alone neither spend nor refill it."""
         shape = self._target_shape()
-        if shape is None:
+        if shape is None or not self._sent:
             return 0.0
-        level = self._level(*shape)
-        return level / shape[1] if level / shape[1] > TICK else 0.0
+        delay = self._sent[-1] + 1.0 / shape[1] - _now()
+        return delay if delay > TICK else 0.0
 
     def _blocked_for(self) -> float:
         now = _now()
@@ -325,12 +327,14 @@ class RateBucket:
         return self.reported is not None and self.reported.policy.remaining is not None
 
     def _window_full_for(self, now: float) -> float:
-        """A smooth bucket without Dune's budget: seconds until fewer than q of our sends lie within the last w'
-        (its bank would otherwise let more than q into one of Dune's windows)."""
+        """A smooth bucket: seconds until fewer than q - 1 of our sends lie within the last w'. Its bank would
+        otherwise let more than q into one of Dune's windows; one short of q, Dune's budget `r` never runs out
+        on our own sends (that would hold every request until Dune's reset)."""
         quota = self.per_minute
-        if self.burst or quota is None or self._budgeted() or len(self._sent) < quota:
+        most = max(1, quota - 1) if quota is not None else 0
+        if self.burst or quota is None or len(self._sent) < most:
             return 0.0
-        oldest_counted = self._sent[-quota]  # the q-th newest send: while it is within w', q are
+        oldest_counted = self._sent[-most]  # while it is within w', `most` of our sends are
         delay = oldest_counted + self._window_span() - now
         return delay if delay > TICK else 0.0  # float rounding must not make a wait the clock cannot see
 
@@ -369,8 +373,8 @@ class RateBucket:
         span = self._window_span()
         if _now(default=0.0) < self._smooth_until:  # a window after a 429: evenly spaced
             return 1.0, max(1, quota - 1) / span
-        if not self.burst:  # the budget, or the log of our sends, keeps each window within the quota
-            return float(max(1, math.floor(quota * READ_BANK_SHARE))), quota / span
+        if not self.burst:  # the log of our sends keeps each window within the quota
+            return float(max(1, math.floor(quota * READ_BANK_SHARE))), max(1, quota - 1) / span
         if self._budgeted():  # the budget keeps each window within the quota
             return float(quota), quota / span
         capacity = math.ceil(quota / 2)

@@ -402,7 +402,7 @@ async def test_the_client_paces_by_the_headers_of_its_answers(mocked: aiorespons
     gaps = [b - a for a, b in zip(calls.times, calls.times[1:], strict=False)]
     # the lone first request, then the rest of the bank (a tenth of 200) at once, then Dune's rate
     assert gaps[1:19] == [0.0] * 18
-    assert gaps[19:] == [pytest.approx(60.6 / 200, abs=1e-5)] * 5, "not at the rate Dune reported"
+    assert gaps[19:] == [pytest.approx(60.6 / 199, abs=1e-5)] * 5, "not at the rate Dune reported"
     async with DuneClient(replace(settings, read_rpm_is_cap=True)) as capped:
         await asyncio.gather(*(capped.status(EXECUTION_ID) for _ in range(2)))
     assert capped.read_bucket.per_minute == 40, "DUNE_READ_RPM is a cap"

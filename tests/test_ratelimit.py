@@ -53,7 +53,7 @@ async def test_a_smooth_bucket_spaces_every_request_within_the_quota() -> None:
     bucket = RateBucket("read", quota, window_seconds=window, burst=False)
     start = now()
     granted = await acquire_all(bucket, 13)
-    spacing = window * (1 + JITTER_MARGIN) / quota
+    spacing = window * (1 + JITTER_MARGIN) / (quota - 1)
     assert bucket.spacing_seconds == pytest.approx(spacing)
     assert granted == [pytest.approx(start + i * spacing) for i in range(13)]
     assert most_in_any_window(granted, window * (1 + JITTER_MARGIN)) <= quota
@@ -61,8 +61,8 @@ async def test_a_smooth_bucket_spaces_every_request_within_the_quota() -> None:
 
 async def test_a_smooth_bucket_banks_a_tenth_of_the_quota_while_idle_and_no_window_gets_more() -> None:
     """Reads of executions that end together leave when wanted: a tenth of the quota at once after an idle
-    spell, then evenly spaced at the quota's rate; without Dune's budget, the log of our sends holds back the
-    request that would put more than the quota into one window."""
+    spell, then evenly spaced; the log of our sends holds back the request that would put more than q - 1 into
+    one window (so Dune's budget never runs out on our own sends)."""
     quota, window = 40, 1.0
     bucket = RateBucket("read", quota, window_seconds=window, burst=False)
     bucket.observe(None, await bucket.acquire())  # the lone first request, answered without headers
@@ -72,27 +72,28 @@ async def test_a_smooth_bucket_banks_a_tenth_of_the_quota_while_idle_and_no_wind
     span = window * (1 + JITTER_MARGIN)
     assert granted[:4] == [pytest.approx(start)] * 4, "a tenth of 40 leaves at once"
     assert granted[4] > start
-    assert granted[4:36] == [pytest.approx(start + i * span / quota) for i in range(1, 33)], "then q per w'"
-    assert most_in_any_window([start - 5.0, *granted], span) == quota
-    assert granted[40] == pytest.approx(start + span), "the 41st waits for the window's first sends to leave it"
+    assert granted[4:39] == [pytest.approx(start + i * span / (quota - 1)) for i in range(1, 36)], "then evenly"
+    assert most_in_any_window([start - 5.0, *granted], span) == quota - 1
+    assert granted[39] == pytest.approx(start + span), "the 40th waits for the window's first sends to leave it"
 
 
-async def test_a_request_not_from_the_bank_leaves_only_once_the_bank_is_full_again() -> None:
-    """Guesses (`from_bank=False`) go at the even pace and never spend the bank: after a burst of wanted requests
-    has spent it, they wait until it has refilled, so the next burst finds it whole."""
+async def test_a_request_not_from_the_bank_leaves_one_spacing_after_the_last_send() -> None:
+    """Guesses (`from_bank=False`) go at the even pace and never spend the bank: after an idle spell they do not
+    burst, and the wanted requests after them find the bank whole; after a burst they wait one spacing, not
+    for the bank to refill (which would leave the quota unused while only guesses wait)."""
     quota, window = 40, 1.0
     bucket = RateBucket("read", quota, window_seconds=window, burst=False)
     bucket.observe(None, await bucket.acquire())
     await asyncio.sleep(5.0)
-    span = window * (1 + JITTER_MARGIN)
+    spacing = window * (1 + JITTER_MARGIN) / (quota - 1)
     start = now()
     guesses = [(await bucket.acquire(1, from_bank=False)).sent_at for _ in range(3)]
-    assert guesses == [pytest.approx(start + i * span / quota) for i in range(3)], "the even pace, bank untouched"
-    await asyncio.sleep(5.0)
+    assert guesses == [pytest.approx(start + i * spacing) for i in range(3)], "the even pace, no burst"
+    await asyncio.sleep(spacing)  # the last guess's slot drains, as each did before the next
     burst = await acquire_all(bucket, 4)
     assert burst == [pytest.approx(burst[0])] * 4, "the bank is whole for the wanted ones"
     guess = await bucket.acquire(1, from_bank=False)
-    assert guess.sent_at == pytest.approx(burst[0] + 4 * span / quota), "after the bank has refilled"
+    assert guess.sent_at == pytest.approx(burst[0] + spacing), "one spacing after the last send"
 
 
 async def test_a_blind_bursting_bucket_caps_its_burst_so_no_window_gets_more_than_the_quota() -> None:
@@ -172,7 +173,7 @@ async def test_the_reported_quota_becomes_the_rate_unless_the_user_capped_it() -
     answer = report("read", plus, 60.0, remaining=plus - 1, reset=60)
     for bucket in (following, capped):
         bucket.observe(answer, await bucket.acquire())
-    assert following.per_minute == plus and following.spacing_seconds == pytest.approx(60.6 / plus)
+    assert following.per_minute == plus and following.spacing_seconds == pytest.approx(60.6 / (plus - 1))
     assert capped.per_minute == free, "DUNE_READ_RPM / DUNE_PLAN is a cap"
     lower = report("read", 10, 60.0, remaining=9, reset=60)
     capped.observe(lower, await capped.acquire())
@@ -297,7 +298,7 @@ async def test_a_cancelled_waiter_passes_its_turn_on() -> None:
     await asyncio.sleep(0.01)
     blocked.cancel()
     slot = await later
-    assert slot.sent_at == pytest.approx(1.01 / 3)
+    assert slot.sent_at == pytest.approx(1.01 / 2)
 
 
 async def test_has_capacity_says_whether_a_request_could_leave_now() -> None:
