@@ -42,7 +42,7 @@ import backoff
 import orjson
 
 from dune_async import __version__
-from dune_async.credits import PRESETS, Plan
+from dune_async.credits import PRESETS, Subscription
 from dune_async.defaults import DEFAULTS, default_int
 from dune_async.errors import (
     BadRequestError,
@@ -111,9 +111,9 @@ class ClientSettings:
 
     api_key: str = field(repr=False)
     base_url: str = DEFAULT_BASE_URL
-    write_rpm: int | None = PRESETS[Plan.FREE].write_rpm
+    write_rpm: int | None = PRESETS[Subscription.FREE].write_rpm
     """Executes per `window_seconds` before Dune's first answer says more (None: unlimited until then)."""
-    read_rpm: int | None = PRESETS[Plan.FREE].read_rpm
+    read_rpm: int | None = PRESETS[Subscription.FREE].read_rpm
     write_rpm_is_cap: bool = True
     """Whether `write_rpm` also caps the quota Dune reports (the user set it); else it is only the start."""
     read_rpm_is_cap: bool = True

@@ -3,7 +3,7 @@
 Dune bills every execution by the compute it used (failed ones too) and, since January 2026, every export of
 results by the megabyte (docs.dune.com/api-reference/overview/billing, read 2026-12-01): Free 20 credits a MB,
 Analyst 10, Plus 2, Enterprise by contract. Rate limits: docs.dune.com/api-reference/overview/rate-limits
-(same date), which lists no Analyst limits. This module owns the plan presets (rate limits and export price),
+(same date), which lists no Analyst limits. This module owns the subscriptions' presets (rate limits and export price),
 the estimates made before spending (an execution: the last cost recorded for the query, else 10 medium / 20
 large; a page: its bytes at the export price), and `Budget`, which refuses any spending whose estimate would
 take the sync over `DUNE_MAX_CREDITS_PER_SYNC`.
@@ -16,11 +16,11 @@ from enum import StrEnum
 
 BYTES_PER_MB = 1_000_000
 DEFAULT_EXECUTION_CREDITS = {"medium": 10.0, "large": 20.0}
-"""What an execution of a query never seen before is estimated to cost, by performance tier."""
+"""What an execution of a query never seen before is estimated to cost, by performance."""
 
 
-class Plan(StrEnum):
-    """Dune's plans, for `DUNE_PLAN`."""
+class Subscription(StrEnum):
+    """The Dune subscription the key belongs to (Dune calls them plans), for `DUNE_PLAN`."""
 
     FREE = "free"
     ANALYST = "analyst"
@@ -29,8 +29,8 @@ class Plan(StrEnum):
 
 
 @dataclass(frozen=True)
-class PlanPreset:
-    """What a plan allows and charges; explicit settings always win over it."""
+class SubscriptionPreset:
+    """What a subscription allows and charges; explicit settings always win over it."""
 
     write_rpm: int
     read_rpm: int
@@ -38,15 +38,15 @@ class PlanPreset:
 
 
 PRESETS = {
-    Plan.FREE: PlanPreset(15, 40, 20.0),
-    Plan.ANALYST: PlanPreset(15, 40, 10.0),  # Dune's rate-limits page documents no Analyst limits: Free's
-    Plan.PLUS: PlanPreset(70, 200, 2.0),
-    Plan.ENTERPRISE: PlanPreset(350, 1000, None),
+    Subscription.FREE: SubscriptionPreset(15, 40, 20.0),
+    Subscription.ANALYST: SubscriptionPreset(15, 40, 10.0),  # Dune's rate-limits page documents no Analyst limits: Free's
+    Subscription.PLUS: SubscriptionPreset(70, 200, 2.0),
+    Subscription.ENTERPRISE: SubscriptionPreset(350, 1000, None),
 }
 
 
 def execution_estimate(last_cost: float | None, performance: str) -> float:
-    """Credits an execute is expected to cost: what the query cost last time, or the tier's usual price."""
+    """Credits an execute is expected to cost: what the query cost last time, or the performance's usual price."""
     if last_cost is not None:
         return last_cost
     return DEFAULT_EXECUTION_CREDITS.get(performance, DEFAULT_EXECUTION_CREDITS["large"])

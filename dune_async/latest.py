@@ -1,6 +1,6 @@
 """The read of a query's latest result without rows, and what its failures mean.
 
-`schema()` (`discovery`), the setup form and `python -m dune_async plan` (`preview`) each ask Dune for the latest
+`schema()` (`discovery`), the setup form and `python -m dune_async preview` (`preview`) each ask Dune for the latest
 result's metadata (`DuneClient.latest_metadata`), with the entry's parameters and, where they matter, its columns
 and filters. What each failure means is decided here, once: a 404 "No execution found" is a query that has just
 never run with these parameters, another 404 no such query (or one private to another account), a 403 one this

@@ -4,7 +4,7 @@
 with one action (`Skip`, `Resume`, `ReuseOrExecute` or `Execute`), a type per action carrying only that
 action's data. The orchestrator carries actions out and decides nothing else; what it learns on the way
 (whether an execution to resume can still be read, whether a latest result is fresh) it judges with the rules
-in `rules.py`, which the `plan` command's forecast calls too.
+in `rules.py`, which the `preview` command's forecast calls too.
 
 Each destination is a `Target` with a state key of its own: a query of `DUNE_QUERY_IDS` feeding the JSON
 table (key: the query id), or a catalogue entry feeding its typed table (key: the table name). The action is

@@ -1,6 +1,6 @@
 """What the next sync would do and what it would cost, found with calls that cost no credits.
 
-`python -m dune_async plan` (see `__main__`) plans like a sync (`plan_queries`), then asks Dune only what is
+`python -m dune_async preview` (see `__main__`) plans like a sync (`plan_queries`), then asks Dune only what is
 free: the status of an execution to resume, the latest result's metadata with no rows
 (`DuneClient.latest_metadata`) and the usage report. It executes nothing and downloads no rows.
 
@@ -412,7 +412,7 @@ def _first_cause(error: BaseException) -> BaseException:
 # -- the command ---------------------------------------------------------------------------------------------------
 
 
-def run_plan(configuration_path: Path, state_path: Path | None = None) -> str:
+def run_preview(configuration_path: Path, state_path: Path | None = None) -> str:
     """The forecast as text; `PreviewError` (exit code 2 for bad input) for anything the user must fix."""
     configuration = _json_object(configuration_path, "configuration")
     try:

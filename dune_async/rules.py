@@ -1,8 +1,8 @@
-"""The judgements a sync makes from what Dune says, shared by the sync and the `plan` command's forecast.
+"""The judgements a sync makes from what Dune says, shared by the sync and the `preview` command's forecast.
 
 A plan's action (`plan.py`) is decided before any request; carrying it out needs two judgements of Dune's
 answers: can an earlier sync's execution still give rows (else the action's fallback applies), and is a latest
-result fresh enough to reuse. Both are made here, once, so that `python -m dune_async plan` forecasts exactly
+result fresh enough to reuse. Both are made here, once, so that `python -m dune_async preview` forecasts exactly
 what the sync then does.
 """
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from dune_async.catalogue import PERFORMANCE_TIERS, CatalogueError, Entry, parse_catalogue
 from dune_async.client import ClientSettings, checked_base_url
-from dune_async.credits import PRESETS, Plan, PlanPreset
+from dune_async.credits import PRESETS, Subscription, SubscriptionPreset
 from dune_async.defaults import DEFAULTS, default_float, default_int
 from dune_async.errors import InsecureBaseURLError, redact
 
@@ -49,9 +49,9 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     query_parameters: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     performance: str = DEFAULTS["DUNE_PERFORMANCE"]
-    write_rpm: int = PRESETS[Plan.FREE].write_rpm
+    write_rpm: int = PRESETS[Subscription.FREE].write_rpm
     """Executes a minute before Dune's first answer; also the most, if `rpm_caps` says so."""
-    read_rpm: int = PRESETS[Plan.FREE].read_rpm
+    read_rpm: int = PRESETS[Subscription.FREE].read_rpm
     rpm_caps: tuple[bool, bool] = (False, False)
     """Whether write_rpm and read_rpm cap what Dune reports (set by the user, or by DUNE_PLAN); else they are
     only where the connector starts, and Dune's headers set the pace."""
@@ -62,7 +62,7 @@ class Settings:
     execution_timeout_seconds: float = default_float("DUNE_EXECUTION_TIMEOUT_SECONDS")
     checkpoint_rows: int = default_int("DUNE_CHECKPOINT_ROWS")
     max_result_age_hours: float | None = None
-    plan: Plan | None = None
+    subscription: Subscription | None = None
     export_credits_per_mb: float | None = default_float("DUNE_EXPORT_CREDITS_PER_MB")
     max_credits_per_sync: float | None = None
 
@@ -90,9 +90,9 @@ class Settings:
         performance = _performance(reader.text("DUNE_PERFORMANCE") or DEFAULTS["DUNE_PERFORMANCE"])
         max_result_age_hours = reader.optional_number("DUNE_MAX_RESULT_AGE_HOURS", minimum=0.0)
         entries = _entries(reader.text("DUNE_QUERIES"), performance, max_result_age_hours)
-        plan = _plan(reader.text("DUNE_PLAN"))
-        preset = PRESETS[plan] if plan else None
-        start = preset or PRESETS[Plan.FREE]
+        subscription = _subscription(reader.text("DUNE_PLAN"))
+        preset = PRESETS[subscription] if subscription else None
+        start = preset or PRESETS[Subscription.FREE]
         query_ids = _query_ids(reader.text("DUNE_QUERY_IDS"))
         if not query_ids and not entries:
             raise SettingsError("DUNE_QUERY_IDS", "is required unless DUNE_QUERIES names at least one query")
@@ -105,8 +105,8 @@ class Settings:
             performance=performance,
             write_rpm=reader.integer("DUNE_WRITE_RPM", minimum=1, default=start.write_rpm),
             read_rpm=reader.integer("DUNE_READ_RPM", minimum=1, default=start.read_rpm),
-            rpm_caps=(plan is not None or bool(reader.text("DUNE_WRITE_RPM")),
-                      plan is not None or bool(reader.text("DUNE_READ_RPM"))),
+            rpm_caps=(subscription is not None or bool(reader.text("DUNE_WRITE_RPM")),
+                      subscription is not None or bool(reader.text("DUNE_READ_RPM"))),
             page_size=reader.integer("DUNE_PAGE_SIZE", minimum=1, maximum=1_000_000),
             memory_budget_mb=reader.integer("DUNE_MEMORY_BUDGET_MB", minimum=8, maximum=1_000_000),
             min_poll_seconds=reader.number("DUNE_MIN_POLL_INTERVAL_SECONDS", minimum=0.05),
@@ -114,7 +114,7 @@ class Settings:
             execution_timeout_seconds=reader.number("DUNE_EXECUTION_TIMEOUT_SECONDS", minimum=1.0),
             checkpoint_rows=reader.integer("DUNE_CHECKPOINT_ROWS", minimum=1),
             max_result_age_hours=max_result_age_hours,
-            plan=plan,
+            subscription=subscription,
             export_credits_per_mb=_export_price(reader, preset),
             max_credits_per_sync=reader.optional_number("DUNE_MAX_CREDITS_PER_SYNC", minimum=0.0),
         )
@@ -210,16 +210,16 @@ def _api_key(raw: str) -> str:
     return raw
 
 
-def _plan(raw: str) -> Plan | None:
+def _subscription(raw: str) -> Subscription | None:
     if not raw:
         return None
     try:
-        return Plan(raw.lower())
+        return Subscription(raw.lower())
     except ValueError:
-        raise SettingsError("DUNE_PLAN", f"must be one of {', '.join(p.value for p in Plan)}, got {raw!r}") from None
+        raise SettingsError("DUNE_PLAN", f"must be one of {', '.join(p.value for p in Subscription)}, got {raw!r}") from None
 
 
-def _export_price(reader: _Reader, preset: PlanPreset | None) -> float | None:
+def _export_price(reader: _Reader, preset: SubscriptionPreset | None) -> float | None:
     explicit = reader.optional_number("DUNE_EXPORT_CREDITS_PER_MB", minimum=0.0)
     if explicit is not None:
         return explicit

@@ -1,5 +1,5 @@
 """`latest.read_latest`: what each answer to a latest read without rows means, decided once for `schema()`, the setup
-form and the `plan` command (against the emulator)."""
+form and the `preview` command (against the emulator)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`python -m dune_async plan` against the emulator: free calls only, the sync's own decisions, clear errors.
+"""`python -m dune_async preview` against the emulator: free calls only, the sync's own decisions, clear errors.
 
 Each forecast is checked against what a real sync (`run_sync`, in-process) then does from the same state, so
 the preview cannot drift from the orchestrator's rules unnoticed.
@@ -191,7 +191,7 @@ def test_bad_settings_exit_non_zero_with_the_settings_message(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "configuration.json"
     path.write_text(json.dumps({"DUNE_API_KEY": KEY, "DUNE_QUERY_IDS": ""}))
-    assert main(["plan", "--configuration", str(path)]) == 2
+    assert main(["preview", "--configuration", str(path)]) == 2
     out, err = capsys.readouterr()
     assert "DUNE_QUERY_IDS: is required" in err and out == ""
     assert KEY not in out + err
@@ -204,7 +204,7 @@ def test_a_wrong_key_says_check_dune_api_key_and_never_shows_it(tmp_path: Path,
     with EmulatorThread(scenario(QuerySpec(41, latest_result_age_seconds=60)), api_key=KEY, port=0) as emulator:
         path = tmp_path / "configuration.json"
         path.write_text(json.dumps({**configuration(emulator, "41"), "DUNE_API_KEY": wrong}))
-        code = main(["plan", "--configuration", str(path)])
+        code = main(["plan", "--configuration", str(path)])  # the command's name in earlier versions
     out, err = capsys.readouterr()
     assert code == 1
     assert "401" in err and "check DUNE_API_KEY" in err
@@ -220,7 +220,7 @@ def test_the_command_runs_in_a_subprocess_from_the_sdk_state_file(tmp_path: Path
         (tmp_path / "configuration.json").write_text(json.dumps(config))
         # As the SDK's runner writes files/state.json: the checkpoint's state, compact.
         (tmp_path / "state.json").write_text(json.dumps(first.checkpoints[-1], separators=(",", ":")))
-        done = subprocess.run([sys.executable, "-m", "dune_async", "plan", "--configuration",
+        done = subprocess.run([sys.executable, "-m", "dune_async", "preview", "--configuration",
                                str(tmp_path / "configuration.json"), "--state", str(tmp_path / "state.json")],
                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr

@@ -134,7 +134,7 @@ def test_dune_plan_sets_the_rate_and_export_price_defaults(plan: str, write: int
 
 def test_without_dune_plan_the_defaults_are_free() -> None:
     settings = parse()
-    assert settings.plan is None and settings.max_credits_per_sync is None
+    assert settings.subscription is None and settings.max_credits_per_sync is None
     assert (settings.write_rpm, settings.read_rpm, settings.export_credits_per_mb) == (15, 40, 20.0)
 
 
