@@ -1,14 +1,15 @@
 """The read of a query's latest result without rows, and what its failures mean.
 
-`schema()` (`discovery`), the setup form and `python -m dune_async preview` (`preview`) each ask Dune for the latest
-result's metadata (`DuneClient.latest_metadata`), with the entry's parameters and, where they matter, its columns
-and filters. What each failure means is decided here, once: a 404 "No execution found" is a query that has just
-never run with these parameters, another 404 no such query (or one private to another account), a 403 one this
-key may not see, a 400 a request Dune refuses (most often `columns` or `filters` it does not take), a 401 a
-rejected key. Every other Dune error (credits exhausted, Dune unavailable, an unexpected answer) is kept as
-`FAILED` with the error, for the caller to stop on or to survive. What a caller does with each is its own
-business: `schema()` survives them all, the setup form reports them, the preview stops on the ones no other
-probe can escape (`STOPPING_ERRORS`).
+`schema()` (`discovery`), the setup form, `python -m dune_async preview` (`preview`) and a latest entry's sync
+(the orchestrator) each ask Dune for the latest result's metadata (`DuneClient.latest_metadata`), with the
+entry's parameters and, where they matter, its columns and filters. What each failure means is decided
+here, once: a 404 "No execution found" is a query that has just never run with these parameters, another 404
+no such query (or one private to another account), a 403 one this key may not see, a 400 a request Dune
+refuses (most often `columns` or `filters` it does not take), a 401 a rejected key. Every other Dune error
+(credits exhausted, Dune unavailable, an unexpected answer) is kept as `FAILED` with the error, for the caller
+to stop on or to survive. What a caller does with each is its own business: `schema()` survives them all, the
+setup form reports them, the preview stops on the ones no other probe can escape (`STOPPING_ERRORS`), the
+sync ends the entry (no result yet, refused) or treats the error as any other read's.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from dune_async.events import (
     SyncTotals,
 )
 from dune_async.execution import Job, Phase
+from dune_async.latest import Missing, read_latest
 from dune_async.models import ExecutionHandle, ExecutionState, ExecutionStatus, ResultPage
 from dune_async.plan import QueryPlan, ReadLatest, Resume, ReuseOrExecute, Skip
 from dune_async.reader import PageReader, ReadEnd, Spending
@@ -229,17 +230,19 @@ class Orchestrator:
         synced, else it is bound and read through `/execution/{id}/results`, filtered as the plan says."""
         plan = job.plan
         assert plan.query_id is not None
-        try:
-            latest = await self._client.latest_metadata(plan.query_id, parameters=dict(plan.parameters),
-                                                        columns=plan.columns, filters=plan.filters)
-        except NotFoundError:
+        latest = await read_latest(self._client, plan.query_id, parameters=dict(plan.parameters),
+                                   columns=plan.columns, filters=plan.filters)
+        if latest.missing is Missing.NO_RESULT:
             self._end(job, Outcome.NOT_FOUND, message="Dune has no result of this query yet, and a latest "
                       "entry never executes it: run or schedule it on Dune")
             return
-        except BadRequestError as exc:
-            self._end(job, Outcome.REFUSED, message=_message(plan, exc))
+        if latest.missing is Missing.REFUSED and latest.error is not None:
+            self._end(job, Outcome.REFUSED, message=_message(plan, latest.error))
             return
-        status = latest.status
+        if latest.page is None:
+            assert latest.error is not None
+            raise latest.error  # no such query, not visible, a rejected key or Dune down: as for any other read
+        status = latest.page.status
         age = age_hours(status, datetime.now(UTC))
         if action.warn_after_hours is not None and age > action.warn_after_hours:
             logger.warning("%s: the latest result is %.1f h old (more than %g h): is the query still refreshed "
