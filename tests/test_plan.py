@@ -110,3 +110,17 @@ def test_a_table_is_declared_as_schema_said_and_judged_from_the_state_only_witho
     assert declared(None) == {"ran_before": True, "first_time": False}, "without schema()'s word: the state's guess"
     assert declared(frozenset({"first_time"})) == {"ran_before": False, "first_time": True}
     assert declared(frozenset()) == {"ran_before": False, "first_time": False}
+
+
+def test_only_an_executed_and_unpriced_earlier_execution_is_priced_and_never_twice() -> None:
+    """Results answers carry no cost, so the next sync reads what the last execution this connector ran cost;
+    never for one whose cost the state knows (a read paid again), one Dune's scheduler ran (not ours), nor one
+    being resumed (the resume's own status read says it)."""
+    sync_state = SyncState({
+        "1": QueryProgress("01PRICED", 10, True, PLAIN, Outcome.SYNCED, last_cost=7.0),
+        "2": QueryProgress("01UNPRICED", 10, True, PLAIN, Outcome.SYNCED),
+        "3": QueryProgress("01REUSED", 10, True, PLAIN, Outcome.SYNCED, Origin.REUSED),
+        "4": QueryProgress("01HALF", 4, False, fingerprint({"days": 7}, "medium")),
+    })
+    unpriced = {p.query_id: p.unpriced for p in plan_queries(SETTINGS, sync_state)}
+    assert unpriced == {1: None, 2: "01UNPRICED", 3: None, 4: None, 5: None}
