@@ -91,6 +91,7 @@ class TypedWriter:
         self.table = entry.table
         self._declared = declared
         self._converters: dict[str, RowConverter] = {}
+        self.cursor_kind: CursorKind | None = None  # the cursor column's kind in the result (`check_result`)
 
     def write(self, execution_id: str, offset: int, rows: Sequence[dict[str, Any]],
               metadata: ResultMetadata | None, synced_at: datetime) -> None:
@@ -115,7 +116,7 @@ class TypedWriter:
     def _converter(self, execution_id: str, metadata: ResultMetadata | None) -> RowConverter:
         convert = self._converters.get(execution_id)
         if convert is None:
-            self._check_result(metadata)
+            self.cursor_kind = self._check_result(metadata)
             names = metadata.column_names if metadata else []
             types = metadata.column_types if metadata and metadata.column_types else None
             convert = row_converter(names, types if types and len(types) == len(names) else None,
@@ -173,14 +174,11 @@ class MergeWriter(TypedWriter):
               metadata: ResultMetadata | None, synced_at: datetime) -> None:
         if execution_id != self._hashed_execution:
             self._key_hashes, self._hashed_execution = array("q"), execution_id
+        self._converter(execution_id, metadata)  # checks the result once per execution, before any row
         if self.entry.cursor is not None and self.highest is None:
-            self.highest = Highest(self.entry.cursor.column, self._cursor_kind(metadata))
+            assert self.cursor_kind is not None, "an entry with a cursor gets its kind or a TargetError"
+            self.highest = Highest(self.entry.cursor.column, self.cursor_kind)
         super().write(execution_id, offset, rows, metadata, synced_at)
-
-    def _cursor_kind(self, metadata: ResultMetadata | None) -> CursorKind:
-        kind = self._check_result(metadata)
-        assert kind is not None, "an entry with a cursor gets its kind or a TargetError"
-        return kind
 
     def _check(self, data: dict[str, Any]) -> None:
         values = []
